@@ -1,0 +1,3 @@
+from intentkit.cli import run
+
+run()

@@ -1,0 +1,74 @@
+"""The trained-model artifact: a self-sufficient Hugging Face model folder plus ``intentkit.json``.
+
+Layout: ``config.json`` (with ``id2label``/``label2id``), ``model.safetensors``, tokenizer files,
+``intentkit.json`` and a ``README.md`` model card. ``transformers.pipeline`` loads it unchanged.
+
+``intentkit.json`` keys (all optional except ``format_version``):
+``format_version``, ``intentkit_version``, ``train_config`` (resolved TrainConfig), ``data``
+(fingerprint, path, label counts), ``max_length``, ``metrics`` (best validation metrics),
+``calibration`` (``temperature``, ``threshold``, ``reject_label``, ``oos_label``, ``rule``, ...),
+``versions`` (torch, transformers, python), ``created``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from intentkit.errors import ModelError
+
+META_FILE = "intentkit.json"
+FORMAT_VERSION = 1
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer.model", "spiece.model")
+
+
+def check_artifact_dir(path: str | Path, *, flag: str = "MODEL_DIR") -> Path:
+    """Validate an artifact folder; raise one ModelError listing every missing file and the fix."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelError(f"{flag} {path}: no such folder; train one with `intentkit train`")
+    missing = []
+    if not (path / "config.json").is_file():
+        missing.append("config.json")
+    if not any((path / f).is_file() for f in WEIGHT_FILES):
+        missing.append("model.safetensors")
+    if not any((path / f).is_file() for f in TOKENIZER_FILES):
+        missing.append("tokenizer files (tokenizer.json or vocab.txt)")
+    if not (path / META_FILE).is_file():
+        missing.append(META_FILE)
+    if missing:
+        raise ModelError(
+            f"{flag} {path} is not a complete intentkit model: missing {', '.join(missing)}; "
+            "retrain with `intentkit train --out DIR` (or resume it with --resume)"
+        )
+    return path
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """Read ``intentkit.json`` from an artifact folder ({} if absent)."""
+    f = Path(path) / META_FILE
+    if not f.is_file():
+        return {}
+    try:
+        return json.loads(f.read_text("utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{f} is not valid JSON ({exc}); retrain or restore it") from exc
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries an artifact depends on, for reproducibility."""
+    import platform
+
+    import torch
+    import transformers
+
+    from intentkit import __version__
+
+    return {
+        "intentkit": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+    }

@@ -1,0 +1,187 @@
+"""Typed configuration, grouped by concern, plus YAML presets.
+
+Every field is documented; ``__post_init__`` validates and names the CLI flag in its message, and
+all problems of one config are collected and raised together. Precedence everywhere:
+dataclass defaults < preset (``--preset``) < explicit flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from intentkit.errors import ConfigError
+
+CLASS_WEIGHT_MODES = ("none", "balanced", "sqrt")
+METRICS = ("accuracy", "macro_f1", "weighted_f1")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _raise_if(problems: list[str]) -> None:
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+@dataclass
+class DataConfig:
+    """How ``intentkit data prepare`` reads, cleans and splits a dataset."""
+
+    text_column: str | None = None  #: --text-column; None = detect (text, instruction, ...)
+    label_column: str | None = None  #: --label-column; None = detect (label, category, intent, ...)
+    test_size: float = 0.2  #: --test-size, share of rows held out for test (single-split sources)
+    val_size: float = 0.0  #: --val-size, share held out for validation (0 = none)
+    seed: int = 42  #: --seed for the stratified split
+    min_per_label: int = 2  #: --min-per-label, labels with fewer rows are an error
+    include_oos: bool = False  #: --include-oos, keep CLINC150's out-of-scope rows as label "oos"
+    resplit: bool = False  #: --resplit, ignore a source's official splits and split anew
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 0 < self.test_size < 1:
+            problems.append(f"--test-size must be in (0, 1), got {self.test_size}")
+        if not 0 <= self.val_size < 1:
+            problems.append(f"--val-size must be in [0, 1), got {self.val_size}")
+        if self.test_size + self.val_size >= 1:
+            problems.append(
+                f"--test-size + --val-size must be below 1, got {self.test_size + self.val_size:g}"
+            )
+        if self.min_per_label < 1:
+            problems.append(f"--min-per-label must be at least 1, got {self.min_per_label}")
+        _raise_if(problems)
+
+
+@dataclass
+class TrainConfig:
+    """Fine-tuning hyper-parameters (``intentkit train``)."""
+
+    model: str = "modernbert-base"  #: --model: alias, local folder or hub id
+    max_length: int | None = None  #: --max-length; None = data inspect's recommendation
+    epochs: float = 3.0  #: --epochs
+    batch_size: int = 32  #: --batch-size per device
+    eval_batch_size: int = 64  #: --eval-batch-size
+    lr: float = 5e-5  #: --lr peak learning rate
+    warmup_steps: int | None = None  #: --warmup-steps (absolute); exclusive with --warmup-ratio
+    warmup_ratio: float | None = None  #: --warmup-ratio of total steps (default 0.1)
+    weight_decay: float = 0.01  #: --weight-decay
+    grad_accum: int = 1  #: --grad-accum gradient accumulation steps
+    dropout: float | None = None  #: --dropout applied to every dropout field of the model
+    label_smoothing: float = 0.0  #: --label-smoothing
+    class_weights: str = "none"  #: --class-weights none|balanced|sqrt
+    metric: str = "macro_f1"  #: --metric used to pick the best checkpoint
+    patience: int | None = None  #: --patience evaluations without improvement before stopping
+    early_stopping_threshold: float = 0.0  #: --early-stopping-threshold minimum improvement
+    eval_steps: int | None = None  #: --eval-steps; None = evaluate every epoch
+    val_size: float = 0.1  #: --val-size carved from train when the data has no val split
+    seed: int = 42  #: --seed
+    device: str = "auto"  #: --device auto|cpu|cuda|mps
+    gradient_checkpointing: bool = False  #: --gradient-checkpointing (slower, less memory)
+    report_to: str = "none"  #: --report-to none|tensorboard
+    save_total_limit: int = 2  #: checkpoints kept in MODEL_DIR/checkpoints
+    layerwise_lr_decay: float | None = None  #: --layerwise-lr-decay factor per layer (e.g. 0.9)
+    oos_label: str | None = None  #: --oos-label: label in the data that means out-of-scope
+    reject_label: str = "out_of_scope"  #: --reject-label answered below the threshold
+    oos_target: float = 0.95  #: --oos-target: keep validation in-scope accuracy >= this
+    calibrate: bool = True  #: fit temperature + threshold on validation after training
+    extra: dict[str, Any] = field(default_factory=dict)  #: preset-only knobs for experiments
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.warmup_steps is not None and self.warmup_ratio is not None:
+            problems.append("Can't provide both --warmup-steps and --warmup-ratio")
+        if self.max_length is not None and self.max_length < 8:
+            problems.append(f"--max-length must be at least 8, got {self.max_length}")
+        if self.epochs <= 0:
+            problems.append(f"--epochs must be positive, got {self.epochs}")
+        for name in ("batch_size", "eval_batch_size", "grad_accum"):
+            if getattr(self, name) < 1:
+                problems.append(f"--{name.replace('_', '-')} must be at least 1")
+        if self.lr <= 0:
+            problems.append(f"--lr must be positive, got {self.lr}")
+        if self.class_weights not in CLASS_WEIGHT_MODES:
+            problems.append(f"--class-weights must be one of {', '.join(CLASS_WEIGHT_MODES)}")
+        if self.metric not in METRICS:
+            problems.append(f"--metric must be one of {', '.join(METRICS)}")
+        if self.device not in DEVICES:
+            problems.append(f"--device must be one of {', '.join(DEVICES)}")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            problems.append(f"--dropout must be in [0, 1), got {self.dropout}")
+        if not 0 <= self.label_smoothing < 1:
+            problems.append(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0 < self.val_size < 1:
+            problems.append(f"--val-size must be between 0 and 1, got {self.val_size}")
+        if not 0 < self.oos_target <= 1:
+            problems.append(f"--oos-target must be in (0, 1], got {self.oos_target}")
+        if self.report_to not in ("none", "tensorboard"):
+            problems.append("--report-to must be none or tensorboard")
+        _raise_if(problems)
+
+
+@dataclass
+class ServeConfig:
+    """HTTP server and micro-batcher settings (``intentkit serve`` / ``deploy``)."""
+
+    host: str = "127.0.0.1"  #: --host; 127.0.0.1 unless told otherwise
+    port: int = 8080  #: --port (SageMaker's container contract uses 8080)
+    max_batch_tokens: int = 16384  #: --max-batch-tokens padded tokens per forward pass
+    max_batch_size: int = 256  #: --max-batch-size texts per forward pass
+    max_wait_ms: float = 5.0  #: --max-wait-ms a request waits for others to share its batch
+    max_queue: int = 1024  #: --max-queue pending texts before answering 429
+    max_body_bytes: int = 1_000_000  #: --max-body-bytes request body limit (413 above)
+    max_texts_per_request: int = 1024  #: texts in one request (413 above)
+    api_key: str | None = None  #: --api-key bearer token; None = no auth
+    device: str = "auto"  #: --device auto|cpu|cuda
+    reject: bool = True  #: --no-reject turns out-of-scope rejection off
+    threads: int | None = None  #: --threads torch intra-op threads; None = all cores
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 0 < self.port < 65536:
+            problems.append(f"--port must be in 1..65535, got {self.port}")
+        for name in ("max_batch_tokens", "max_batch_size", "max_queue", "max_body_bytes"):
+            if getattr(self, name) < 1:
+                problems.append(f"--{name.replace('_', '-')} must be at least 1")
+        if self.max_wait_ms < 0:
+            problems.append(f"--max-wait-ms must be >= 0, got {self.max_wait_ms}")
+        if self.device not in DEVICES:
+            problems.append(f"--device must be one of {', '.join(DEVICES)}")
+        _raise_if(problems)
+
+
+def list_presets() -> list[str]:
+    """Names of the YAML presets shipped in ``intentkit/presets``."""
+    root = resources.files("intentkit") / "presets"
+    return sorted(p.name[: -len(".yaml")] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """Read preset ``name`` as ``{"data": {...}, "train": {...}, "serve": {...}}`` sections."""
+    import yaml
+
+    names = list_presets()
+    if name not in names:
+        raise ConfigError(f"--preset {name}: unknown preset; choose one of {', '.join(names)}")
+    text = (resources.files("intentkit") / "presets" / f"{name}.yaml").read_text("utf-8")
+    doc = yaml.safe_load(text) or {}
+    unknown = set(doc) - {"description", "data", "train", "serve"}
+    if unknown:
+        raise ConfigError(f"preset {name} has unknown sections: {', '.join(sorted(unknown))}")
+    return doc
+
+
+def build(cls: type, preset: dict[str, Any] | None = None, **flags: Any) -> Any:
+    """Build a config dataclass from defaults < preset section < flags that are not None."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for source in (preset or {}, {k: v for k, v in flags.items() if v is not None}):
+        unknown = set(source) - names
+        if unknown:
+            raise ConfigError(f"{cls.__name__}: unknown option(s) {', '.join(sorted(unknown))}")
+        values.update(source)
+    return cls(**values)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a config dataclass (written into every artifact)."""
+    return dataclasses.asdict(cfg)
