@@ -1,0 +1,156 @@
+"""Predictor: tokenize -> forward -> labels and scores, from a trained artifact folder.
+
+One decision path for everyone: ``intentkit predict``, ``intentkit evaluate`` and the HTTP server
+all call :meth:`Predictor.logits` then :func:`intentkit.calibration.apply`, so served answers equal
+local ones. Batches are sorted by length and padded only to their own longest text (no pad-to-64).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from intentkit.artifact import check_artifact_dir, read_meta
+from intentkit.errors import ConfigError
+
+
+def resolve_device(device: str = "auto") -> str:
+    """Map ``auto`` to cuda/cpu and fail with a one-line error for an unavailable device."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is visible; use --device cpu (or auto)")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--device mps: MPS is not available; use --device cpu (or auto)")
+    return device
+
+
+class Predictor:
+    """A loaded intent classifier; :meth:`logits` may be called from several threads."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        meta: dict[str, Any] | None = None,
+        device: str = "cpu",
+        reject: bool = True,
+        path: Path | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.meta = meta or {}
+        self.device = device
+        self.reject = reject
+        self.path = path
+        id2label = model.config.id2label
+        self.labels: list[str] = [str(id2label[i]) for i in range(len(id2label))]
+        limit = getattr(model.config, "max_position_embeddings", 512) or 512
+        self.max_length: int = int(self.meta.get("max_length") or min(limit, 512))
+        self.calibration: dict[str, Any] | None = self.meta.get("calibration")
+
+    @classmethod
+    def from_dir(
+        cls,
+        path: str | Path,
+        *,
+        device: str = "auto",
+        reject: bool = True,
+        threads: int | None = None,
+    ) -> Predictor:
+        """Load an artifact folder (validated first: missing files are listed with the fix)."""
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        path = check_artifact_dir(path)
+        if threads:
+            torch.set_num_threads(threads)
+        device = resolve_device(device)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        # fp32 on CPU always (bf16 is ~300x slower on CPUs without bf16 units).
+        model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32)
+        model.to(device)
+        return cls(model, tokenizer, meta=read_meta(path), device=device, reject=reject, path=path)
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids per text, truncated to ``max_length``, unpadded."""
+        enc = self.tokenizer(
+            list(texts), truncation=True, max_length=self.max_length, padding=False
+        )
+        return enc["input_ids"]
+
+    def forward_ids(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
+        """Logits for one batch of token-id lists, padded to the batch's own longest row."""
+        import torch
+
+        width = max(len(x) for x in ids)
+        pad = self.tokenizer.pad_token_id or 0
+        input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for i, row in enumerate(ids):
+            input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+            mask[i, : len(row)] = 1
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)
+            )
+        return out.logits.float().cpu().numpy()
+
+    def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Raw logits (n, n_labels), batching length-sorted texts; rows in input order."""
+        if len(texts) == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        ids = self.encode(texts)
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        result = np.empty((len(ids), len(self.labels)), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            result[chunk] = self.forward_ids([ids[i] for i in chunk])
+        return result
+
+    def decide(
+        self, logits: np.ndarray, *, top_k: int | None = 1, reject: bool | None = None
+    ) -> list[dict[str, Any]]:
+        """Turn logits into answers: ``{"label", "confidence", "scores": [{"label","score"}...]}``.
+
+        ``label`` is the reject label when out-of-scope rejection applies; ``scores`` holds the
+        ``top_k`` calibrated class probabilities (all when ``top_k`` is None), highest first.
+        """
+        from intentkit.calibration import apply
+
+        use_reject = self.reject if reject is None else reject
+        answered, conf, probs = apply(logits, self.labels, self.calibration, reject=use_reject)
+        k = len(self.labels) if top_k is None else max(1, min(top_k, len(self.labels)))
+        top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        return [
+            {
+                "label": answered[i],
+                "confidence": float(conf[i]),
+                "scores": [{"label": self.labels[j], "score": float(probs[i, j])} for j in top[i]],
+            }
+            for i in range(len(answered))
+        ]
+
+    def predict(
+        self,
+        texts: str | Sequence[str],
+        *,
+        top_k: int | None = 1,
+        reject: bool | None = None,
+        batch_size: int = 64,
+    ) -> list[dict[str, Any]]:
+        """Predict one text or a list; always returns a list of answers (see :meth:`decide`)."""
+        if isinstance(texts, str):
+            texts = [texts]
+        return self.decide(self.logits(texts, batch_size=batch_size), top_k=top_k, reject=reject)
+
+
+def load(path: str | Path, **kwargs: Any) -> Predictor:
+    """Load a trained artifact folder: ``intentkit.load("model").predict(["hi"])``."""
+    return Predictor.from_dir(path, **kwargs)
