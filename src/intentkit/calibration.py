@@ -1,0 +1,485 @@
+"""Confidence calibration and out-of-scope rejection.
+
+Two post-hoc steps fitted on the validation split after training, stored verbatim as
+``intentkit.json["calibration"]`` and applied by :func:`apply`, the one decision function that
+``intentkit predict``, ``intentkit evaluate`` and the HTTP server share:
+
+1. **Temperature scaling** (Guo et al. 2017, https://arxiv.org/abs/1706.04599): one scalar T > 0
+   that minimises validation NLL of ``softmax(logits / T)``. It never changes the argmax, only
+   how much the confidences can be trusted.
+2. **Rejection threshold**: answer ``reject_label`` when the calibrated top-class confidence is
+   below a threshold (or the model predicts its own out-of-scope class). The threshold is the
+   *largest* one that keeps validation in-scope accuracy at or above a target; see
+   :func:`choose_threshold` for the exact rule and why it maximises out-of-scope recall.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from scipy.special import logsumexp
+
+from intentkit.errors import ConfigError
+
+T_BOUNDS = (0.05, 20.0)  # outside this range the model (or the validation split) is broken
+THRESHOLD_RULE = (
+    "threshold = largest t in {0} U {validation confidences} such that in-scope accuracy "
+    "(correct and conf >= t, over in-scope rows) >= target; this maximises out-of-scope recall. "
+    "Reject when calibrated confidence < threshold or the prediction is oos_label; "
+    "if no t meets the target, threshold = 0 and constraint_met = false."
+)
+# Floating slack when comparing an accuracy k/n with the target (19/20 vs 0.95 must pass).
+_ACC_EPS = 1e-12
+
+
+# ----------------------------------------------------------------------------- validation helpers
+def _logits_2d(logits: Any, name: str = "logits", *, allow_empty: bool = False) -> np.ndarray:
+    # float64 everywhere: calibrate() and apply() must compute bit-identical confidences, so a
+    # validation row whose confidence *is* the threshold is answered, not rejected, when served.
+    arr = np.asarray(logits, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] < 1:
+        raise ValueError(f"{name} must be a 2-D array (n_rows, n_classes), got shape {arr.shape}")
+    if arr.shape[0] == 0 and not allow_empty:
+        raise ValueError(f"{name} is empty: need at least one row")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def _labels_1d(labels: Any, n_rows: int, n_classes: int, name: str = "labels") -> np.ndarray:
+    arr = np.asarray(labels)
+    if arr.ndim != 1 or arr.shape[0] != n_rows:
+        raise ValueError(f"{name} must have shape ({n_rows},) to match the rows, got {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name} must be integer class ids, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
+        raise ValueError(
+            f"{name} must be class ids in [0, {n_classes}), got {arr.min()}..{arr.max()}"
+        )
+    return arr
+
+
+def _nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+    z = logits / temperature
+    # logsumexp keeps this finite for very confident rows where softmax underflows to 0.
+    return float(np.mean(logsumexp(z, axis=1) - z[np.arange(len(labels)), labels]))
+
+
+# ----------------------------------------------------------------------------- public API
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Numerically stable softmax of ``logits / temperature`` along the last axis (float64).
+
+    Args:
+        logits: array of shape (..., n_classes).
+        temperature: T > 0; T > 1 softens, T < 1 sharpens.
+
+    Returns:
+        Probabilities with the same shape as ``logits``; each row sums to 1.
+    """
+    if not temperature > 0 or not np.isfinite(temperature):
+        raise ValueError(f"temperature must be a positive finite number, got {temperature}")
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    if z.ndim == 0:
+        raise ValueError("logits must have at least one axis (the classes)")
+    # Subtracting the row max is exact for softmax and prevents exp overflow.
+    z = z - np.max(z, axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / np.sum(e, axis=-1, keepdims=True)
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Fit the temperature T that minimises the NLL of ``softmax(logits / T)`` (Guo et al. 2017).
+
+    The search runs over log T in ``[log 0.05, log 20]`` with bounded Brent
+    (``scipy.optimize.minimize_scalar``). NLL is convex in 1/T, hence unimodal in log T, so the
+    1-D search finds the global optimum; it is deterministic (no random start).
+
+    Args:
+        logits: validation logits (n, n_classes).
+        labels: integer class ids (n,).
+
+    Returns:
+        The fitted temperature as a Python float (clipped to the bounds).
+    """
+    z = _logits_2d(logits)
+    y = _labels_1d(labels, z.shape[0], z.shape[1])
+    lo, hi = np.log(T_BOUNDS[0]), np.log(T_BOUNDS[1])
+    res = minimize_scalar(
+        lambda log_t: _nll(z, y, float(np.exp(log_t))),
+        bounds=(lo, hi),
+        method="bounded",
+        options={"xatol": 1e-6},
+    )
+    return float(np.clip(np.exp(res.x), *T_BOUNDS))
+
+
+def _bin_stats(
+    conf: np.ndarray, correct: np.ndarray, n_bins: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-bin (count, accuracy, mean confidence); equal-width bins (0, 1/B], ..., (1-1/B, 1]."""
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be at least 1, got {n_bins}")
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    # side="left" gives edges[i-1] < conf <= edges[i] (right-closed bins, as in Guo et al.);
+    # conf == 0 has no bin of its own and joins the first.
+    idx = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
+    count = np.bincount(idx, minlength=n_bins).astype(np.float64)
+    safe = np.maximum(count, 1)
+    acc = np.bincount(idx, weights=correct.astype(np.float64), minlength=n_bins) / safe
+    mean_conf = np.bincount(idx, weights=conf, minlength=n_bins) / safe
+    return count, acc, mean_conf
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
+    """Top-label expected calibration error.
+
+    ``ECE = sum_b |B_b| / n * |acc(B_b) - conf(B_b)|`` over ``n_bins`` equal-width bins
+    ``(0, 1/n_bins], ..., (1 - 1/n_bins, 1]`` of the top-class probability.
+
+    Args:
+        probs: class probabilities (n, n_classes).
+        labels: integer class ids (n,).
+        n_bins: number of bins.
+
+    Returns:
+        ECE in [0, 1].
+    """
+    p = _logits_2d(probs, "probs")
+    y = _labels_1d(labels, p.shape[0], p.shape[1])
+    conf = p.max(axis=1)
+    correct = p.argmax(axis=1) == y
+    count, acc, mean_conf = _bin_stats(conf, correct, n_bins)
+    return float(np.sum(count / len(y) * np.abs(acc - mean_conf)))
+
+
+def choose_threshold(
+    confidence: np.ndarray,
+    correct: np.ndarray,
+    is_oos: np.ndarray,
+    target_in_scope_accuracy: float,
+) -> dict[str, Any]:
+    """Choose the rejection threshold on validation data.
+
+    Rule: a row is *rejected* when ``confidence < threshold``. Candidates are 0 and every
+    distinct finite confidence value. For a candidate t:
+
+    * in-scope accuracy = #(in-scope rows with ``correct`` and ``confidence >= t``) / #in-scope
+      (a rejected in-scope row counts as wrong);
+    * out-of-scope recall = #(oos rows with ``confidence < t``) / #oos.
+
+    The chosen threshold is the **largest candidate whose in-scope accuracy >= target**.
+    Accuracy can only fall and recall only rise as t grows, so this candidate maximises
+    out-of-scope recall subject to the constraint (ties in recall go to the larger t, which also
+    rejects the most low-confidence inputs); with no oos rows the same rule applies. If even t = 0
+    misses the target, the threshold is 0.0 and ``constraint_met`` is False. Any threshold, not
+    only a candidate, behaves like the smallest candidate at or above it, so this is optimal over
+    all real thresholds. O(n log n): sorts plus ``searchsorted``.
+
+    Callers fold "the model predicted its own oos class" into the inputs: such rows get
+    ``confidence = -inf`` (always rejected) and, when in-scope, ``correct = False``.
+
+    Args:
+        confidence: calibrated top-class confidence per row (n,); -inf allowed, NaN not.
+        correct: whether the prediction is right (n,); ignored for oos rows.
+        is_oos: whether the row is out-of-scope (n,).
+        target_in_scope_accuracy: the accuracy to keep, in (0, 1].
+
+    Returns:
+        ``{"threshold", "in_scope_accuracy", "oos_recall" (None without oos rows),
+        "in_scope_rejection_rate", "constraint_met", "rule"}``.
+    """
+    conf = np.asarray(confidence, dtype=np.float64)
+    ok = np.asarray(correct, dtype=bool)
+    oos = np.asarray(is_oos, dtype=bool)
+    if conf.ndim != 1 or ok.shape != conf.shape or oos.shape != conf.shape:
+        raise ValueError(
+            "confidence, correct and is_oos must be 1-D with the same length, got shapes "
+            f"{conf.shape}, {ok.shape}, {oos.shape}"
+        )
+    finite = conf[np.isfinite(conf)]
+    if np.isnan(conf).any() or np.isposinf(conf).any() or finite.min(initial=0) < 0:
+        raise ValueError("confidence must be probabilities (>= 0) or -inf; got NaN, +inf or < 0")
+    if not 0 < target_in_scope_accuracy <= 1:
+        raise ConfigError(f"--oos-target must be in (0, 1], got {target_in_scope_accuracy}")
+    n_in = int((~oos).sum())
+    n_oos = int(oos.sum())
+    if n_in == 0:
+        raise ValueError("choose_threshold needs at least one in-scope row")
+
+    cand = np.unique(np.concatenate([[0.0], finite]))  # sorted ascending, cand[0] == 0.0
+    right_conf = np.sort(conf[~oos & ok])  # in-scope rows that count while answered
+    in_conf = np.sort(conf[~oos])
+    oos_conf = np.sort(conf[oos])
+    # #(x >= t) = len - #(x < t); #(x < t) = searchsorted(x, t, "left"): one pass per array.
+    n_right = len(right_conf) - np.searchsorted(right_conf, cand, side="left")
+    n_rejected_in = np.searchsorted(in_conf, cand, side="left")
+    n_caught = np.searchsorted(oos_conf, cand, side="left")
+    acc = n_right / n_in
+    feasible = np.nonzero(acc >= target_in_scope_accuracy - _ACC_EPS)[0]
+    # acc is non-increasing in t, so the feasible set is a prefix and its last index is the answer.
+    met = feasible.size > 0
+    i = int(feasible[-1]) if met else 0  # unattainable target: fall back to t = 0, reject nothing
+    return {
+        "threshold": float(cand[i]),
+        "in_scope_accuracy": float(acc[i]),
+        "oos_recall": float(n_caught[i] / n_oos) if n_oos else None,
+        "in_scope_rejection_rate": float(n_rejected_in[i] / n_in),
+        "constraint_met": bool(met),
+        "rule": THRESHOLD_RULE,
+    }
+
+
+def _top(logits: np.ndarray, temperature: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(probs, argmax, top confidence): the single code path shared by calibrate and apply."""
+    probs = softmax(logits, temperature)
+    pred = probs.argmax(axis=1)
+    return probs, pred, probs[np.arange(len(pred)), pred]
+
+
+def calibrate(
+    val_logits: np.ndarray,
+    val_labels: np.ndarray,
+    label_names: list[str],
+    *,
+    oos_label: str | None = None,
+    reject_label: str = "out_of_scope",
+    target_in_scope_accuracy: float = 0.95,
+    extra_oos_logits: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Fit temperature and threshold on validation; return ``intentkit.json["calibration"]``.
+
+    T is fitted on the rows that have a model class (in-scope and, when the model has one, its
+    oos class); ``extra_oos_logits`` are out-of-scope texts without a model class and only join
+    the threshold choice. Then, on calibrated probabilities: an oos row is *caught* when the
+    model predicts ``oos_label`` or its confidence is below the threshold; an in-scope row is
+    *correct* when predicted right, not as ``oos_label``, and with confidence >= threshold. The
+    threshold follows :func:`choose_threshold`.
+
+    Args:
+        val_logits: validation logits (n, len(label_names)).
+        val_labels: integer ids into ``label_names`` (n,).
+        label_names: the model's classes, in logit order.
+        oos_label: the model class that means out-of-scope (``--oos-label``), if any.
+        reject_label: the label answered for rejected inputs (``--reject-label``).
+        target_in_scope_accuracy: keep validation in-scope accuracy >= this (``--oos-target``).
+        extra_oos_logits: logits (m, len(label_names)) of out-of-scope texts with no model class.
+
+    Returns:
+        JSON-ready ``{"temperature", "threshold", "reject_label", "oos_label",
+        "target_in_scope_accuracy", "constraint_met", "rule", "val": {"n", "n_oos",
+        "n_temperature", "in_scope_accuracy", "oos_recall", "in_scope_rejection_rate",
+        "nll_before", "nll_after", "ece_before", "ece_after"}}``.
+    """
+    labels = [str(x) for x in label_names]
+    if np.asarray(val_logits).size == 0:
+        raise ConfigError(
+            "calibration needs validation rows; pass --val-size > 0 or turn calibration off"
+        )
+    z = _logits_2d(val_logits, "val_logits")
+    if z.shape[1] != len(labels):
+        raise ValueError(f"val_logits has {z.shape[1]} columns but there are {len(labels)} labels")
+    y = _labels_1d(val_labels, z.shape[0], z.shape[1], "val_labels")
+    if oos_label is not None and oos_label not in labels:
+        raise ConfigError(f"--oos-label {oos_label!r} is not one of the model's labels")
+    if reject_label in labels and reject_label != oos_label:
+        # Otherwise a rejected answer would be indistinguishable from a real in-scope class.
+        raise ConfigError(
+            f"--reject-label {reject_label!r} is also an in-scope label; pass "
+            f"--oos-label {reject_label} if it means out-of-scope, or choose another --reject-label"
+        )
+    if not 0 < target_in_scope_accuracy <= 1:
+        raise ConfigError(f"--oos-target must be in (0, 1], got {target_in_scope_accuracy}")
+    extra = np.zeros((0, z.shape[1]))
+    if extra_oos_logits is not None:
+        extra = _logits_2d(extra_oos_logits, "extra_oos_logits", allow_empty=True)
+        if extra.shape[1] != z.shape[1]:
+            raise ValueError(
+                f"extra_oos_logits has {extra.shape[1]} columns, val_logits has {z.shape[1]}"
+            )
+
+    temperature = fit_temperature(z, y)
+    oos_id = labels.index(oos_label) if oos_label is not None else -1
+    all_logits = np.concatenate([z, extra])
+    _, pred, conf = _top(all_logits, temperature)
+    is_oos = np.concatenate([y == oos_id, np.ones(len(extra), dtype=bool)])
+    truth = np.concatenate([y, np.full(len(extra), -1)])
+    pred_oos = pred == oos_id
+    # An in-scope row predicted as oos_label is never pred == truth, so it counts as wrong.
+    correct = pred == truth
+    # Predicting the oos class is a rejection at every threshold: -inf is below all of them.
+    choice = choose_threshold(
+        np.where(pred_oos, -np.inf, conf), correct, is_oos, target_in_scope_accuracy
+    )
+
+    return {
+        "temperature": temperature,
+        # Python floats survive JSON exactly (repr round-trips), so the served threshold is
+        # bit-identical to the one chosen here.
+        "threshold": choice["threshold"],
+        "reject_label": reject_label,
+        "oos_label": oos_label,
+        "target_in_scope_accuracy": float(target_in_scope_accuracy),
+        "constraint_met": choice["constraint_met"],
+        "rule": choice["rule"],
+        "val": {
+            "n": int(len(all_logits)),
+            "n_oos": int(is_oos.sum()),
+            "n_temperature": int(len(z)),
+            "in_scope_accuracy": choice["in_scope_accuracy"],
+            "oos_recall": choice["oos_recall"],
+            "in_scope_rejection_rate": choice["in_scope_rejection_rate"],
+            "nll_before": _nll(z, y, 1.0),
+            "nll_after": _nll(z, y, temperature),
+            "ece_before": expected_calibration_error(softmax(z), y),
+            "ece_after": expected_calibration_error(softmax(z, temperature), y),
+        },
+    }
+
+
+def apply(
+    logits: np.ndarray,
+    label_names: list[str],
+    calibration: dict[str, Any] | None,
+    *,
+    reject: bool = True,
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Turn logits into answers: the one decision function of predictor, evaluate and server.
+
+    Args:
+        logits: raw logits (n, len(label_names)); n may be 0.
+        label_names: the model's classes, in logit order.
+        calibration: ``intentkit.json["calibration"]`` or None (T = 1, no rejection).
+        reject: False answers the top class even below the threshold (``--no-reject``).
+
+    Returns:
+        ``(answered labels, top-class confidence after temperature (n,), probabilities (n, k))``.
+        With ``reject`` and a calibration, rows with confidence < threshold or a top class equal
+        to ``oos_label`` are answered ``reject_label``; confidence stays the top-class one.
+    """
+    z = _logits_2d(logits, allow_empty=True)
+    if z.shape[1] != len(label_names):
+        raise ValueError(
+            f"logits have {z.shape[1]} columns but there are {len(label_names)} labels"
+        )
+    cal = calibration or {}
+    probs, pred, conf = _top(z, float(cal.get("temperature") or 1.0))
+    answered = [str(label_names[i]) for i in pred]
+    if reject and calibration:
+        # Same comparison as calibrate(): conf >= threshold is answered, so a validation row
+        # sitting exactly on the threshold is answered here too.
+        rejected = conf < float(cal.get("threshold") or 0.0)
+        oos_label = cal.get("oos_label")
+        if oos_label is not None and oos_label in label_names:
+            rejected |= pred == list(label_names).index(oos_label)
+        reject_label = str(cal.get("reject_label") or "out_of_scope")
+        for i in np.nonzero(rejected)[0]:
+            answered[i] = reject_label
+    return answered, conf, probs
+
+
+def oos_report(
+    pred_labels: list[str], true_labels: list[str], *, oos_labels: set[str], reject_label: str
+) -> dict[str, Any]:
+    """In-scope accuracy and out-of-scope recall/precision of answered labels.
+
+    A prediction is "oos" when it is ``reject_label`` or in ``oos_labels``; a true row is oos when
+    its label is in ``oos_labels``. An in-scope row is correct only when answered with its own
+    label (a rejection is wrong). Undefined ratios (no rows in the denominator) are None.
+
+    Returns:
+        ``{"in_scope_accuracy", "oos_recall", "oos_precision", "n_in_scope", "n_oos"}``.
+    """
+    if len(pred_labels) != len(true_labels):
+        raise ValueError(
+            f"pred_labels has {len(pred_labels)} rows but true_labels has {len(true_labels)}"
+        )
+    oos_set = set(oos_labels)
+    pred_oos = np.array([p == reject_label or p in oos_set for p in pred_labels], dtype=bool)
+    true_oos = np.array([t in oos_set for t in true_labels], dtype=bool)
+    hit = np.array([p == t for p, t in zip(pred_labels, true_labels, strict=True)], dtype=bool)
+    n_in, n_oos, n_pred_oos = int((~true_oos).sum()), int(true_oos.sum()), int(pred_oos.sum())
+
+    def ratio(num: int, den: int) -> float | None:
+        return float(num / den) if den else None
+
+    return {
+        "in_scope_accuracy": ratio(int((hit & ~true_oos & ~pred_oos).sum()), n_in),
+        "oos_recall": ratio(int((pred_oos & true_oos).sum()), n_oos),
+        "oos_precision": ratio(int((pred_oos & true_oos).sum()), n_pred_oos),
+        "n_in_scope": n_in,
+        "n_oos": n_oos,
+    }
+
+
+def reliability_diagram(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    path: str | Path,
+    *,
+    n_bins: int = 15,
+    probs_after: np.ndarray | None = None,
+    title: str = "Reliability",
+) -> Path:
+    """Write a reliability diagram PNG: per-bin accuracy vs confidence, plus a confidence histogram.
+
+    Bars show accuracy per confidence bin before (and, with ``probs_after``, after) temperature
+    scaling against the diagonal of perfect calibration; the legend carries each ECE. The file
+    is written atomically (temp file in the same folder, then ``os.replace``).
+
+    Returns:
+        The path written.
+    """
+    # The object API with an explicit Agg canvas: no pyplot global state, no backend switch.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    series = [("before", _logits_2d(probs, "probs"), "tab:red")]
+    if probs_after is not None:
+        series.append(("after T", _logits_2d(probs_after, "probs_after"), "tab:blue"))
+    y = _labels_1d(labels, series[0][1].shape[0], series[0][1].shape[1])
+    for _name, p, _ in series:
+        if p.shape != series[0][1].shape:
+            raise ValueError(f"probs_after shape {p.shape} differs from probs {series[0][1].shape}")
+
+    fig = Figure(figsize=(6.5, 7.5), dpi=130, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax, hist = fig.subplots(2, 1, height_ratios=[3, 1.2], sharex=True)
+    width = 1.0 / n_bins
+    centers = (np.arange(n_bins) + 0.5) * width
+    bar_w = width / len(series)
+    for k, (name, p, color) in enumerate(series):
+        conf = p.max(axis=1)
+        count, acc, _ = _bin_stats(conf, p.argmax(axis=1) == y, n_bins)
+        ece = expected_calibration_error(p, y, n_bins)
+        offset = (k - (len(series) - 1) / 2) * bar_w
+        shown = count > 0  # empty bins have no accuracy; drawing 0 would look like a failure
+        ax.bar(
+            (centers + offset)[shown], acc[shown], width=bar_w, color=color, alpha=0.7,
+            edgecolor="black", linewidth=0.4, label=f"{name} (ECE {ece:.3f})",
+        )  # fmt: skip
+        hist.bar(centers + offset, count, width=bar_w, color=color, alpha=0.7, label=name)
+    ax.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfect calibration")
+    ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy", title=f"{title} (n={len(y)})")
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    hist.set(xlabel="top-class confidence", ylabel="rows")
+    hist.set_yscale("symlog")  # most rows pile up near 1.0; a log scale keeps the rest visible
+    hist.grid(alpha=0.3)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.png", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
