@@ -352,3 +352,17 @@ def test_reliability_diagram_writes_png(tmp_path) -> None:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(data) > 10_000
     assert [p.name for p in out.parent.iterdir()] == ["reliability.png"]  # no temp leftovers
+
+
+def test_calibrate_default_target_gives_up_at_most_one_point() -> None:
+    # No --oos-target: the target is the unrejected accuracy minus DEFAULT_MAX_ACCURACY_DROP,
+    # so a model without oos data never silently rejects many good queries.
+    logits, labels = sample_calibrated(3000, 4, seed=5)
+    unrejected = float((logits.argmax(1) == labels).mean())
+    out = cal.calibrate(logits, labels, LABELS)
+    target = unrejected - cal.DEFAULT_MAX_ACCURACY_DROP
+    assert out["target_in_scope_accuracy"] == pytest.approx(target)
+    assert out["val"]["in_scope_accuracy"] >= target - 1e-12
+    assert out["val"]["in_scope_accuracy"] < unrejected  # it does reject the least sure rows
+    assert out["val"]["in_scope_rejection_rate"] <= 0.05
+    assert out["threshold"] > 0

@@ -33,6 +33,8 @@ THRESHOLD_RULE = (
     "Reject when calibrated confidence < threshold or the prediction is oos_label; "
     "if no t meets the target, threshold = 0 and constraint_met = false."
 )
+# Default --oos-target: the accuracy with no rejection minus this (one point).
+DEFAULT_MAX_ACCURACY_DROP = 0.01
 # Floating slack when comparing an accuracy k/n with the target (19/20 vs 0.95 must pass).
 _ACC_EPS = 1e-12
 
@@ -249,7 +251,7 @@ def calibrate(
     *,
     oos_label: str | None = None,
     reject_label: str = "out_of_scope",
-    target_in_scope_accuracy: float = 0.95,
+    target_in_scope_accuracy: float | None = None,
     extra_oos_logits: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Fit temperature and threshold on validation; return ``intentkit.json["calibration"]``.
@@ -268,6 +270,9 @@ def calibrate(
         oos_label: the model class that means out-of-scope (``--oos-label``), if any.
         reject_label: the label answered for rejected inputs (``--reject-label``).
         target_in_scope_accuracy: keep validation in-scope accuracy >= this (``--oos-target``).
+            None (the default) means "give up at most :data:`DEFAULT_MAX_ACCURACY_DROP` of the
+            accuracy the model has with no rejection": an absolute default such as 0.95 would
+            make a 99 %-accurate model reject 4 % of good queries on a dataset with no oos rows.
         extra_oos_logits: logits (m, len(label_names)) of out-of-scope texts with no model class.
 
     Returns:
@@ -293,7 +298,7 @@ def calibrate(
             f"--reject-label {reject_label!r} is also an in-scope label; pass "
             f"--oos-label {reject_label} if it means out-of-scope, or choose another --reject-label"
         )
-    if not 0 < target_in_scope_accuracy <= 1:
+    if target_in_scope_accuracy is not None and not 0 < target_in_scope_accuracy <= 1:
         raise ConfigError(f"--oos-target must be in (0, 1], got {target_in_scope_accuracy}")
     extra = np.zeros((0, z.shape[1]))
     if extra_oos_logits is not None:
@@ -312,6 +317,10 @@ def calibrate(
     pred_oos = pred == oos_id
     # An in-scope row predicted as oos_label is never pred == truth, so it counts as wrong.
     correct = pred == truth
+    if target_in_scope_accuracy is None:
+        in_scope = ~is_oos
+        unrejected = float((correct & ~pred_oos)[in_scope].mean()) if in_scope.any() else 1.0
+        target_in_scope_accuracy = max(unrejected - DEFAULT_MAX_ACCURACY_DROP, 1e-9)
     # Predicting the oos class is a rejection at every threshold: -inf is below all of them.
     choice = choose_threshold(
         np.where(pred_oos, -np.inf, conf), correct, is_oos, target_in_scope_accuracy
