@@ -357,7 +357,7 @@ def test_reliability_diagram_writes_png(tmp_path) -> None:
 def test_calibrate_default_target_gives_up_at_most_one_point() -> None:
     # No --oos-target: the target is the unrejected accuracy minus DEFAULT_MAX_ACCURACY_DROP,
     # so a model without oos data never silently rejects many good queries.
-    logits, labels = sample_calibrated(3000, 4, seed=5)
+    logits, labels = sample_calibrated(3000, 3, seed=5)
     unrejected = float((logits.argmax(1) == labels).mean())
     out = cal.calibrate(logits, labels, LABELS)
     target = unrejected - cal.DEFAULT_MAX_ACCURACY_DROP
