@@ -40,12 +40,19 @@ class DataConfig:
     def __post_init__(self) -> None:
         problems = []
         if not 0 < self.test_size < 1:
-            problems.append(f"--test-size must be in (0, 1), got {self.test_size}")
-        if not 0 <= self.val_size < 1:
-            problems.append(f"--val-size must be in [0, 1), got {self.val_size}")
-        if self.test_size + self.val_size >= 1:
             problems.append(
-                f"--test-size + --val-size must be below 1, got {self.test_size + self.val_size:g}"
+                f"--test-size must be a share between 0 and 1 (exclusive), got {self.test_size:g};"
+                " e.g. --test-size 0.2"
+            )
+        if not 0 <= self.val_size < 1:
+            problems.append(
+                f"--val-size must be a share in [0, 1), got {self.val_size:g}; e.g. --val-size 0.1"
+                " (0 = no val split)"
+            )
+        if not problems and self.test_size + self.val_size >= 1:
+            problems.append(
+                f"--test-size + --val-size must be below 1, got {self.test_size + self.val_size:g};"
+                " lower one of them so train keeps rows"
             )
         if self.min_per_label < 1:
             problems.append(f"--min-per-label must be at least 1, got {self.min_per_label}")
@@ -134,14 +141,30 @@ class ServeConfig:
     device: str = "auto"  #: --device auto|cpu|cuda
     reject: bool = True  #: --no-reject turns out-of-scope rejection off
     threads: int | None = None  #: --threads torch intra-op threads; None = all cores
+    timeout_graceful_s: float = 30.0  #: --graceful-timeout s in-flight requests get on SIGTERM
+    log_level: str = "info"  #: --log-level for uvicorn and intentkit loggers
 
     def __post_init__(self) -> None:
         problems = []
         if not 0 < self.port < 65536:
             problems.append(f"--port must be in 1..65535, got {self.port}")
-        for name in ("max_batch_tokens", "max_batch_size", "max_queue", "max_body_bytes"):
+        for name in (
+            "max_batch_tokens",
+            "max_batch_size",
+            "max_queue",
+            "max_body_bytes",
+            "max_texts_per_request",
+        ):
             if getattr(self, name) < 1:
                 problems.append(f"--{name.replace('_', '-')} must be at least 1")
+        if self.max_texts_per_request > self.max_queue:
+            # A request larger than the whole queue could never be admitted: it would 429 forever.
+            problems.append(
+                f"--max-texts-per-request ({self.max_texts_per_request}) must not exceed "
+                f"--max-queue ({self.max_queue})"
+            )
+        if self.timeout_graceful_s < 0:
+            problems.append(f"--graceful-timeout must be >= 0, got {self.timeout_graceful_s}")
         if self.max_wait_ms < 0:
             problems.append(f"--max-wait-ms must be >= 0, got {self.max_wait_ms}")
         if self.device not in DEVICES:

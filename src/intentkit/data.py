@@ -1,0 +1,395 @@
+"""Prepare a dataset (clean, dedupe, split, write) and inspect a prepared one.
+
+``prepare`` turns any source (see :mod:`intentkit.sources`) into the folder that
+:func:`intentkit.dataset.load_prepared` reads; ``inspect`` adds label and token-length statistics,
+two plots and the ``max_length`` recommendation that training reads from ``inspect.json``.
+All work is vectorised (pandas on Arrow strings, numpy) so a million rows take seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from intentkit.config import DataConfig, to_dict
+from intentkit.errors import ConfigError, DataError, ModelError
+from intentkit.fsutil import atomic_dir, atomic_write_json, check_output_dir
+
+log = logging.getLogger(__name__)
+
+TRAIN, VAL, TEST = 0, 1, 2  #: split codes returned by :func:`stratified_split`
+SPLIT_NAMES = np.array(["train", "val", "test"], dtype=object)  #: indexed by split code
+DROP_REASONS = (
+    "empty_text",  # blank after stripping whitespace
+    "null_label",  # label missing or blank
+    "duplicate",  # same text and label again in the same split
+    "conflicting_label",  # the same text carries several labels: every copy goes
+    "leakage_test",  # test text that is also in train
+    "leakage_val",  # val text that is also in train or test
+)
+
+
+def _quota(counts: np.ndarray, share: float, cap: np.ndarray, rng: np.random.Generator) -> Any:
+    """Rows per label for a held-out split: floor or ceil of ``counts*share``, never above ``cap``.
+
+    Largest-remainder rounding (random tie-break) makes the total match ``share`` of all rows
+    while every label stays within one row of its own target.
+    """
+    target = counts * share
+    base = np.minimum(np.floor(target).astype(np.int64), cap)
+    frac = target - np.floor(target)
+    extra = int(round(counts.sum() * share)) - int(base.sum())
+    order = np.lexsort((rng.random(len(counts)), -frac))  # last key sorts first
+    order = order[((base < cap) & (frac > 0))[order]]
+    base[order[: max(extra, 0)]] += 1
+    return base
+
+
+def stratified_split(
+    labels: Sequence[str] | Any, *, test_size: float, val_size: float = 0.0, seed: int = 42
+) -> np.ndarray:
+    """Assign each row to TRAIN/VAL/TEST so that every label keeps the target shares.
+
+    Each label gets ``floor`` or ``ceil`` of ``n*test_size`` test rows (and likewise for val),
+    keeps at least one train row, and the same ``seed`` and input give the same split.
+    Returns an int8 array of split codes aligned with ``labels``.
+    """
+    import pandas as pd
+
+    codes, uniques = pd.factorize(pd.Series(labels, dtype="str"), sort=True)
+    n, k = len(codes), len(uniques)
+    rng = np.random.default_rng(seed)
+    counts = np.bincount(codes, minlength=k)
+    q_test = _quota(counts, test_size, counts - 1, rng)
+    q_val = _quota(counts, val_size, counts - 1 - q_test, rng) if val_size > 0 else 0 * counts
+    # Shuffle, then group by label (stable): a row's rank inside its label is random.
+    order = rng.permutation(n)
+    order = order[np.argsort(codes[order], kind="stable")]
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n) - starts[codes[order]]
+    out = np.full(n, TRAIN, dtype=np.int8)
+    out[rank < q_test[codes]] = TEST
+    out[(rank >= q_test[codes]) & (rank < (q_test + q_val)[codes])] = VAL
+    return out
+
+
+def _rows_sha256(frames: dict[str, Any]) -> str:
+    """sha256 of split names, texts and labels (order included): identical data, identical hash."""
+    digest = hashlib.sha256()
+    for split in sorted(frames):
+        digest.update(f"\x1d{split}\x1d".encode())
+        for col in ("text", "label"):
+            values = frames[split][col].fillna("\x00").tolist()
+            digest.update("\x1f".join(values).encode("utf-8", "surrogatepass") + b"\x1e")
+    return digest.hexdigest()
+
+
+def _clean(df: Any, official: bool) -> tuple[Any, dict[str, dict[str, int]]]:
+    """Strip, drop empty texts / null labels, duplicates, conflicting labels and leakage."""
+    import pandas as pd
+
+    dropped: dict[str, Any] = {}
+
+    def drop(mask: Any, reason: str) -> Any:
+        mask = np.asarray(mask, dtype=bool)
+        dropped[reason] = df["split"][mask].value_counts().to_dict() if mask.any() else {}
+        return df[~mask]
+
+    text, label = df["text"].str.strip(), df["label"].str.strip()
+    df = pd.DataFrame({"text": text, "label": label, "split": df["split"]})
+    empty = (text.isna() | (text == "")).to_numpy()
+    df = drop(empty, "empty_text")
+    df = drop((df["label"].isna() | (df["label"] == "")).to_numpy(), "null_label")
+    df = drop(df.duplicated(["split", "text", "label"]).to_numpy(), "duplicate")
+    pairs = df.drop_duplicates(["text", "label"])["text"]
+    conflicting = pairs[pairs.duplicated()].unique()
+    df = drop(df["text"].isin(conflicting).to_numpy(), "conflicting_label")
+    if official:
+        in_train = df["text"].isin(df["text"][df["split"] == "train"])
+        df = drop(((df["split"] == "test") & in_train).to_numpy(), "leakage_test")
+        seen = df["text"][df["split"] != "val"]  # train and (already cleaned) test texts
+        df = drop(((df["split"] == "val") & df["text"].isin(seen)).to_numpy(), "leakage_val")
+    dropped = {
+        r: {str(s): int(n) for s, n in dropped.get(r, {}).items() if n} for r in DROP_REASONS
+    }
+    return df, dropped
+
+
+def _check_labels(df: Any, official: bool, cfg: DataConfig, dropped: dict[str, Any]) -> None:
+    """Errors for data a classifier cannot learn from; each names the fix."""
+    if df.empty:
+        why = ", ".join(f"{sum(v.values())} {r}" for r, v in dropped.items() if v) or "no rows"
+        raise DataError(
+            f"no rows left after cleaning ({why}); check --text-column and --label-column"
+        )
+    base = df[df["split"] == "train"] if official else df
+    counts = base["label"].value_counts()
+    if len(counts) < 2:
+        only = counts.index[0] if len(counts) else "none"
+        raise DataError(
+            f"only one label ({only!r}) after cleaning; a classifier needs at least two: "
+            "check --label-column"
+        )
+    unseen = sorted(set(df["label"].unique()) - set(counts.index))
+    if unseen:
+        raise DataError(
+            f"labels {_names(unseen)} occur in val/test but not in train; pass --resplit to "
+            "pool the official splits and split them anew"
+        )
+    few = counts[counts < cfg.min_per_label].sort_values()
+    if len(few):
+        where = "train rows" if official else "rows"
+        raise DataError(
+            f"{len(few)} label(s) have fewer than {cfg.min_per_label} {where}: "
+            f"{_names([f'{k} ({v})' for k, v in few.items()])}; add rows, remove them from the "
+            f"source, or pass --min-per-label {int(few.min())}"
+        )
+
+
+def _names(items: Sequence[str], limit: int = 8) -> str:
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+def _assign_splits(df: Any, official: bool, cfg: DataConfig, notes: list[str]) -> Any:
+    """Split pooled rows, or carve the splits an official source lacks out of its train split."""
+    if not official:
+        codes = stratified_split(
+            df["label"], test_size=cfg.test_size, val_size=cfg.val_size, seed=cfg.seed
+        )
+        return df.assign(split=SPLIT_NAMES[codes])
+    have = set(df["split"].unique())
+    test = cfg.test_size if "test" not in have else 0.0
+    val = cfg.val_size if "val" not in have else 0.0
+    if "val" in have and cfg.val_size > 0:
+        notes.append("--val-size ignored: the source has its own val split (--resplit to redo)")
+    if "test" in have and cfg.test_size != DataConfig.test_size:
+        notes.append("--test-size ignored: the source has its own test split (--resplit to redo)")
+    if test == 0 and val == 0:
+        return df
+    carve = (df["split"] == "train").to_numpy()
+    if test == 0:  # only val to carve: reuse the splitter with val as its "test" share
+        codes = stratified_split(df["label"][carve], test_size=val, seed=cfg.seed)
+        names = np.array(["train", "val", "val"], dtype=object)[codes]
+    else:
+        codes = stratified_split(df["label"][carve], test_size=test, val_size=val, seed=cfg.seed)
+        names = SPLIT_NAMES[codes]
+    carved = [n for n, s in (("test", test), ("val", val)) if s]
+    notes.append(f"{' and '.join(carved)} carved from the source's train split (stratified)")
+    split = df["split"].to_numpy(dtype=object, copy=True)
+    split[carve] = names
+    return df.assign(split=split)
+
+
+def prepare(
+    source: str, out: str | Path, *, config: DataConfig | None = None, force: bool = False
+) -> dict[str, Any]:
+    """Read ``source``, clean, dedupe and split it, and write the prepared folder ``out``.
+
+    ``source`` is a bundled name (clinc150, clinc150-travel, banking77), a CSV/TSV/JSON/JSONL/
+    Parquet file, a folder saved with ``datasets.save_to_disk`` or a Hugging Face dataset id.
+    Writes train/test(/val).parquet, labels.json and stats.json atomically; returns the stats.
+    ``stats["fingerprint"]`` hashes the prepared rows (split, text, label), so any change to the
+    data or the split changes it; ``stats["source"]["fingerprint"]`` hashes the source files'
+    bytes (or, for hub/datasets sources, the rows as read).
+    """
+    import pandas as pd
+
+    from intentkit import __version__
+    from intentkit.sources import load_source
+
+    cfg = config or DataConfig()
+    out = check_output_dir(out, force=force)
+    src = Path(source).expanduser().resolve()
+    if force and src.exists() and out.resolve() in (src, *src.parents):
+        raise ConfigError(
+            f"--out {out} holds SOURCE {source} and --force would delete it; choose another --out"
+        )
+    raw = load_source(source, cfg)
+    official = raw.official and not cfg.resplit
+    if "fingerprint" not in raw.info:  # hub / datasets folder: hash the rows as read
+        raw.info["fingerprint"] = _rows_sha256(raw.frames)
+    source_rows = {s: len(f) for s, f in raw.frames.items()}
+    df = pd.concat(
+        [f.assign(split=s if official else "all") for s, f in raw.frames.items()],
+        ignore_index=True,
+    )
+    df, dropped = _clean(df, official)
+    _check_labels(df, official, cfg, dropped)
+    notes = list(raw.info.pop("notes", []))
+    if raw.official and cfg.resplit:
+        notes.append("official splits pooled and split anew (--resplit)")
+    df = _assign_splits(df, official, cfg, notes)
+    frames = {s: df[df["split"] == s][["text", "label"]] for s in ("train", "val", "test")}
+    if not len(frames["test"]):
+        raise DataError(
+            f"the test split is empty: {len(df)} rows over {df['label'].nunique()} labels are too "
+            f"few for --test-size {cfg.test_size}; add rows or raise --test-size"
+        )
+    if cfg.val_size > 0 and not len(frames["val"]):
+        notes.append(f"--val-size {cfg.val_size} left no val rows: too few rows per label")
+    frames = {s: f for s, f in frames.items() if len(f)}
+    labels = sorted(df["label"].unique().tolist())
+    stats: dict[str, Any] = {
+        "intentkit_version": __version__,
+        "source": {**raw.info, "rows": source_rows},
+        "options": to_dict(cfg),
+        "split": "official" if official else "stratified",
+        "rows": {s: len(f) for s, f in frames.items()},
+        "num_labels": len(labels),
+        "label_counts": {
+            s: {str(k): int(v) for k, v in f["label"].value_counts().sort_index().items()}
+            for s, f in frames.items()
+        },
+        "dropped": {r: sum(v.values()) for r, v in dropped.items()},
+        "dropped_by_split": dropped,
+        "fingerprint": _rows_sha256(frames),
+        "notes": notes,
+    }
+    _write(out, frames, labels, stats)
+    return stats
+
+
+def _write(out: Path, frames: dict[str, Any], labels: list[str], stats: dict[str, Any]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("text", pa.string()), ("label", pa.string())])
+    with atomic_dir(out) as tmp:
+        for split, frame in frames.items():
+            table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+            pq.write_table(table, tmp / f"{split}.parquet", compression="zstd")
+        atomic_write_json(tmp / "labels.json", labels)
+        atomic_write_json(tmp / "stats.json", stats)
+
+
+# ---------------------------------------------------------------------------------------------
+# inspect
+
+
+def token_lengths(texts: Sequence[str], tokenizer: Any, batch_size: int = 8192) -> np.ndarray:
+    """Token counts (special tokens included, no truncation) of ``texts``, in batches.
+
+    Uses the Rust tokenizer's batch encoder on a copy with truncation and padding off, so a
+    tokenizer saved with ``truncation=128`` still reports true lengths.
+    """
+    texts = list(texts)
+    out = np.empty(len(texts), dtype=np.int64)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        from tokenizers import Tokenizer
+
+        fast = Tokenizer.from_str(backend.to_str())
+        fast.no_truncation()
+        fast.no_padding()
+        for i in range(0, len(texts), batch_size):
+            encs = fast.encode_batch_fast(texts[i : i + batch_size], add_special_tokens=True)
+            out[i : i + len(encs)] = [len(e) for e in encs]
+        return out
+    for i in range(0, len(texts), batch_size):  # slow tokenizers: still one call per batch
+        ids = tokenizer(texts[i : i + batch_size], truncation=False)["input_ids"]
+        out[i : i + len(ids)] = [len(x) for x in ids]
+    return out
+
+
+def _round_up8(n: int, limit: int) -> int:
+    cap = max(8, limit // 8 * 8)
+    return int(min(max(8, -(-int(n) // 8) * 8), cap))
+
+
+def recommend_max_length(texts: list[str], tokenizer: Any, limit: int) -> int:
+    """The 99th percentile of token lengths rounded up to a multiple of 8, capped at ``limit``.
+
+    Longer texts (about 1%) are truncated; padding to a multiple of 8 suits tensor cores.
+    """
+    if not texts:
+        raise DataError("no texts to measure; prepare a dataset first")
+    lengths = token_lengths(texts, tokenizer)
+    return _round_up8(int(np.percentile(lengths, 99, method="higher")), limit)
+
+
+def _percentiles(lengths: np.ndarray) -> dict[str, float]:
+    if not len(lengths):
+        return {}
+    p50, p90, p99 = np.percentile(lengths, [50, 90, 99], method="higher")
+    return {
+        "p50": int(p50),
+        "p90": int(p90),
+        "p99": int(p99),
+        "max": int(lengths.max()),
+        "mean": round(float(lengths.mean()), 2),
+    }
+
+
+def _inspect_tokenizer(model: str | None, warn: Callable[[str], None]) -> tuple[Any, str]:
+    from intentkit import modeling
+
+    try:
+        return modeling.load_tokenizer(model), model or modeling.DEFAULT_MODEL
+    except ModelError as exc:
+        if model is not None:  # an explicit choice fails loudly, no fallback
+            raise
+        warn(
+            f"the default tokenizer ({modeling.DEFAULT_MODEL}) cannot be loaded, so lengths are "
+            "measured with --model minilm instead (token counts differ between tokenizers); pass "
+            f"--model NAME for the model you will train. Cause: {exc}"
+        )
+        return modeling.load_tokenizer("minilm"), "minilm"
+
+
+def inspect(
+    path: str | Path,
+    model: str | None = None,
+    top_n: int = 20,
+    *,
+    on_warning: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Label balance and token lengths of a prepared folder; writes plots and ``inspect.json``.
+
+    ``model`` picks the tokenizer (default modernbert-base, falling back to minilm with a warning
+    when it cannot be loaded). Returns what ``inspect.json`` holds: per-label counts, imbalance
+    ratio, token-length percentiles per split and the recommended ``max_length``.
+    """
+    from intentkit import modeling, plots
+    from intentkit.dataset import load_prepared
+
+    ds = load_prepared(path)
+    tokenizer, used = _inspect_tokenizer(model, on_warning or log.warning)
+    try:
+        config = modeling.load_config(used)
+    except ModelError:
+        config = None
+    limit = modeling.model_max_length(tokenizer, config)
+    splits = {s: ds.split(s) for s in ("train", "val", "test") if getattr(ds, s) is not None}
+    lengths = {s: token_lengths(f["text"].tolist(), tokenizer) for s, f in splits.items()}
+    every = np.concatenate(list(lengths.values()))
+    recommended = _round_up8(int(np.percentile(every, 99, method="higher")), limit)
+    counts = {
+        s: {str(k): int(v) for k, v in f["label"].value_counts().items()} for s, f in splits.items()
+    }
+    train_counts = counts["train"].values()
+    out = Path(path)
+    result: dict[str, Any] = {
+        "model": used,
+        "model_max_length": limit,
+        "recommended_max_length": recommended,
+        "truncated_share": round(float((every > recommended).mean()), 6),
+        "token_lengths": {**{s: _percentiles(v) for s, v in lengths.items()}},
+        "rows": {s: len(f) for s, f in splits.items()},
+        "num_labels": len(ds.labels),
+        "imbalance_ratio": round(max(train_counts) / min(train_counts), 3),
+        "label_counts": counts,
+        "fingerprint": ds.fingerprint,
+        "plots": ["label_distribution.png", "token_lengths.png"],
+    }
+    result["token_lengths"]["all"] = _percentiles(every)
+    plots.label_distribution(counts, out / "label_distribution.png", top_n=top_n)
+    plots.token_lengths(lengths, out / "token_lengths.png", max_length=recommended)
+    atomic_write_json(out / "inspect.json", result)
+    return result
