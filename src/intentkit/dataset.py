@@ -38,7 +38,7 @@ class PreparedDataset:
 
     @property
     def fingerprint(self) -> str | None:
-        """The source fingerprint recorded by ``data prepare`` (None if absent)."""
+        """sha256 of the prepared rows recorded by ``data prepare`` (None if absent)."""
         return self.stats.get("fingerprint")
 
 

@@ -14,6 +14,18 @@ from typing import Any
 from intentkit.errors import OutputExistsError
 
 
+def _umask() -> int:
+    # os.umask can only be read by setting it; restore at once. Not cached: it may change.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _public_mode(path: str | Path, *, is_dir: bool) -> None:
+    """Give a temp file/folder the mode a plain open()/mkdir() would (mkstemp uses 0600/0700)."""
+    os.chmod(path, (0o777 if is_dir else 0o666) & ~_umask())
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temp file in the same folder and ``os.replace``."""
     path = Path(path)
@@ -24,6 +36,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        _public_mode(tmp, is_dir=False)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -57,6 +70,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     path = Path(path).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    _public_mode(tmp, is_dir=True)
     try:
         yield tmp
     except BaseException:

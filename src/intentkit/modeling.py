@@ -69,30 +69,73 @@ def _hub_error(name: str, exc: Exception) -> ModelError:
     )
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connect within ``timeout`` seconds.
+
+    huggingface_hub retries an unreachable host for ~50 s before failing; this probe lets an
+    offline user get the "use --model minilm" hint at once. DNS lookups ignore socket timeouts,
+    so the probe runs in a daemon thread that we stop waiting for.
+    """
+    import os
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = (
+        url.hostname or "huggingface.co",
+        url.port or (443 if url.scheme == "https" else 80),
+    )
+    ok: list[bool] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            ok.append(True)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(ok)
+
+
+def _load(loader: Any, name: str | None, what: str, **kwargs: Any) -> Any:
+    """Call ``loader.from_pretrained`` offline-first: local folder, then HF cache, then the hub."""
+    resolved = resolve_model(name)
+    shown = name or DEFAULT_MODEL
+    if is_local(resolved):
+        try:
+            return loader.from_pretrained(resolved, **kwargs)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"--model {shown}: bad {what} in {resolved}: {exc}") from exc
+    try:  # a model downloaded earlier loads with no network at all
+        return loader.from_pretrained(resolved, local_files_only=True, **kwargs)
+    except OSError:
+        pass
+    if not hub_reachable():
+        raise _hub_error(shown, ConnectionError("hub unreachable"))
+    try:
+        return loader.from_pretrained(resolved, **kwargs)
+    except OSError as exc:
+        raise _hub_error(shown, exc) from exc
+
+
 def load_tokenizer(name: str | None) -> Any:
     """Load the tokenizer for ``name`` (alias, folder or hub id); one-line error on failure."""
     from transformers import AutoTokenizer
 
-    resolved = resolve_model(name)
-    try:
-        return AutoTokenizer.from_pretrained(resolved)
-    except OSError as exc:
-        if is_local(resolved):
-            raise ModelError(f"--model {name}: no tokenizer in {resolved}: {exc}") from exc
-        raise _hub_error(name or DEFAULT_MODEL, exc) from exc
+    return _load(AutoTokenizer, name, "tokenizer")
 
 
 def load_config(name: str | None, **overrides: Any) -> Any:
     """Load the model config for ``name``; ``overrides`` are set on it (labels, dropouts...)."""
     from transformers import AutoConfig
 
-    resolved = resolve_model(name)
-    try:
-        return AutoConfig.from_pretrained(resolved, **overrides)
-    except OSError as exc:
-        if is_local(resolved):
-            raise ModelError(f"--model {name}: bad config in {resolved}: {exc}") from exc
-        raise _hub_error(name or DEFAULT_MODEL, exc) from exc
+    return _load(AutoConfig, name, "config.json", **overrides)
 
 
 def model_max_length(tokenizer: Any, config: Any | None = None) -> int:
