@@ -72,3 +72,51 @@ def library_versions() -> dict[str, str]:
         "transformers": transformers.__version__,
         "python": platform.python_version(),
     }
+
+
+def write_artifact(
+    out: str | Path,
+    *,
+    model: Any,
+    tokenizer: Any,
+    meta: dict[str, Any],
+    model_card: str,
+) -> Path:
+    """Write the artifact files into ``out`` so readers never see a half-written model.
+
+    Everything is first saved into a temp folder inside ``out`` (same filesystem), then moved
+    to the top level with ``os.replace``. ``intentkit.json`` is removed first and moved in last:
+    :func:`check_artifact_dir` requires it, so a crash mid-move leaves a folder that is reported
+    as incomplete, never a mix that loads. Other entries of ``out`` (``checkpoints/``) stay.
+    """
+    import os
+    import shutil
+    import tempfile
+
+    from intentkit.fsutil import atomic_write_json, atomic_write_text
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".artifact.", suffix=".partial", dir=out))
+    try:
+        model.save_pretrained(tmp)  # safetensors (transformers 5 writes no pickle weights)
+        tokenizer.save_pretrained(tmp)
+        atomic_write_text(tmp / "README.md", model_card)
+        atomic_write_json(tmp / META_FILE, {"format_version": FORMAT_VERSION, **meta})
+        # Some writers (safetensors) leave 0600 files; an artifact must be readable by a serving
+        # container that runs as another user, so give every file plain open()'s mode.
+        mask = os.umask(0o022)
+        os.umask(mask)
+        for f in tmp.rglob("*"):
+            os.chmod(f, (0o777 if f.is_dir() else 0o666) & ~mask)
+        (out / META_FILE).unlink(missing_ok=True)
+        names = sorted(p.name for p in tmp.iterdir() if p.name != META_FILE)
+        for name in names:
+            target = out / name
+            if target.is_dir() and not (tmp / name).is_dir():
+                shutil.rmtree(target)
+            os.replace(tmp / name, target)
+        os.replace(tmp / META_FILE, out / META_FILE)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

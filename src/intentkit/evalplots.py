@@ -1,0 +1,97 @@
+"""Confusion-matrix figure for ``intentkit evaluate``: readable at 150+ labels.
+
+With many labels the full matrix is a grey square nobody can read, so above ``max_labels`` we
+show the sub-matrix of the classes with the most off-diagonal mass (errors made *or* received),
+row-normalised, and say so in the title.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def most_confused(matrix: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` classes with the largest off-diagonal mass (row + column), sorted."""
+    off = matrix.astype(np.float64).copy()
+    np.fill_diagonal(off, 0.0)
+    mass = off.sum(axis=0) + off.sum(axis=1)
+    # Stable tie-break on index so the figure is deterministic.
+    order = np.lexsort((np.arange(len(mass)), -mass))[:k]
+    return np.sort(order)
+
+
+def confusion_matrix_png(
+    true_labels: Sequence[str],
+    pred_labels: Sequence[str],
+    labels: Sequence[str],
+    path: str | Path,
+    *,
+    max_labels: int = 30,
+    title: str = "Confusion matrix",
+) -> Path:
+    """Write a row-normalised confusion matrix PNG (atomically) and return its path.
+
+    Args:
+        true_labels: the true label per row.
+        pred_labels: the answered label per row.
+        labels: the classes to index by (rows/columns); rows with other labels are ignored.
+        path: the PNG to write.
+        max_labels: above this many classes only the most-confused ``max_labels`` are shown.
+        title: figure title (the subset note is appended).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from sklearn.metrics import confusion_matrix
+
+    labels = list(labels)
+    cm = confusion_matrix(list(true_labels), list(pred_labels), labels=labels)
+    idx = np.arange(len(labels))
+    if len(labels) > max_labels:
+        idx = most_confused(cm, max_labels)
+        title = f"{title}: {max_labels} most-confused of {len(labels)} classes"
+    sub = cm[np.ix_(idx, idx)].astype(np.float64)
+    # Normalise by the full row (all predictions for that true class), not the sub-matrix, so a
+    # cell reads "share of this class's rows", whatever subset is shown.
+    row_totals = cm[idx].sum(axis=1, keepdims=True).astype(np.float64)
+    norm = np.divide(sub, row_totals, out=np.zeros_like(sub), where=row_totals > 0)
+    names = [labels[i] for i in idx]
+
+    n = len(names)
+    side = max(5.0, 0.32 * n + 2.5)
+    fig = Figure(figsize=(side + 1.0, side), dpi=120, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    im = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(im, ax=ax, shrink=0.7, label="share of the true class's rows")
+    ax.set_xticks(range(n), names, rotation=90, fontsize=7 if n > 15 else 9)
+    ax.set_yticks(range(n), names, fontsize=7 if n > 15 else 9)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    if n <= 30:
+        for i in range(n):
+            for j in range(n):
+                if norm[i, j] >= 0.01:
+                    color = "white" if norm[i, j] > 0.6 else "black"
+                    ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                            color=color)  # fmt: skip
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.png", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format="png")
+        # mkstemp makes the file 0600; give it the mode a plain open() would (readable by a
+        # serving container running as another user).
+        mask = os.umask(0o022)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,208 @@
+"""Evaluate a trained artifact on a prepared split, through the same path as serving.
+
+Predictions come from :meth:`Predictor.logits` + :meth:`Predictor.decide` (temperature and
+out-of-scope rejection included), so the scores here are what the endpoint will do.
+
+Out-of-scope scoring: a test row whose label is the calibration's ``oos_label`` or ``"oos"`` is
+out-of-scope; it counts as correct when answered with the reject label or an oos class. For the
+F1 scores and the per-class table every out-of-scope answer or label is folded into one class
+named after the reject label.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from intentkit.errors import DataError
+
+OOS_NAMES = ("oos",)  #: label names that mean out-of-scope in data even without a calibration
+
+
+def _canonical(labels: list[str], oos: set[str], reject_label: str) -> list[str]:
+    return [reject_label if x in oos else x for x in labels]
+
+
+def score(
+    true_labels: list[str], pred_labels: list[str], *, oos: set[str], reject_label: str
+) -> dict[str, Any]:
+    """Accuracy, macro/weighted F1, per-class scores and top confusions of answered labels.
+
+    ``oos`` holds the label names that mean out-of-scope (true or predicted); they and the
+    ``reject_label`` are folded into one class. Macro/weighted F1 average over the classes that
+    occur in ``true_labels`` (a rejection is a miss for its true class, not a phantom class).
+    """
+    from sklearn.metrics import f1_score, precision_recall_fscore_support
+
+    oos_all = set(oos) | {reject_label}
+    y = _canonical(list(true_labels), oos_all, reject_label)
+    p = _canonical(list(pred_labels), oos_all, reject_label)
+    classes = sorted(set(y))
+    acc = float(np.mean([a == b for a, b in zip(y, p, strict=True)])) if y else 0.0
+    prec, rec, f1, support = precision_recall_fscore_support(y, p, labels=classes, zero_division=0)
+    per_class = {
+        c: {
+            "precision": float(prec[i]),
+            "recall": float(rec[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, c in enumerate(classes)
+    }
+    errors = Counter((a, b) for a, b in zip(y, p, strict=True) if a != b)
+    support_of = Counter(y)
+    top = [
+        {"true": a, "pred": b, "count": n, "share_of_true": n / support_of[a]}
+        for (a, b), n in sorted(errors.items(), key=lambda kv: (-kv[1], kv[0]))[:20]
+    ]
+    return {
+        "accuracy": acc,
+        "macro_f1": float(f1_score(y, p, labels=classes, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(y, p, labels=classes, average="weighted", zero_division=0)),
+        "per_class": per_class,
+        "top_confusions": top,
+    }
+
+
+def _quiet_load(model_dir: Path, reject: bool) -> Any:
+    """``Predictor.from_dir`` without transformers' "Loading weights" progress bar."""
+    import transformers
+
+    from intentkit.predict import Predictor
+
+    was_on = transformers.logging.is_progress_bar_enabled()
+    transformers.logging.disable_progress_bar()
+    try:
+        return Predictor.from_dir(model_dir, reject=reject)
+    finally:
+        if was_on:
+            transformers.logging.enable_progress_bar()
+
+
+def evaluate(
+    model_dir: str | Path,
+    data: str | Path,
+    *,
+    split: str = "test",
+    out: str | Path | None = None,
+    reject: bool = True,
+) -> dict[str, Any]:
+    """Score an artifact on ``split`` of a prepared folder; write ``report.json`` + figures.
+
+    Args:
+        model_dir: a folder written by ``intentkit train``.
+        data: a prepared dataset folder.
+        split: ``test`` (default), ``val`` or ``train``.
+        out: folder for ``report.json``, ``confusion_matrix.png`` and ``reliability.png``
+            (default ``MODEL_DIR/eval``).
+        reject: False answers the top class even below the threshold (``--no-reject``).
+
+    Returns:
+        The report dict (also written to ``out/report.json``).
+    """
+    from intentkit.artifact import check_artifact_dir, read_meta
+    from intentkit.calibration import (
+        expected_calibration_error,
+        oos_report,
+        reliability_diagram,
+        softmax,
+    )
+    from intentkit.dataset import load_prepared
+    from intentkit.evalplots import confusion_matrix_png
+    from intentkit.fsutil import atomic_write_json
+
+    model_dir = check_artifact_dir(model_dir)
+    ds = load_prepared(data)
+    frame = ds.split(split)
+    if len(frame) == 0:
+        raise DataError(f"--split {split}: the split in {ds.path} has no rows")
+    # Labels are checked from config.json before the (slower) model load: fail fast.
+    model_labels = json.loads((model_dir / "config.json").read_text("utf-8")).get("id2label", {})
+    cal = read_meta(model_dir).get("calibration") or {}
+    reject_label = str(cal.get("reject_label") or "out_of_scope")
+    oos_names = {n for n in (cal.get("oos_label"), *OOS_NAMES) if n}
+    true = frame["label"].tolist()
+    unseen = sorted(set(true) - {str(v) for v in model_labels.values()} - oos_names)
+    if unseen:
+        raise DataError(
+            f"--data {ds.path} ({split}): labels the model was not trained on: "
+            f"{', '.join(unseen)}; evaluate on data prepared with the same labels"
+        )
+    predictor = _quiet_load(model_dir, reject)
+
+    logits = predictor.logits(frame["text"].tolist())
+    pred = [a["label"] for a in predictor.decide(logits, top_k=1, reject=reject)]
+    oos_in_data = oos_names & set(true)
+    report = score(true, pred, oos=oos_names, reject_label=reject_label)
+    report.update(
+        oos_report(pred, true, oos_labels=oos_in_data | {reject_label}, reject_label=reject_label)
+    )
+
+    out = Path(out) if out is not None else model_dir / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    # ECE over rows whose label is a model class (others have no "correct" probability).
+    index = {name: i for i, name in enumerate(predictor.labels)}
+    rows = np.array([t in index for t in true], dtype=bool)
+    ece_before = ece_after = None
+    if rows.any():
+        y = np.array([index[t] for t in true if t in index], dtype=np.int64)
+        before = softmax(logits[rows], 1.0)
+        after = softmax(logits[rows], float(cal.get("temperature") or 1.0))
+        ece_before = expected_calibration_error(before, y, n_bins=15)
+        ece_after = expected_calibration_error(after, y, n_bins=15)
+        png = reliability_diagram(
+            before, y, out / "reliability.png", probs_after=after, title=f"Reliability ({split})"
+        )
+        # It is written via mkstemp (0600); make it readable like the rest of the report.
+        mask = os.umask(0o022)
+        os.umask(mask)
+        os.chmod(png, 0o666 & ~mask)
+    canon_true = _canonical(true, oos_names | {reject_label}, reject_label)
+    canon_pred = _canonical(pred, oos_names | {reject_label}, reject_label)
+    confusion_matrix_png(
+        canon_true,
+        canon_pred,
+        sorted(set(canon_true) | set(canon_pred)),
+        out / "confusion_matrix.png",
+        title=f"Confusion matrix ({split}, row-normalised)",
+    )
+    report.update(
+        {
+            "ece_before": ece_before,
+            "ece_after": ece_after,
+            "n": len(true),
+            "n_rejected": int(sum(x == reject_label for x in pred)),
+            "split": split,
+            "reject": reject,
+            "reject_label": reject_label,
+            "oos_labels": sorted(oos_in_data),
+            "temperature": cal.get("temperature"),
+            "threshold": cal.get("threshold"),
+            "model_dir": str(model_dir.resolve()),
+            "data": str(Path(ds.path).resolve()),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+    )
+    atomic_write_json(out / "report.json", report)
+    return report
+
+
+def worst_classes_table(report: dict[str, Any], n: int = 15) -> Any:
+    """A rich Table of the ``n`` classes with the lowest F1 (ties: larger support first)."""
+    from rich.table import Table
+
+    rows = sorted(report["per_class"].items(), key=lambda kv: (kv[1]["f1"], -kv[1]["support"]))
+    table = Table(title=f"Worst {min(n, len(rows))} classes by F1")
+    for col in ("class", "precision", "recall", "f1", "support"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for name, s in rows[:n]:
+        table.add_row(
+            name, f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", str(s["support"])
+        )
+    return table

@@ -1,0 +1,345 @@
+"""Pieces of the training loop that ``train.py`` wires into the Hugging Face Trainer.
+
+Kept apart so each stays small and testable: the dynamic-padding collator, class weights, the
+weighted-loss Trainer subclass, metrics, callbacks, max-length choice and checkpoint discovery.
+Heavy imports (torch, transformers) happen inside functions or in :func:`weighted_trainer_class`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CHECKPOINTS_DIR = "checkpoints"
+#: The resolved TrainConfig, written beside the checkpoints so ``--resume`` needs no flags.
+RUN_CONFIG_FILE = "intentkit_train_config.json"
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+# ----------------------------------------------------------------------------- batching
+class PadCollator:
+    """Pad a list of pre-tokenized rows to the longest row *of this batch* (never max_length).
+
+    Rows are dicts with ``input_ids`` (list of ints) and ``labels``; any other key (the
+    ``length`` column used by the length-grouped sampler) is dropped. ``pad_to_multiple_of``
+    rounds the width up (8 helps tensor cores on GPUs; on CPU 1 is best).
+    """
+
+    def __init__(self, pad_token_id: int, pad_to_multiple_of: int = 1) -> None:
+        self.pad_token_id = int(pad_token_id)
+        self.multiple = max(1, int(pad_to_multiple_of))
+
+    def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """Return ``input_ids``, ``attention_mask`` (and ``labels`` if present) as tensors."""
+        import torch
+
+        width = max(len(r["input_ids"]) for r in rows)
+        width = -(-width // self.multiple) * self.multiple
+        ids = np.full((len(rows), width), self.pad_token_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for i, r in enumerate(rows):
+            n = len(r["input_ids"])
+            ids[i, :n] = r["input_ids"]
+            mask[i, :n] = 1
+        batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+        if "labels" in rows[0]:
+            batch["labels"] = torch.tensor([int(r["labels"]) for r in rows], dtype=torch.long)
+        return batch
+
+
+# ----------------------------------------------------------------------------- class imbalance
+def class_weights(label_ids: Sequence[int], n_classes: int, mode: str) -> np.ndarray | None:
+    """Per-class loss weights for ``--class-weights``; None for ``none``.
+
+    ``balanced`` is sklearn's n / (k * count_c); ``sqrt`` is its square root (a milder boost for
+    rare classes). Both are normalised to mean 1 over the classes present so the effective
+    learning rate does not change; classes absent from training get weight 1.
+    """
+    if mode == "none":
+        return None
+    counts = np.bincount(np.asarray(label_ids, dtype=np.int64), minlength=n_classes).astype(float)
+    present = counts > 0
+    w = np.ones(n_classes, dtype=np.float64)
+    w[present] = counts[present].sum() / (present.sum() * counts[present])
+    if mode == "sqrt":
+        w[present] = np.sqrt(w[present])
+    elif mode != "balanced":
+        raise ValueError(f"unknown class weight mode {mode!r}")
+    w[present] /= w[present].mean()
+    return w.astype(np.float32)
+
+
+def weighted_trainer_class() -> type:
+    """The Trainer subclass whose loss is cross-entropy with class weights and label smoothing.
+
+    Built lazily so importing this module does not import transformers.
+    """
+    import torch
+    from transformers import Trainer
+
+    class WeightedLossTrainer(Trainer):
+        """``Trainer`` with ``F.cross_entropy(weight=..., label_smoothing=...)`` as its loss."""
+
+        # Our loss is a per-batch mean, so the Trainer must still divide by grad-accum steps.
+        loss_is_scaled_for_ga = False
+
+        def __init__(
+            self,
+            *args: Any,
+            loss_weights: np.ndarray | None = None,
+            label_smoothing: float = 0.0,
+            **kwargs: Any,
+        ) -> None:
+            super().__init__(*args, **kwargs)
+            # Older transformers 5.x (no loss_is_scaled_for_ga) skip the grad-accum division
+            # for models that accept loss kwargs; ours is a plain mean, so it must be divided.
+            self.model_accepts_loss_kwargs = False
+            self.loss_weights = None if loss_weights is None else torch.tensor(loss_weights)
+            self.label_smoothing = float(label_smoothing)
+
+        def compute_loss(
+            self,
+            model: Any,
+            inputs: dict[str, Any],
+            return_outputs: bool = False,
+            num_items_in_batch: Any = None,
+        ) -> Any:
+            """Weighted, smoothed cross-entropy over the batch (mean)."""
+            inputs = dict(inputs)
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+            weight = None
+            if self.loss_weights is not None:
+                weight = self.loss_weights.to(device=logits.device, dtype=torch.float32)
+            # fp32 loss even under bf16 autocast: log-softmax over many classes loses precision.
+            loss = torch.nn.functional.cross_entropy(
+                logits.float(), labels, weight=weight, label_smoothing=self.label_smoothing
+            )
+            return (loss, outputs) if return_outputs else loss
+
+    return WeightedLossTrainer
+
+
+# ----------------------------------------------------------------------------- metrics
+def classification_metrics(pred_ids: np.ndarray, label_ids: np.ndarray) -> dict[str, float]:
+    """Accuracy, macro F1 and weighted F1 of integer predictions (sklearn, zero_division=0)."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    return {
+        "accuracy": float(accuracy_score(label_ids, pred_ids)),
+        "macro_f1": float(f1_score(label_ids, pred_ids, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(label_ids, pred_ids, average="weighted", zero_division=0)),
+    }
+
+
+def compute_metrics(eval_pred: Any) -> dict[str, float]:
+    """``compute_metrics`` hook for the Trainer (argmax of logits vs labels)."""
+    logits, labels = eval_pred.predictions, eval_pred.label_ids
+    if isinstance(logits, tuple):
+        logits = logits[0]
+    return classification_metrics(np.asarray(logits).argmax(axis=-1), np.asarray(labels))
+
+
+# ----------------------------------------------------------------------------- max length
+def p99_max_length(lengths: Sequence[int], limit: int) -> int:
+    """99th percentile of token lengths rounded up to a multiple of 8, within [8, limit]."""
+    if len(lengths) == 0:
+        return min(64, limit)
+    p99 = float(np.percentile(np.asarray(lengths, dtype=np.float64), 99))
+    return int(min(limit, max(8, math.ceil(p99 / 8) * 8)))
+
+
+def recommended_max_length(data_dir: Path, texts: Sequence[str], tokenizer: Any, limit: int) -> int:
+    """The prepared folder's ``inspect.json`` recommendation, else computed from ``texts``.
+
+    Prefers ``intentkit.data.recommend_max_length`` (the data stage owns the rule) and falls back
+    to the p99-rounded-to-8 rule here when that module is not available.
+    """
+    inspect_file = Path(data_dir) / "inspect.json"
+    if inspect_file.is_file():
+        try:
+            value = json.loads(inspect_file.read_text("utf-8")).get("recommended_max_length")
+        except json.JSONDecodeError:
+            value = None
+        if isinstance(value, int) and value >= 8:
+            return min(value, limit)
+    try:
+        from intentkit.data import recommend_max_length
+    except ImportError:
+        recommend_max_length = None
+    if recommend_max_length is not None:
+        return int(recommend_max_length(list(texts), tokenizer, limit))
+    lengths = [len(x) for x in tokenizer(list(texts), truncation=False)["input_ids"]]
+    return p99_max_length(lengths, limit)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def complete_checkpoints(checkpoint_dir: Path) -> list[Path]:
+    """``checkpoint-N`` folders that finished writing, oldest first.
+
+    The Trainer writes ``trainer_state.json`` last, so a folder without it (or without weights)
+    is the remains of a kill mid-save and must not be resumed from.
+    """
+    if not checkpoint_dir.is_dir():
+        return []
+    found = []
+    for p in checkpoint_dir.iterdir():
+        m = _CHECKPOINT_RE.match(p.name)
+        if (
+            m
+            and p.is_dir()
+            and (p / "trainer_state.json").is_file()
+            and (p / "model.safetensors").is_file()
+        ):
+            found.append((int(m.group(1)), p))
+    return [p for _, p in sorted(found)]
+
+
+# ----------------------------------------------------------------------------- run folder
+def check_run_out(out: Path, *, force: bool, resume: bool, rank: int = 0) -> Path | None:
+    """Check ``--out``/``--force``/``--resume`` (no side effects); return the resume checkpoint."""
+    from intentkit.errors import ConfigError
+    from intentkit.fsutil import check_output_dir
+
+    if force and resume:
+        raise ConfigError("Can't provide both --force and --resume: --resume keeps the run")
+    if resume:
+        done = complete_checkpoints(out / CHECKPOINTS_DIR)
+        if not done:
+            raise ConfigError(
+                f"--resume: no complete checkpoint in {out / CHECKPOINTS_DIR}; "
+                "start a new run without --resume (add --force to replace the folder)"
+            )
+        return done[-1]
+    if rank == 0:  # other ranks would see rank 0's first checkpoint and refuse
+        check_output_dir(out, force=force)
+    return None
+
+
+def clear_out(out: Path, *, rank: int = 0) -> None:
+    """Empty ``out`` for ``--force``; called only once every input has been validated."""
+    import shutil
+
+    if rank != 0 or not out.is_dir():
+        return
+    # intentkit.json first: if we die mid-delete the folder reads as incomplete, not as a model.
+    (out / "intentkit.json").unlink(missing_ok=True)
+    for child in out.iterdir():
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+def split_val(train_df: Any, val_size: float, seed: int) -> tuple[Any, Any]:
+    """Carve a stratified, seeded validation split from train (plain split if a class is tiny)."""
+    from sklearn.model_selection import train_test_split
+
+    try:
+        tr, va = train_test_split(
+            train_df, test_size=val_size, random_state=seed, stratify=train_df["label"]
+        )
+    except ValueError:
+        # Stratification needs >= 2 rows per class and >= n_classes validation rows.
+        tr, va = train_test_split(train_df, test_size=val_size, random_state=seed)
+    return tr.reset_index(drop=True), va.reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- callbacks
+def callbacks_module() -> Any:
+    """Build the callback classes lazily (they subclass transformers' callbacks)."""
+    from transformers.trainer_callback import ProgressCallback, TrainerCallback
+
+    class QuietProgressCallback(ProgressCallback):
+        """tqdm bar with the running loss and learning rate as postfix; one line per eval."""
+
+        def on_prediction_step(self, *args: Any, **kw: Any) -> None:
+            pass  # no second bar for the (short) evaluation passes
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            if not state.is_world_process_zero or self.training_bar is None or not logs:
+                return
+            if "loss" in logs:
+                post = {"loss": f"{logs['loss']:.4f}"}
+                if "learning_rate" in logs:
+                    post["lr"] = f"{logs['learning_rate']:.2e}"
+                self.training_bar.set_postfix(post, refresh=False)
+            elif "eval_loss" in logs:
+                shown = " ".join(
+                    f"{k[5:]}={v:.4f}"
+                    for k, v in logs.items()
+                    if k in ("eval_loss", "eval_accuracy", "eval_macro_f1", "eval_weighted_f1")
+                )
+                self.training_bar.write(
+                    f"step {state.global_step} epoch {logs.get('epoch', 0):.2f}: {shown}"
+                )
+
+    class RunConfigCallback(TrainerCallback):
+        """Write the resolved TrainConfig into every checkpoint (reproducible, resumable)."""
+
+        def __init__(self, run_config: dict[str, Any]) -> None:
+            self.run_config = run_config
+
+        def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if not state.is_world_process_zero:
+                return
+            from intentkit.fsutil import atomic_write_json
+
+            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if ckpt.is_dir():
+                atomic_write_json(ckpt / RUN_CONFIG_FILE, self.run_config)
+
+    class StartStepCallback(TrainerCallback):
+        """Remember the global step at which this process began stepping (proves a resume)."""
+
+        def __init__(self) -> None:
+            self.step: int | None = None
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.step is None:
+                self.step = int(state.global_step)
+
+    class _NS:
+        pass
+
+    ns = _NS()
+    ns.QuietProgressCallback = QuietProgressCallback
+    ns.RunConfigCallback = RunConfigCallback
+    ns.StartStepCallback = StartStepCallback
+    ns.ProgressCallback = ProgressCallback
+    return ns
+
+
+# ----------------------------------------------------------------------------- optimiser
+_LAYER_RE = re.compile(r"\.layers?\.(\d+)\.")
+
+
+def layerwise_param_groups(
+    model: Any, lr: float, decay: float, weight_decay: float
+) -> list[dict[str, Any]]:
+    """AdamW parameter groups with layer-wise learning-rate decay (``--layerwise-lr-decay``).
+
+    The head and anything above the encoder layers train at ``lr``; layer ``i`` of ``n`` at
+    ``lr * decay ** (n - i)``; embeddings at ``lr * decay ** (n + 1)``. Lower layers hold more
+    general features, so they move less (ULMFiT / ELECTRA fine-tuning practice). Biases and
+    norm weights get no weight decay, as in the Trainer's default grouping.
+    """
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    layer_of = {n: int(m.group(1)) for n, _ in named if (m := _LAYER_RE.search(n))}
+    n_layers = max(layer_of.values(), default=-1) + 1
+    groups: dict[tuple[float, float], list[Any]] = {}
+    for name, param in named:
+        if name in layer_of:
+            depth = n_layers - layer_of[name]
+        elif "embed" in name:
+            depth = n_layers + 1
+        else:
+            depth = 0
+        no_decay = param.ndim < 2 or "norm" in name.lower() or name.endswith(".bias")
+        key = (lr * decay**depth, 0.0 if no_decay else weight_decay)
+        groups.setdefault(key, []).append(param)
+    return [{"params": ps, "lr": g_lr, "weight_decay": wd} for (g_lr, wd), ps in groups.items()]

@@ -1,0 +1,166 @@
+"""`intentkit evaluate`: report contents, out-of-scope scoring, figures, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from train_helpers import FAST, keywords_prepared, write_prepared
+
+
+@pytest.fixture(scope="module")
+def kw_data(tmp_path_factory: pytest.TempPathFactory, keywords_jsonl: Path) -> Path:
+    return keywords_prepared(keywords_jsonl, tmp_path_factory.mktemp("kw") / "data")
+
+
+@pytest.fixture(scope="module")
+def kw_model(tmp_path_factory: pytest.TempPathFactory, kw_data: Path, tiny_model_dir: Path) -> Path:
+    from intentkit.train import train
+
+    out = tmp_path_factory.mktemp("kw-model") / "model"
+    return train(kw_data, out, model=str(tiny_model_dir), **FAST)
+
+
+def test_report_keys_values_and_figures(kw_model: Path, kw_data: Path, tmp_path: Path) -> None:
+    from intentkit.evaluate import evaluate
+
+    report = evaluate(kw_model, kw_data, out=tmp_path / "ev", reject=False)
+    on_disk = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert on_disk["accuracy"] == report["accuracy"] >= 0.9
+    for key in ("macro_f1", "weighted_f1", "in_scope_accuracy", "ece_before", "ece_after"):
+        assert 0.0 <= report[key] <= 1.0, key
+    assert set(report["per_class"]) == {"car", "flight", "hotel"}
+    assert sum(c["support"] for c in report["per_class"].values()) == report["n"] == 30
+    assert set(report["per_class"]["car"]) == {"precision", "recall", "f1", "support"}
+    assert isinstance(report["top_confusions"], list)
+    assert report["oos_recall"] is None  # no out-of-scope rows in this data
+    assert report["n_rejected"] == 0  # --no-reject
+    for png in ("confusion_matrix.png", "reliability.png"):
+        assert (tmp_path / "ev" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_default_out_is_model_eval_and_cli_prints_table(
+    kw_model: Path, kw_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from intentkit.cli import main
+
+    code = main(["evaluate", str(kw_model), "--data", str(kw_data), "--split", "val"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Worst" in out and "accuracy=" in out
+    report = json.loads((kw_model / "eval" / "report.json").read_text())
+    assert report["split"] == "val" and report["n"] == 30
+
+
+def test_eval_equals_serving_decisions(kw_model: Path, kw_data: Path, tmp_path: Path) -> None:
+    """With rejection on, evaluate scores exactly the Predictor's answers."""
+    import pandas as pd
+
+    from intentkit.evaluate import evaluate
+    from intentkit.predict import Predictor
+
+    test = pd.read_parquet(kw_data / "test.parquet")
+    answers = [a["label"] for a in Predictor.from_dir(kw_model).predict(test["text"].tolist())]
+    report = evaluate(kw_model, kw_data, out=tmp_path / "ev")
+    expected = np.mean([a == t for a, t in zip(answers, test["label"], strict=True)])
+    assert report["accuracy"] == pytest.approx(expected)
+    assert report["n_rejected"] == sum(a == "out_of_scope" for a in answers)
+
+
+def test_unseen_test_labels_listed_but_oos_allowed(
+    kw_model: Path, kw_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pandas as pd
+
+    from intentkit.cli import main
+    from intentkit.evaluate import evaluate
+
+    train = pd.read_parquet(kw_data / "train.parquet")
+    test = pd.read_parquet(kw_data / "test.parquet")
+    extra = pd.DataFrame(
+        {
+            "text": ["sail the boat", "a train ticket", "tell me a joke"],
+            "label": ["boat", "rail", "oos"],
+        }
+    )
+    bad = write_prepared(tmp_path / "bad", train, pd.concat([test, extra]))
+    code = main(["evaluate", str(kw_model), "--data", str(bad)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0
+    assert "boat, rail" in err and "oos" not in err.split("trained on:")[1]
+
+    # Only "oos" rows: allowed, and scored as out-of-scope.
+    ok = write_prepared(tmp_path / "ok", train, pd.concat([test, extra.iloc[2:]]))
+    report = evaluate(kw_model, ok, out=tmp_path / "ev")
+    assert report["n_oos"] == 1 and report["oos_labels"] == ["oos"]
+    assert report["n"] == 31 and report["oos_recall"] in (0.0, 1.0)
+
+
+def test_oos_scoring_rules() -> None:
+    from intentkit.evaluate import score
+
+    true = ["a", "a", "b", "oos", "oos"]
+    pred = ["a", "out_of_scope", "b", "out_of_scope", "b"]
+    r = score(true, pred, oos={"oos"}, reject_label="out_of_scope")
+    # Rejected oos row is correct; rejected in-scope row is wrong; oos answered "b" is wrong.
+    assert r["accuracy"] == pytest.approx(3 / 5)
+    assert r["per_class"]["out_of_scope"]["support"] == 2
+    assert r["per_class"]["out_of_scope"]["recall"] == pytest.approx(0.5)
+    assert r["per_class"]["a"]["recall"] == pytest.approx(0.5)
+    assert r["top_confusions"][0]["count"] == 1
+    assert {"true": "out_of_scope", "pred": "b"} in [
+        {"true": c["true"], "pred": c["pred"]} for c in r["top_confusions"]
+    ]
+
+
+def test_missing_model_files(
+    kw_model: Path, kw_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from intentkit.cli import main
+
+    broken = tmp_path / "broken"
+    shutil.copytree(kw_model, broken, ignore=shutil.ignore_patterns("checkpoints", "eval"))
+    (broken / "model.safetensors").unlink()
+    (broken / "intentkit.json").unlink()
+    code = main(["evaluate", str(broken), "--data", str(kw_data)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0
+    assert "model.safetensors" in err and "intentkit.json" in err
+    assert not (broken / "eval").exists()
+
+
+def test_confusion_matrix_shows_most_confused_of_150(tmp_path: Path) -> None:
+    from intentkit.evalplots import confusion_matrix_png, most_confused
+
+    labels = [f"intent_{i:03d}" for i in range(150)]
+    rng = np.random.default_rng(0)
+    true = [labels[i] for i in rng.integers(0, 150, 3000)]
+    pred = list(true)
+    # Confuse exactly classes 10..14 with each other; everything else is perfect.
+    for i, t in enumerate(true):
+        k = labels.index(t)
+        if 10 <= k < 15 and i % 2:
+            pred[i] = labels[10 + (k - 9) % 5]
+    cm = np.zeros((150, 150))
+    for t, p in zip(true, pred, strict=True):
+        cm[labels.index(t), labels.index(p)] += 1
+    assert set(most_confused(cm, 5).tolist()) == {10, 11, 12, 13, 14}
+    path = confusion_matrix_png(true, pred, labels, tmp_path / "cm.png", max_labels=30)
+    from matplotlib.image import imread
+
+    h, w = imread(path).shape[:2]
+    assert 600 <= w <= 2000 and 600 <= h <= 2000  # 30 labels, not a 150-label grey square
+
+
+def test_report_files_are_world_readable(kw_model: Path, kw_data: Path, tmp_path: Path) -> None:
+    from intentkit.evaluate import evaluate
+
+    evaluate(kw_model, kw_data, out=tmp_path / "ev")
+    for name in ("report.json", "confusion_matrix.png", "reliability.png"):
+        assert (tmp_path / "ev" / name).stat().st_mode & 0o044 == 0o044, name
+    for name in ("model.safetensors", "config.json", "intentkit.json", "README.md"):
+        assert (kw_model / name).stat().st_mode & 0o044 == 0o044, name
