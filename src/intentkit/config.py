@@ -17,6 +17,7 @@ from intentkit.errors import ConfigError
 CLASS_WEIGHT_MODES = ("none", "balanced", "sqrt")
 METRICS = ("accuracy", "macro_f1", "weighted_f1")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
 def _raise_if(problems: list[str]) -> None:
@@ -134,13 +135,14 @@ class ServeConfig:
     max_batch_tokens: int = 16384  #: --max-batch-tokens padded tokens per forward pass
     max_batch_size: int = 256  #: --max-batch-size texts per forward pass
     max_wait_ms: float = 5.0  #: --max-wait-ms a request waits for others to share its batch
+    split_tokens: int | None = None  #: --split-tokens; None = 128 on CPU, 0 (no split) on GPU
     max_queue: int = 1024  #: --max-queue pending texts before answering 429
     max_body_bytes: int = 1_000_000  #: --max-body-bytes request body limit (413 above)
     max_texts_per_request: int = 1024  #: texts in one request (413 above)
     api_key: str | None = None  #: --api-key bearer token; None = no auth
     device: str = "auto"  #: --device auto|cpu|cuda
     reject: bool = True  #: --no-reject turns out-of-scope rejection off
-    threads: int | None = None  #: --threads torch intra-op threads; None = all cores
+    threads: int | None = None  #: --threads torch intra-op threads; None = all cores but one
     timeout_graceful_s: float = 30.0  #: --graceful-timeout s in-flight requests get on SIGTERM
     log_level: str = "info"  #: --log-level for uvicorn and intentkit loggers
 
@@ -163,8 +165,12 @@ class ServeConfig:
                 f"--max-texts-per-request ({self.max_texts_per_request}) must not exceed "
                 f"--max-queue ({self.max_queue})"
             )
+        if self.log_level not in LOG_LEVELS:
+            problems.append(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
         if self.timeout_graceful_s < 0:
             problems.append(f"--graceful-timeout must be >= 0, got {self.timeout_graceful_s}")
+        if self.split_tokens is not None and self.split_tokens < 0:
+            problems.append(f"--split-tokens must be >= 0, got {self.split_tokens}")
         if self.max_wait_ms < 0:
             problems.append(f"--max-wait-ms must be >= 0, got {self.max_wait_ms}")
         if self.device not in DEVICES:

@@ -1,0 +1,175 @@
+"""Predictor batched throughput vs the reference's one-at-a-time, pad-to-64 inference.
+
+Model: ModernBERT-base *config* (``ModernBertConfig()`` defaults) with random weights and a
+15-label head; the MiniLM WordPiece tokenizer (vocab_size set to its 30,522). Speed does not
+depend on the weights. Queries: CLINC150 test texts (cycled to ``--n``).
+
+  (a) intentkit ``Predictor.logits``: length-sorted batches of 64 and 256, each padded only to
+      its own longest text;
+  (b) the reference handler: one text per forward, ``padding='max_length', max_length=64``.
+
+    python bench/predictor_throughput.py --device cpu --n 128 --n-ref 16          # CPU smoke
+    python bench/predictor_throughput.py --device cuda --dtype bf16 --json out.json  # GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+CLINC_TEST = ROOT.parent / "shared" / "data" / "clinc150" / "test.jsonl"
+
+
+def load_texts(n: int, path: Path) -> list[str]:
+    """``n`` CLINC150 test texts (shuffled, cycled); a synthetic fallback if the file is absent."""
+    if path.is_file():
+        rows = [json.loads(x)["text"] for x in path.read_text("utf-8").splitlines() if x.strip()]
+    else:
+        words = "what time is my flight where gate bags hotel car rental visa need book".split()
+        rng = random.Random(1)
+        rows = [" ".join(rng.choices(words, k=rng.randint(3, 14))) for _ in range(4500)]
+    random.Random(0).shuffle(rows)
+    return [rows[i % len(rows)] for i in range(n)]
+
+
+def build(device: str, dtype: str, tokenizer_dir: str | None) -> Any:
+    """A Predictor around a random-init ModernBERT-base classifier."""
+    import torch
+    from transformers import AutoTokenizer, ModernBertConfig, ModernBertForSequenceClassification
+
+    from intentkit.predict import Predictor, resolve_device, resolve_dtype
+
+    if tokenizer_dir is None:
+        from intentkit.modeling import resolve_model
+
+        tokenizer_dir = resolve_model("minilm")
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device)
+    cfg = ModernBertConfig(
+        vocab_size=len(tok),
+        pad_token_id=tok.pad_token_id,
+        cls_token_id=tok.cls_token_id,
+        sep_token_id=tok.sep_token_id,
+        bos_token_id=tok.cls_token_id,
+        eos_token_id=tok.sep_token_id,
+        num_labels=15,
+    )
+    torch.manual_seed(0)
+    model = ModernBertForSequenceClassification(cfg).to(device=device, dtype=torch_dtype)
+    return Predictor(model, tok, meta={"max_length": 64}, device=device)
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def bench_predictor(pred: Any, texts: list[str], batch_size: int, reps: int) -> dict[str, float]:
+    """Texts/s of ``Predictor.logits`` (tokenization included), best of ``reps``."""
+    pred.logits(texts[: batch_size * 2], batch_size=batch_size)  # warm-up: allocator, kernels
+    best = float("inf")
+    for _ in range(reps):
+        _sync(pred.device)
+        t0 = time.perf_counter()
+        pred.logits(texts, batch_size=batch_size)
+        _sync(pred.device)
+        best = min(best, time.perf_counter() - t0)
+    return {"texts": len(texts), "seconds": best, "texts_per_s": len(texts) / best}
+
+
+def bench_reference(pred: Any, texts: list[str], reps: int) -> dict[str, float]:
+    """Texts/s of the reference handler: one text per forward, padded to 64, softmax."""
+    import torch
+
+    def run() -> None:
+        for t in texts:
+            enc = pred.tokenizer(
+                t, padding="max_length", max_length=64, truncation=True, return_tensors="pt"
+            )
+            with torch.no_grad():
+                out = pred.model(
+                    input_ids=enc["input_ids"].to(pred.device),
+                    attention_mask=enc["attention_mask"].to(pred.device),
+                )
+            probs = torch.softmax(out.logits.float(), dim=-1)[0]
+            float(probs.max())  # the reference reads the value back: a device sync per text
+
+    run_texts = texts[: max(1, min(8, len(texts)))]
+    for t in run_texts:  # warm-up
+        pred.tokenizer(t)
+    best = float("inf")
+    for _ in range(reps):
+        _sync(pred.device)
+        t0 = time.perf_counter()
+        run()
+        _sync(pred.device)
+        best = min(best, time.perf_counter() - t0)
+    return {"texts": len(texts), "seconds": best, "texts_per_s": len(texts) / best}
+
+
+def main() -> None:
+    """Parse flags, run both measurements, print a table and optionally write JSON."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="auto", help="auto|cpu|cuda")
+    p.add_argument("--dtype", default="auto", help="auto (fp32 on CPU, bf16 on CUDA)|fp32|bf16")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256])
+    p.add_argument("--n", type=int, default=None, help="texts for the batched runs")
+    p.add_argument("--n-ref", type=int, default=None, help="texts for the reference run")
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--tokenizer", default=None, help="tokenizer folder (default: minilm)")
+    p.add_argument("--texts", default=str(CLINC_TEST), help="JSONL with a 'text' field per line")
+    p.add_argument("--threads", type=int, default=None, help="torch threads on CPU")
+    p.add_argument("--json", default=None, help="write results here")
+    args = p.parse_args()
+
+    import torch
+
+    import intentkit
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    pred = build(args.device, args.dtype, args.tokenizer)
+    on_gpu = pred.device.startswith("cuda")
+    n = args.n or (16384 if on_gpu else 256)
+    n_ref = args.n_ref or (1024 if on_gpu else 32)
+    texts = load_texts(max(n, n_ref), Path(args.texts))
+    dtype = str(next(pred.model.parameters()).dtype).replace("torch.", "")
+    real_tokens = sum(len(x) for x in pred.encode(texts[:n]))
+
+    results: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(0) if on_gpu else platform.processor() or "cpu",
+        "dtype": dtype,
+        "torch": torch.__version__,
+        "intentkit": intentkit.__version__,
+        "threads": torch.get_num_threads(),
+        "mean_tokens": real_tokens / n,
+        "reference": bench_reference(pred, texts[:n_ref], args.reps),
+        "predictor": {},
+    }
+    for bs in args.batch_sizes:
+        results["predictor"][str(bs)] = bench_predictor(pred, texts[:n], bs, args.reps)
+    ref = results["reference"]["texts_per_s"]
+    print(f"device {results['device']}  dtype {dtype}  mean tokens/text {real_tokens / n:.1f}")
+    print(f"{'mode':28s} {'texts/s':>10s} {'speed-up':>9s}")
+    print(f"{'reference 1-at-a-time pad64':28s} {ref:10.1f} {1.0:8.2f}x")
+    for bs, r in results["predictor"].items():
+        r["speedup_vs_reference"] = r["texts_per_s"] / ref
+        print(
+            f"{'predictor batch ' + bs:28s} {r['texts_per_s']:10.1f} {r['texts_per_s'] / ref:8.2f}x"
+        )
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,431 @@
+"""Serving load benchmark: intentkit vs the reference handler vs a transformers pipeline route.
+
+Servers (each its own process, 127.0.0.1 only, stopped at the end):
+  (a) ``intentkit serve`` (micro-batching, dynamic padding, forward off the event loop);
+  (b) the reference SageMaker handler's behaviour on the same HTTP stack: a FastAPI route with a
+      lock (one request at a time), tokenizer ``padding='max_length', max_length=64``;
+  (c) ``transformers.pipeline("text-classification")`` called inside a FastAPI route (locked:
+      pipelines are not thread-safe).
+Load: a small keep-alive HTTP/1.1 client on asyncio streams in this process (cheaper than httpx,
+so the client steals less of the shared CPU), C connections each sending its next query as soon
+as the last one is answered; a fixed number of requests per level; levels interleaved across
+the servers (a, b, c, then a, b, c again) so drifting background load hits all three alike.
+
+Models: ModernBERT-base *config* with random weights (``ModernBertConfig()`` defaults, vocab set
+to the MiniLM WordPiece tokenizer's 30,522, 15-label head = clinc150 travel intents) and the
+offline MiniLM encoder with an untrained 15-label head (speed doesn't depend on the weights).
+
+    python bench/serve_load.py run                 # full run (~6-8 min on 2 cores)
+    python bench/serve_load.py run --quick         # smoke run (~1-2 min)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+CLINC = ROOT.parent / "shared" / "data" / "clinc150"
+TRAVEL = [
+    "plug_type", "travel_notification", "translate", "flight_status", "international_visa",
+    "timezone", "exchange_rate", "travel_suggestion", "travel_alert", "vaccines", "lost_luggage",
+    "book_flight", "book_hotel", "carry_on", "car_rental",
+]  # fmt: skip
+REF_MAX_LENGTH = 64
+
+
+# ----------------------------------------------------------------------------- models
+def prepare_models(out: Path) -> dict[str, dict[str, Any]]:
+    """Save the two benchmark artifacts (cached) and return {name: {path, non_emb_params}}."""
+    import torch
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        ModernBertConfig,
+        ModernBertForSequenceClassification,
+    )
+
+    from intentkit.modeling import resolve_model
+
+    labels = {"id2label": dict(enumerate(TRAVEL)), "label2id": {x: i for i, x in enumerate(TRAVEL)}}
+    minilm = resolve_model("minilm")
+    result = {}
+    for name in ("modernbert-base-random", "minilm-untrained-head"):
+        path = out / name
+        info_file = path / "bench_info.json"
+        if not info_file.is_file():
+            torch.manual_seed(0)
+            tok = AutoTokenizer.from_pretrained(minilm)
+            if name.startswith("modernbert"):
+                # ModernBERT takes no token_type_ids; saved so pipeline() and the reference
+                # handler don't pass them.
+                tok.model_input_names = ["input_ids", "attention_mask"]
+                cfg = ModernBertConfig(
+                    vocab_size=len(tok),
+                    pad_token_id=tok.pad_token_id,
+                    cls_token_id=tok.cls_token_id,
+                    sep_token_id=tok.sep_token_id,
+                    bos_token_id=tok.cls_token_id,
+                    eos_token_id=tok.sep_token_id,
+                    num_labels=len(TRAVEL),
+                    **labels,
+                )
+                model = ModernBertForSequenceClassification(cfg)
+            else:
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    minilm, num_labels=len(TRAVEL), **labels
+                )
+            path.mkdir(parents=True, exist_ok=True)
+            model.save_pretrained(path)
+            tok.save_pretrained(path)
+            meta = {"format_version": 1, "max_length": REF_MAX_LENGTH}
+            (path / "intentkit.json").write_text(json.dumps(meta))
+            non_emb = sum(p.numel() for n, p in model.named_parameters() if "embeddings" not in n)
+            info_file.write_text(json.dumps({"non_emb_params": non_emb}))
+            del model
+        result[name] = {"path": path, **json.loads(info_file.read_text())}
+    return result
+
+
+# ----------------------------------------------------------------------------- baseline servers
+def reference_app(model_dir: str) -> Any:
+    """The reference handler's behaviour: one request at a time, padded to 64 tokens."""
+    import torch
+    from fastapi import FastAPI
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32)
+    model.eval()
+    lock = threading.Lock()
+    app = FastAPI()
+
+    @app.get("/ping")
+    def ping() -> dict:
+        return {"status": "ok"}
+
+    @app.post("/invocations")
+    def invocations(body: dict) -> dict:  # sync route: FastAPI runs it in its thread pool
+        with lock:
+            enc = tok(
+                body["text"],
+                padding="max_length",
+                max_length=REF_MAX_LENGTH,
+                truncation=True,
+                return_tensors="pt",
+            )
+            with torch.no_grad():
+                logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+            probs = torch.softmax(logits.logits, dim=-1)[0]
+            i = int(probs.argmax())
+            return {"predicted_class": model.config.id2label[i], "confidence": float(probs[i])}
+
+    return app
+
+
+def pipeline_app(model_dir: str) -> Any:
+    """``transformers.pipeline`` inside a FastAPI route."""
+    from fastapi import FastAPI
+    from transformers import pipeline
+
+    pipe = pipeline("text-classification", model=model_dir, device=-1)
+    lock = threading.Lock()
+    app = FastAPI()
+
+    @app.get("/ping")
+    def ping() -> dict:
+        return {"status": "ok"}
+
+    @app.post("/invocations")
+    def invocations(body: dict) -> dict:
+        with lock:
+            out = pipe(body["text"])[0]
+        return {"predicted_class": out["label"], "confidence": float(out["score"])}
+
+    return app
+
+
+def run_baseline_server(kind: str, model_dir: str, port: int, threads: int | None = None) -> None:
+    """Serve a baseline app with uvicorn on 127.0.0.1 (subprocess entry point)."""
+    import torch
+    import uvicorn
+
+    if threads:
+        torch.set_num_threads(threads)
+
+    app = reference_app(model_dir) if kind == "reference" else pipeline_app(model_dir)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+# ----------------------------------------------------------------------------- processes
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One benchmark server subprocess."""
+
+    def __init__(
+        self, kind: str, model_dir: Path, log_dir: Path, baseline_threads: int | None = None
+    ) -> None:
+        self.kind = kind
+        self.port = free_port()
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+        if kind == "intentkit":
+            cmd = [sys.executable, "-m", "intentkit", "serve", str(model_dir)]
+            cmd += ["--port", str(self.port), "--log-level", "warning"]
+        else:
+            cmd = [sys.executable, __file__, "server", kind, str(model_dir), str(self.port)]
+            if baseline_threads:
+                cmd += ["--threads", str(baseline_threads)]
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log = open(log_dir / f"{kind}-{model_dir.name}.log", "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+
+    def wait_ready(self, timeout: float = 300.0) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.kind} server exited; see {self.log.name}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/ping", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"{self.kind} server not ready in {timeout}s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.log.close()
+
+
+# ----------------------------------------------------------------------------- load generator
+async def _one_connection(port: int, bodies: Any, lat: list[float], errors: list[int]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = f"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+    head += "Content-Type: application/json\r\n"
+    try:
+        for body in bodies:  # a shared iterator: each connection takes the next query
+            req = (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+            t0 = time.perf_counter()
+            writer.write(req)
+            await writer.drain()
+            status = int((await reader.readline()).split()[1])
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value)
+            await reader.readexactly(length)
+            lat.append(time.perf_counter() - t0)
+            if status != 200:
+                errors.append(status)
+    finally:
+        writer.close()
+
+
+def run_level(port: int, texts: list[str], concurrency: int) -> dict[str, float]:
+    """Send every text once with ``concurrency`` connections; req/s and latency percentiles."""
+    import numpy as np
+
+    bodies = iter([json.dumps({"text": t}).encode() for t in texts])
+    lat: list[float] = []
+    errors: list[int] = []
+
+    async def main() -> float:
+        t0 = time.perf_counter()
+        await asyncio.gather(
+            *(_one_connection(port, bodies, lat, errors) for _ in range(concurrency))
+        )
+        return time.perf_counter() - t0
+
+    wall = asyncio.run(main())
+    ms = np.array(lat) * 1000
+    return {
+        "n": len(lat),
+        "errors": len(errors),
+        "wall_s": wall,
+        "rps": len(lat) / wall,
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+    }
+
+
+def matmul_peak_gflops(size: int = 2048, reps: int = 5) -> float:
+    """Best-of fp32 matmul GFLOP/s of this CPU with torch's default threads."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    best = 0.0
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = max(best, 2 * size**3 / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+# ----------------------------------------------------------------------------- driver
+def load_queries(n: int, seed: int = 0) -> list[str]:
+    rows = [json.loads(x)["text"] for x in (CLINC / "test.jsonl").read_text().splitlines()]
+    random.Random(seed).shuffle(rows)
+    return rows[:n]
+
+
+def bench(args: argparse.Namespace) -> dict[str, Any]:
+    from transformers import AutoTokenizer
+
+    out = Path(args.out)
+    models = prepare_models(out / "models")
+    peak = matmul_peak_gflops()
+    print(f"fp32 matmul peak (2048^2, best of 5): {peak:.1f} GFLOP/s", flush=True)
+    results: dict[str, Any] = {"matmul_peak_gflops": [peak], "models": {}, "args": vars(args)}
+    for name in args.models:
+        info = models[name]
+        n = args.n_modernbert if name.startswith("modernbert") else args.n_minilm
+        queries = load_queries(n * len(args.levels) * 2)
+        tok = AutoTokenizer.from_pretrained(info["path"])
+        servers = [
+            Server(k, info["path"], out / "logs", args.baseline_threads)
+            for k in ("intentkit", "reference", "pipeline")
+        ]
+        res: dict[str, dict[str, Any]] = {s.kind: {} for s in servers}
+        try:
+            for s in servers:
+                s.wait_ready()
+                run_level(s.port, queries[:4], 1)  # warm-up (first forward allocates)
+            cursor = 0
+            for level in args.levels:
+                for rep in range(2):  # a, b, c, a, b, c: background drift hits all alike
+                    texts = queries[cursor : cursor + n // 2]
+                    cursor += n // 2
+                    real_tokens = sum(len(x) for x in tok(texts)["input_ids"])
+                    for s in servers:
+                        r = run_level(s.port, texts, level)
+                        r["real_tokens"] = real_tokens
+                        res[s.kind].setdefault(level, []).append(r)
+                        print(
+                            f"{name:24s} {s.kind:10s} c={level:<3d} rep{rep} "
+                            f"{r['rps']:8.1f} req/s p50 {r['p50_ms']:8.1f} ms "
+                            f"p99 {r['p99_ms']:8.1f} ms err {r['errors']}",
+                            flush=True,
+                        )
+        finally:
+            for s in servers:
+                s.stop()
+        results["models"][name] = {
+            "non_emb_params": info["non_emb_params"],
+            "servers": {k: {str(lv): merge(v) for lv, v in d.items()} for k, d in res.items()},
+        }
+    results["matmul_peak_gflops"].append(matmul_peak_gflops())
+    return results
+
+
+def merge(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Combine the interleaved halves of one level (throughput over total time, worst p99)."""
+    n = sum(r["n"] for r in runs)
+    wall = sum(r["wall_s"] for r in runs)
+    return {
+        "n": n,
+        "errors": sum(r["errors"] for r in runs),
+        "rps": n / wall,
+        "p50_ms": sorted(r["p50_ms"] for r in runs)[len(runs) // 2],
+        "p99_ms": max(r["p99_ms"] for r in runs),
+        "tokens_per_s": sum(r["real_tokens"] for r in runs) / wall,
+    }
+
+
+def report(results: dict[str, Any]) -> str:
+    """Markdown tables + ratios."""
+    peak = max(results["matmul_peak_gflops"])
+    lines = [f"fp32 matmul peak: {peak:.1f} GFLOP/s (best of start/end measurements)", ""]
+    for name, m in results["models"].items():
+        srv = m["servers"]
+        levels = list(srv["intentkit"])
+        lines += [f"### {name}", "", "| server | concurrency | req/s | p50 ms | p99 ms | errors |"]
+        lines.append("|---|---|---|---|---|---|")
+        for kind in ("intentkit", "reference", "pipeline"):
+            for lv in levels:
+                r = srv[kind][lv]
+                lines.append(
+                    f"| {kind} | {lv} | {r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
+                    f"| {r['errors']} |"
+                )
+        lines += ["", "| concurrency | intentkit/reference | intentkit/pipeline | % of peak |"]
+        lines.append("|---|---|---|---|")
+        for lv in levels:
+            a, b, c = srv["intentkit"][lv], srv["reference"][lv], srv["pipeline"][lv]
+            util = 2 * m["non_emb_params"] * a["tokens_per_s"] / 1e9 / peak * 100
+            lines.append(
+                f"| {lv} | {a['rps'] / b['rps']:.2f}x | {a['rps'] / c['rps']:.2f}x | {util:.1f} % |"
+            )
+        hi, lo = levels[-1], levels[0]
+        tail = srv["intentkit"][hi]["p99_ms"] / srv["intentkit"][lo]["p50_ms"]
+        lines += ["", f"intentkit p99 at c={hi} / p50 at c={lo}: {tail:.2f}x", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="run the benchmark")
+    # Outside the shared checkout: other benchmarks clean bench/out while this one runs.
+    run.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "intentkit-bench-serve"))
+    run.add_argument("--levels", type=int, nargs="+", default=[1, 8, 32])
+    run.add_argument(
+        "--models", nargs="+", default=["modernbert-base-random", "minilm-untrained-head"]
+    )
+    run.add_argument("--n-modernbert", type=int, default=64, help="requests per level per server")
+    run.add_argument("--n-minilm", type=int, default=256, help="requests per level per server")
+    run.add_argument("--quick", action="store_true", help="smoke run: tiny counts")
+    run.add_argument(
+        "--baseline-threads",
+        type=int,
+        default=None,
+        help="torch threads for (b) and (c) (default: torch's, all cores)",
+    )
+    run.add_argument("--json", default=None, help="write raw results here")
+    srv = sub.add_parser("server", help="(internal) run a baseline server")
+    srv.add_argument("kind", choices=["reference", "pipeline"])
+    srv.add_argument("model_dir")
+    srv.add_argument("port", type=int)
+    srv.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.cmd == "server":
+        run_baseline_server(args.kind, args.model_dir, args.port, args.threads)
+        return
+    if args.quick:
+        args.n_modernbert, args.n_minilm, args.levels = 8, 32, [1, 8]
+    results = bench(args)
+    text = report(results)
+    print(text)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

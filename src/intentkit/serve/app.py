@@ -1,0 +1,380 @@
+"""The app factory: SageMaker's container contract and TEI's classification shape in one app.
+
+FastAPI (on uvicorn) because the API is typed end to end: pydantic schemas validate requests
+(wrong types are 422s for free) and generate the OpenAPI docs at ``/docs``; and uvicorn's
+graceful shutdown is mature (SIGTERM stops accepting, lets in-flight requests finish, then runs
+the lifespan shutdown that drains the micro-batcher).
+
+Routes: ``GET /ping`` and ``POST /invocations`` (SageMaker), ``POST /predict`` (TEI), ``GET /info``,
+``GET /health``, ``GET /metrics`` (Prometheus), ``/docs``. The model loads in a background thread
+at start-up; ``/ping`` and ``/health`` answer 503 until it is ready. Error bodies come from
+:mod:`intentkit.serve.errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from intentkit.config import ServeConfig
+from intentkit.serve.batcher import BatchResult, MicroBatcher
+from intentkit.serve.errors import ServeError, error_body
+from intentkit.serve.metrics import Metrics, MetricsMiddleware
+from intentkit.serve.middleware import AuthMiddleware, BodyLimitMiddleware
+from intentkit.serve.schemas import (
+    ErrorResponse,
+    Info,
+    Invocation,
+    InvocationLine,
+    InvocationRequest,
+    PredictRequest,
+    Score,
+)
+
+log = logging.getLogger("intentkit.serve")
+
+JSON_TYPES = ("application/json", "text/json")
+JSONLINES_TYPES = ("application/jsonlines", "application/jsonl", "application/x-jsonlines")
+#: Default --split-tokens off GPUs (see intentkit.serve.batcher.plan_batches).
+CPU_SPLIT_TOKENS = 128
+
+
+class ServerState:
+    """Mutable per-app state (never module-global): the predictor once loaded, the batcher."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.predictor: Any | None = None
+        self.batcher: MicroBatcher | None = None
+        self.load_error: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        """True once the model is loaded and the batcher runs."""
+        return self.batcher is not None
+
+    def require_ready(self) -> tuple[Any, MicroBatcher]:
+        """The predictor and batcher, or a 503 ServeError."""
+        if self.load_error is not None:
+            raise ServeError("not_ready", f"the model failed to load: {self.load_error}")
+        if self.predictor is None or self.batcher is None:
+            raise ServeError("not_ready", "the model is still loading; retry shortly")
+        return self.predictor, self.batcher
+
+
+def default_threads() -> int:
+    """Torch intra-op threads for serving: every usable core but one.
+
+    The spare core runs the event loop, HTTP parsing and tokenization while a forward pass runs.
+    Giving torch all cores oversubscribes the CPU and OpenMP barriers collapse: on a 2-core box
+    under load, MiniLM at concurrency 32 served 128 req/s with 1 thread vs 23-47 with 2
+    (bench/RESULTS_serve.md).
+    """
+    import os
+
+    try:
+        cores = len(os.sched_getaffinity(0))  # honours taskset / container CPU sets
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
+def _validation_message(errors: list[dict[str, Any]]) -> str:
+    parts = []
+    for err in errors[:5]:
+        if err.get("type") == "json_invalid":
+            return f"invalid JSON: {err.get('ctx', {}).get('error', err.get('msg'))}"
+        loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
+        parts.append(f"{loc or 'body'}: {err.get('msg')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def _timing_headers(result: BatchResult, started: float) -> dict[str, str]:
+    return {
+        "x-tokenization-time": f"{result.tokenize_ms:.3f}",
+        "x-queue-time": f"{result.queue_ms:.3f}",
+        "x-inference-time": f"{result.inference_ms:.3f}",
+        "x-total-time": f"{(time.perf_counter() - started) * 1000.0:.3f}",
+    }
+
+
+def create_app(
+    config: ServeConfig,
+    *,
+    model_dir: str | Path | None = None,
+    loader: Callable[[], Any] | None = None,
+    on_load_error: Callable[[BaseException], None] | None = None,
+) -> FastAPI:
+    """Build the app. The model loads in a background thread once the server starts.
+
+    Args:
+        config: server and batcher settings (``api_key`` set = bearer auth on).
+        model_dir: artifact folder, loaded with :meth:`Predictor.from_dir` unless ``loader``.
+        loader: zero-argument callable returning a loaded Predictor (tests, benchmarks).
+        on_load_error: called with the exception when loading fails (the CLI stops the server).
+    """
+    if loader is None:
+        if model_dir is None:
+            raise ValueError("create_app needs model_dir or loader")
+
+        def loader() -> Any:
+            from intentkit.predict import Predictor
+
+            return Predictor.from_dir(
+                model_dir,
+                device=config.device,
+                reject=config.reject,
+                threads=config.threads or default_threads(),
+            )
+
+    state = ServerState(config)
+
+    async def load() -> None:
+        try:
+            predictor = await asyncio.to_thread(loader)
+            batcher = MicroBatcher(
+                predictor.encode,
+                predictor.forward_ids,
+                max_batch_tokens=config.max_batch_tokens,
+                max_batch_size=config.max_batch_size,
+                max_wait_ms=config.max_wait_ms,
+                max_queue=config.max_queue,
+                split_tokens=config.split_tokens
+                if config.split_tokens is not None
+                else (0 if str(predictor.device).startswith("cuda") else CPU_SPLIT_TOKENS),
+                metrics=state.metrics,
+            )
+            batcher.start()
+            state.predictor, state.batcher = predictor, batcher
+            log.info("model loaded: %d labels, ready", len(predictor.labels))
+        except Exception as exc:
+            state.load_error = f"{type(exc).__name__}: {exc}"
+            log.error("model failed to load", exc_info=True)
+            if on_load_error is not None:
+                on_load_error(exc)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> Any:
+        task = asyncio.get_running_loop().create_task(load(), name="load-model")
+        app.state.load_task = task
+        yield
+        # uvicorn has already let in-flight requests finish; drain what the batcher still holds.
+        if state.batcher is not None:
+            await state.batcher.stop()
+        if not task.done():
+            task.cancel()
+
+    app = FastAPI(
+        title="intentkit",
+        summary="Intent classification endpoint (SageMaker container contract + TEI /predict)",
+        version=_version(),
+        lifespan=lifespan,
+        responses={"default": {"model": ErrorResponse}},
+    )
+    app.state.serve = state
+    # add_middleware wraps: the last added runs first (metrics see auth and size rejections).
+    app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
+    if config.api_key:
+        app.add_middleware(AuthMiddleware, api_key=config.api_key)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    _add_error_handlers(app)
+    _add_routes(app, state)
+    return app
+
+
+def _version() -> str:
+    from intentkit import __version__
+
+    return __version__
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(error_body("validation", _validation_message(exc.errors())), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc, ServeError):
+            return JSONResponse(exc.body(), exc.status_code, headers=exc.headers)
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "internal")
+        return JSONResponse(error_body(kind, str(exc.detail)), exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def on_unknown(request: Request, exc: Exception) -> JSONResponse:
+        # The traceback goes to the log, never to the client.
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse(error_body("internal", "internal server error"), 500)
+
+
+def _check_texts(value: str | list[str], field: str, limit: int) -> list[str]:
+    texts = [value] if isinstance(value, str) else value
+    if not texts:
+        raise ServeError("empty", f"`{field}` is an empty list; send at least one text")
+    if len(texts) > limit:
+        raise ServeError(
+            "payload_too_large", f"{len(texts)} texts in one request; the limit is {limit}"
+        )
+    for i, text in enumerate(texts):
+        if not text.strip():
+            where = field if isinstance(value, str) else f"{field}[{i}]"
+            raise ServeError("empty", f"`{where}` is empty; send a non-empty text")
+    return texts
+
+
+def _parse_invocation(body: bytes, ctype: str) -> tuple[str | list[str], bool]:
+    """(texts, jsonlines?) from an /invocations body; typed errors for anything else."""
+    if ctype in JSONLINES_TYPES:
+        texts = []
+        for n, line in enumerate(body.decode("utf-8", errors="replace").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                texts.append(InvocationLine.model_validate_json(line).text)
+            except ValidationError as exc:
+                msg = f"line {n}: {_validation_message(exc.errors())}"
+                raise ServeError("validation", msg) from None
+        return texts, True
+    if ctype in JSON_TYPES or not ctype:
+        try:
+            req = InvocationRequest.model_validate_json(body)
+        except ValidationError as exc:
+            raise ServeError("validation", _validation_message(exc.errors())) from None
+        return req.text, False
+    raise ServeError(
+        "unsupported_media_type",
+        f"Content-Type {ctype!r}: send application/json or application/jsonlines",
+    )
+
+
+def _sorted_scores(row: np.ndarray, labels: list[str], k: int) -> list[dict[str, Any]]:
+    top = np.argsort(-row, kind="stable")[:k]
+    return [{"label": labels[j], "score": float(row[j])} for j in top]
+
+
+def _add_routes(app: FastAPI, state: ServerState) -> None:
+    cfg = state.config
+
+    @app.get("/ping", summary="SageMaker health check (200 once the model is loaded)")
+    async def ping() -> dict[str, str]:
+        state.require_ready()
+        return {"status": "ok"}
+
+    @app.get("/health", summary="503 until the model is loaded")
+    async def health() -> dict[str, str]:
+        state.require_ready()
+        return {"status": "ok"}
+
+    @app.get("/info", response_model=Info, summary="What is served and how")
+    async def info() -> dict[str, Any]:
+        predictor, _ = state.require_ready()
+        cal = predictor.calibration
+        meta = predictor.meta or {}
+        path = Path(predictor.path) if predictor.path else None
+        return {
+            "model_id": str((meta.get("train_config") or {}).get("model") or (path or "model")),
+            "model_path": str(path.resolve()) if path else "",
+            "labels": list(predictor.labels),
+            "max_input_length": predictor.max_length,
+            "max_batch_size": cfg.max_batch_size,
+            "max_batch_tokens": cfg.max_batch_tokens,
+            "max_wait_ms": cfg.max_wait_ms,
+            "max_queue": cfg.max_queue,
+            "max_texts_per_request": cfg.max_texts_per_request,
+            "device": str(predictor.device),
+            "version": _version(),
+            "calibration": None
+            if not cal
+            else {
+                "temperature": cal.get("temperature"),
+                "threshold": cal.get("threshold"),
+                "reject_label": cal.get("reject_label"),
+                "oos_label": cal.get("oos_label"),
+                "reject_enabled": cfg.reject,
+            },
+            "auth": bool(cfg.api_key),
+        }
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post(
+        "/predict",
+        summary="TEI-shaped classification: sorted [{label, score}] per text",
+        responses={200: {"model": list[Score] | list[list[Score]]}},
+    )
+    async def predict(req: PredictRequest) -> Response:
+        """Scores sorted high to low; with rejection the first element is the answered label.
+
+        Default scores are calibrated probabilities; when the text is rejected as out-of-scope
+        the list starts with ``{"label": <reject label>, "score": <top-class confidence>}``,
+        followed by the ``top_k`` class scores, so element 0 is always the answer.
+        ``raw_scores`` gives un-normalised logits (no temperature) and no reject element.
+        """
+        started = time.perf_counter()
+        texts = _check_texts(req.inputs, "inputs", cfg.max_texts_per_request)
+        predictor, batcher = state.require_ready()
+        result = await batcher.submit(texts)
+        labels = predictor.labels
+        k = len(labels) if req.top_k is None else min(req.top_k, len(labels))
+        if req.raw_scores:
+            out = [_sorted_scores(row, labels, k) for row in result.logits]
+        else:
+            out = []
+            for ans in predictor.decide(result.logits, top_k=k, reject=cfg.reject):
+                scores = ans["scores"]
+                if ans["label"] != scores[0]["label"]:  # rejected: the answer leads
+                    scores = [{"label": ans["label"], "score": ans["confidence"]}, *scores]
+                out.append(scores)
+        body = out[0] if isinstance(req.inputs, str) else out
+        return JSONResponse(body, headers=_timing_headers(result, started))
+
+    @app.post(
+        "/invocations",
+        summary="SageMaker inference: {'text': str | [str]} or JSON Lines",
+        responses={200: {"model": Invocation | list[Invocation]}},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": InvocationRequest.model_json_schema()},
+                    "application/jsonlines": {"schema": {"type": "string"}},
+                },
+            }
+        },
+    )
+    async def invocations(request: Request) -> Response:
+        """The reference handler's contract, plus a list form and JSON Lines for batch transform."""
+        started = time.perf_counter()
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        value, jsonlines = _parse_invocation(await request.body(), ctype)
+        texts = _check_texts(value, "text", cfg.max_texts_per_request)
+        predictor, batcher = state.require_ready()
+        result = await batcher.submit(texts)
+        answers = [
+            {"predicted_class": a["label"], "confidence": a["confidence"]}
+            for a in predictor.decide(result.logits, top_k=1, reject=cfg.reject)
+        ]
+        headers = _timing_headers(result, started)
+        accept = request.headers.get("accept", "").split(";")[0].strip().lower()
+        if jsonlines or accept in JSONLINES_TYPES:
+            lines = "".join(json.dumps(a) + "\n" for a in answers)
+            return Response(lines, media_type="application/jsonlines", headers=headers)
+        return JSONResponse(answers[0] if isinstance(value, str) else answers, headers=headers)

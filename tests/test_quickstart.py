@@ -1,0 +1,45 @@
+"""``intentkit quickstart`` end to end with the tiny model (prepare, train, evaluate, serve)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from intentkit.cli import main
+from intentkit.serve.quickstart import DEMO_QUERIES
+from intentkit.serve.registry import Registry
+
+
+@pytest.mark.slow
+def test_quickstart_end_to_end(tiny_model_dir: Path, tmp_path: Path, capsys) -> None:
+    out, state = tmp_path / "demo", tmp_path / "state"
+    args = ["quickstart", "--model", str(tiny_model_dir), "--out", str(out), "--epochs", "0.25"]
+    assert main([*args, "--state-dir", str(state)]) == 0
+    printed = capsys.readouterr().out
+    assert "intentkit quickstart" in printed and "test macro-F1" in printed
+    for query in DEMO_QUERIES:
+        assert query in printed
+    assert (out / "data" / "train.parquet").is_file()
+    assert (out / "model" / "model.safetensors").is_file()
+    assert (out / "model" / "eval" / "report.json").is_file()
+    assert Registry(state).all() == {}  # the endpoint was deleted
+    # A second run refuses to overwrite without --force (one-line error, exit 2).
+    assert main([*args, "--state-dir", str(state)]) == 2
+    assert "--force" in capsys.readouterr().err
+
+
+def test_quickstart_without_modernbert_warns_and_falls_back(monkeypatch) -> None:
+    from rich.console import Console
+
+    from intentkit.errors import ModelError
+    from intentkit.serve import quickstart
+
+    def offline(name: str) -> None:
+        raise ModelError("--model modernbert-base: cannot fetch it")
+
+    monkeypatch.setattr("intentkit.modeling.load_config", offline)
+    console = Console(record=True, width=100)
+    assert quickstart.choose_model(None, console) == "minilm"
+    assert "ModernBERT-base unavailable" in console.export_text()
+    assert quickstart.choose_model("my-model", console) == "my-model"
