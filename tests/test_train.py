@@ -252,6 +252,20 @@ def test_oos_rows_reach_calibration(
     meta = json.loads((train(with_class, tmp_path / "ma", model=str(tiny_model_dir), **FAST)
                        / "intentkit.json").read_text())  # fmt: skip
     assert meta["calibration"]["oos_label"] == "oos" and meta["calibration"]["val"]["n_oos"] == 10
+    # The report's in-scope ECE leaves the oos-class rows out; recompute it by hand.
+    import numpy as np
+
+    from intentkit.calibration import expected_calibration_error, softmax
+    from intentkit.evaluate import evaluate
+    from intentkit.predict import Predictor
+
+    rep = evaluate(tmp_path / "ma", with_class, split="val", out=tmp_path / "ea")
+    pred = Predictor.from_dir(tmp_path / "ma")
+    val = pd.read_parquet(with_class / "val.parquet")
+    val = val[val["label"] != "oos"]
+    probs = softmax(pred.logits(val["text"].tolist()), meta["calibration"]["temperature"])
+    y = np.array([pred.labels.index(t) for t in val["label"]])
+    assert rep["ece_in_scope_after"] == pytest.approx(expected_calibration_error(probs, y))
     # 2) no "oos" class, but out-of-scope rows in val: used only for the threshold.
     without = write_prepared(
         tmp_path / "b", df.iloc[:120], df.iloc[150:], pd.concat([df.iloc[120:150], oos.iloc[20:]]),

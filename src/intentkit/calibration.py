@@ -15,8 +15,6 @@ Two post-hoc steps fitted on the validation split after training, stored verbati
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
 from intentkit.errors import ConfigError
+from intentkit.fsutil import atomic_save_figure
 
 T_BOUNDS = (0.05, 20.0)  # outside this range the model (or the validation split) is broken
 THRESHOLD_RULE = (
@@ -445,7 +444,6 @@ def reliability_diagram(
         The path written.
     """
     # The object API with an explicit Agg canvas: no pyplot global state, no backend switch.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     path = Path(path)
@@ -458,7 +456,6 @@ def reliability_diagram(
             raise ValueError(f"probs_after shape {p.shape} differs from probs {series[0][1].shape}")
 
     fig = Figure(figsize=(6.5, 7.5), dpi=130, layout="constrained")
-    FigureCanvasAgg(fig)
     ax, hist = fig.subplots(2, 1, height_ratios=[3, 1.2], sharex=True)
     width = 1.0 / n_bins
     centers = (np.arange(n_bins) + 0.5) * width
@@ -482,13 +479,4 @@ def reliability_diagram(
     hist.set_yscale("symlog")  # most rows pile up near 1.0; a log scale keeps the rest visible
     hist.grid(alpha=0.3)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.png", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_save_figure(fig, path)

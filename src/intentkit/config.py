@@ -90,7 +90,9 @@ class TrainConfig:
     layerwise_lr_decay: float | None = None  #: --layerwise-lr-decay factor per layer (e.g. 0.9)
     oos_label: str | None = None  #: --oos-label: label in the data that means out-of-scope
     reject_label: str = "out_of_scope"  #: --reject-label answered below the threshold
-    oos_target: float = 0.95  #: --oos-target: keep validation in-scope accuracy >= this
+    #: --oos-target: keep validation in-scope accuracy >= this while rejecting as much
+    #: out-of-scope as possible; None = the accuracy with no rejection minus one point.
+    oos_target: float | None = None
     calibrate: bool = True  #: fit temperature + threshold on validation after training
     extra: dict[str, Any] = field(default_factory=dict)  #: preset-only knobs for experiments
 
@@ -119,7 +121,7 @@ class TrainConfig:
             problems.append(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0 < self.val_size < 1:
             problems.append(f"--val-size must be between 0 and 1, got {self.val_size}")
-        if not 0 < self.oos_target <= 1:
+        if self.oos_target is not None and not 0 < self.oos_target <= 1:
             problems.append(f"--oos-target must be in (0, 1], got {self.oos_target}")
         if self.report_to not in ("none", "tensorboard"):
             problems.append("--report-to must be none or tensorboard")

@@ -7,12 +7,12 @@ row-normalised, and say so in the title.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from intentkit.fsutil import atomic_save_figure
 
 
 def most_confused(matrix: np.ndarray, k: int) -> np.ndarray:
@@ -44,7 +44,6 @@ def confusion_matrix_png(
         max_labels: above this many classes only the most-confused ``max_labels`` are shown.
         title: figure title (the subset note is appended).
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from sklearn.metrics import confusion_matrix
 
@@ -64,7 +63,6 @@ def confusion_matrix_png(
     n = len(names)
     side = max(5.0, 0.32 * n + 2.5)
     fig = Figure(figsize=(side + 1.0, side), dpi=120, layout="constrained")
-    FigureCanvasAgg(fig)
     ax = fig.subplots()
     im = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
     fig.colorbar(im, ax=ax, shrink=0.7, label="share of the true class's rows")
@@ -79,19 +77,4 @@ def confusion_matrix_png(
                     ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=6,
                             color=color)  # fmt: skip
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.png", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png")
-        # mkstemp makes the file 0600; give it the mode a plain open() would (readable by a
-        # serving container running as another user).
-        mask = os.umask(0o022)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_save_figure(fig, path)

@@ -12,7 +12,6 @@ named after the reject label.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -149,20 +148,22 @@ def evaluate(
     # ECE over rows whose label is a model class (others have no "correct" probability).
     index = {name: i for i, name in enumerate(predictor.labels)}
     rows = np.array([t in index for t in true], dtype=bool)
-    ece_before = ece_after = None
+    ece_before = ece_after = ece_in_before = ece_in_after = None
     if rows.any():
         y = np.array([index[t] for t in true if t in index], dtype=np.int64)
         before = softmax(logits[rows], 1.0)
         after = softmax(logits[rows], float(cal.get("temperature") or 1.0))
         ece_before = expected_calibration_error(before, y, n_bins=15)
         ece_after = expected_calibration_error(after, y, n_bins=15)
-        png = reliability_diagram(
+        # The same over in-scope rows only: with an explicit oos class, the oos rows (easy or
+        # hard to tell apart) would otherwise dominate what "calibrated" means for real intents.
+        in_scope = np.array([t not in oos_names for t in true if t in index], dtype=bool)
+        if in_scope.any() and not in_scope.all():
+            ece_in_before = expected_calibration_error(before[in_scope], y[in_scope], n_bins=15)
+            ece_in_after = expected_calibration_error(after[in_scope], y[in_scope], n_bins=15)
+        reliability_diagram(
             before, y, out / "reliability.png", probs_after=after, title=f"Reliability ({split})"
         )
-        # It is written via mkstemp (0600); make it readable like the rest of the report.
-        mask = os.umask(0o022)
-        os.umask(mask)
-        os.chmod(png, 0o666 & ~mask)
     canon_true = _canonical(true, oos_names | {reject_label}, reject_label)
     canon_pred = _canonical(pred, oos_names | {reject_label}, reject_label)
     confusion_matrix_png(
@@ -176,6 +177,8 @@ def evaluate(
         {
             "ece_before": ece_before,
             "ece_after": ece_after,
+            "ece_in_scope_before": ece_in_before if ece_in_before is not None else ece_before,
+            "ece_in_scope_after": ece_in_after if ece_in_after is not None else ece_after,
             "n": len(true),
             "n_rejected": int(sum(x == reject_label for x in pred)),
             "split": split,

@@ -48,6 +48,29 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
+def atomic_save_figure(fig: Any, path: str | Path, **savefig_kwargs: Any) -> Path:
+    """Render a matplotlib ``Figure`` to PNG at ``path`` atomically, with normal file modes.
+
+    Uses an Agg canvas attached to this figure only: no pyplot, no global backend switch, so
+    importing or calling intentkit never changes a notebook's backend.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.png", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format="png", **savefig_kwargs)
+        _public_mode(tmp, is_dir=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def check_output_dir(path: str | Path, *, force: bool, flag: str = "--out") -> Path:
     """Refuse a non-empty output folder unless ``force``; return the path."""
     path = Path(path)

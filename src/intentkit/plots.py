@@ -7,29 +7,17 @@ and plotting works on headless servers. Files are written to a temp name and ren
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from intentkit.fsutil import atomic_save_figure
 
 SPLIT_COLORS = {"train": "#1f77b4", "val": "#2ca02c", "test": "#ff7f0e"}
 
 
 def _save(fig: Any, path: Path) -> Path:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)  # the Agg canvas renders PNG without touching pyplot's backend
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_save_figure(fig, path, dpi=120, bbox_inches="tight")
 
 
 def label_distribution(
