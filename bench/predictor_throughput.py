@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-CLINC_TEST = ROOT.parent / "shared" / "data" / "clinc150" / "test.jsonl"
+CLINC_TEST = ROOT / "src" / "intentkit" / "data" / "clinc150" / "test.jsonl"  # bundled copy
 
 
 def load_texts(n: int, path: Path) -> list[str]:

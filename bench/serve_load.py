@@ -37,13 +37,15 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-CLINC = ROOT.parent / "shared" / "data" / "clinc150"
+CLINC = ROOT / "src" / "intentkit" / "data" / "clinc150"  # the bundled copy: always present
 TRAVEL = [
     "plug_type", "travel_notification", "translate", "flight_status", "international_visa",
     "timezone", "exchange_rate", "travel_suggestion", "travel_alert", "vaccines", "lost_luggage",
     "book_flight", "book_hotel", "carry_on", "car_rental",
 ]  # fmt: skip
 REF_MAX_LENGTH = 64
+#: (a) intentkit fp32, (a') intentkit with dynamic int8 linear layers, (b) reference, (c) pipeline.
+KINDS = ("intentkit", "intentkit-int8", "reference", "pipeline")
 
 
 # ----------------------------------------------------------------------------- models
@@ -185,9 +187,11 @@ class Server:
         self.kind = kind
         self.port = free_port()
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-        if kind == "intentkit":
+        if kind.startswith("intentkit"):
             cmd = [sys.executable, "-m", "intentkit", "serve", str(model_dir)]
             cmd += ["--port", str(self.port), "--log-level", "warning"]
+            if kind == "intentkit-int8":
+                cmd += ["--dtype", "int8"]
         else:
             cmd = [sys.executable, __file__, "server", kind, str(model_dir), str(self.port)]
             if baseline_threads:
@@ -308,10 +312,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         n = args.n_modernbert if name.startswith("modernbert") else args.n_minilm
         queries = load_queries(n * len(args.levels) * 2)
         tok = AutoTokenizer.from_pretrained(info["path"])
-        servers = [
-            Server(k, info["path"], out / "logs", args.baseline_threads)
-            for k in ("intentkit", "reference", "pipeline")
-        ]
+        servers = [Server(k, info["path"], out / "logs", args.baseline_threads) for k in KINDS]
         res: dict[str, dict[str, Any]] = {s.kind: {} for s in servers}
         try:
             for s in servers:
@@ -367,24 +368,32 @@ def report(results: dict[str, Any]) -> str:
         levels = list(srv["intentkit"])
         lines += [f"### {name}", "", "| server | concurrency | req/s | p50 ms | p99 ms | errors |"]
         lines.append("|---|---|---|---|---|---|")
-        for kind in ("intentkit", "reference", "pipeline"):
+        for kind in KINDS:
             for lv in levels:
                 r = srv[kind][lv]
                 lines.append(
                     f"| {kind} | {lv} | {r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
                     f"| {r['errors']} |"
                 )
-        lines += ["", "| concurrency | intentkit/reference | intentkit/pipeline | % of peak |"]
-        lines.append("|---|---|---|---|")
+        lines += [
+            "",
+            "| concurrency | intentkit/reference | intentkit/pipeline | % of fp32 peak "
+            "| int8/reference | int8/pipeline |",
+        ]
+        lines.append("|---|---|---|---|---|---|")
         for lv in levels:
             a, b, c = srv["intentkit"][lv], srv["reference"][lv], srv["pipeline"][lv]
+            q = srv["intentkit-int8"][lv]
             util = 2 * m["non_emb_params"] * a["tokens_per_s"] / 1e9 / peak * 100
             lines.append(
-                f"| {lv} | {a['rps'] / b['rps']:.2f}x | {a['rps'] / c['rps']:.2f}x | {util:.1f} % |"
+                f"| {lv} | {a['rps'] / b['rps']:.2f}x | {a['rps'] / c['rps']:.2f}x | {util:.1f} % "
+                f"| {q['rps'] / b['rps']:.2f}x | {q['rps'] / c['rps']:.2f}x |"
             )
         hi, lo = levels[-1], levels[0]
-        tail = srv["intentkit"][hi]["p99_ms"] / srv["intentkit"][lo]["p50_ms"]
-        lines += ["", f"intentkit p99 at c={hi} / p50 at c={lo}: {tail:.2f}x", ""]
+        for kind in ("intentkit", "intentkit-int8"):
+            tail = srv[kind][hi]["p99_ms"] / srv[kind][lo]["p50_ms"]
+            lines.append(f"{kind} p99 at c={hi} / p50 at c={lo}: {tail:.2f}x")
+        lines.append("")
     return "\n".join(lines)
 
 

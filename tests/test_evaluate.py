@@ -164,3 +164,25 @@ def test_report_files_are_world_readable(kw_model: Path, kw_data: Path, tmp_path
         assert (tmp_path / "ev" / name).stat().st_mode & 0o044 == 0o044, name
     for name in ("model.safetensors", "config.json", "intentkit.json", "README.md"):
         assert (kw_model / name).stat().st_mode & 0o044 == 0o044, name
+
+
+def test_int8_predictor_agrees_with_fp32(kw_model: Path, kw_data: Path) -> None:
+    import pandas as pd
+    import torch
+
+    from intentkit.errors import ConfigError
+    from intentkit.predict import Predictor, resolve_dtype
+
+    texts = pd.read_parquet(kw_data / "test.parquet")["text"].tolist()
+    fp32 = Predictor.from_dir(kw_model, device="cpu")
+    int8 = Predictor.from_dir(kw_model, device="cpu", dtype="int8")
+    kinds = {type(m).__module__ for m in int8.model.modules()}
+    assert any("quantized" in k for k in kinds)  # the linear layers really are int8 now
+    assert not any("quantized" in type(m).__module__ for m in fp32.model.modules())
+    a, b = fp32.logits(texts), int8.logits(texts)
+    agree = (a.argmax(1) == b.argmax(1)).mean()
+    assert agree >= 0.9, agree
+    assert not np.array_equal(a, b)  # quantization changed the arithmetic
+    with pytest.raises(ConfigError, match="CPU-only"):
+        resolve_dtype("int8", "cuda")
+    assert resolve_dtype("int8", "cpu") is torch.float32

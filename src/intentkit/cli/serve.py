@@ -77,6 +77,9 @@ def serve(
         bool, typer.Option("--no-reject", help="Answer the top class even below the threshold.")
     ] = False,
     device: Annotated[str, typer.Option(help="auto|cpu|cuda")] = "auto",
+    dtype: Annotated[
+        str, typer.Option(help="fp32 | int8 (CPU, ~2x faster) | auto/bf16/fp16 (GPU)")
+    ] = "fp32",
     threads: Annotated[
         int | None, typer.Option(help="Torch threads (default: all cores but one).")
     ] = None,
@@ -106,6 +109,7 @@ def serve(
         max_texts_per_request=max_texts_per_request,
         api_key=api_key or _env("INTENTKIT_API_KEY"),
         device=device,
+        dtype=dtype,
         reject=not no_reject,
         threads=threads,
         timeout_graceful_s=graceful_timeout,
@@ -126,6 +130,7 @@ def deploy(
     max_wait_ms: Annotated[float | None, typer.Option(help="Passed to serve.")] = None,
     max_batch_tokens: Annotated[int | None, typer.Option(help="Passed to serve.")] = None,
     threads: Annotated[int | None, typer.Option(help="Passed to serve.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="Passed to serve.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for /ping.")] = 180.0,
     state_dir: StateDir = None,
 ) -> None:
@@ -138,6 +143,7 @@ def deploy(
         ("--max-wait-ms", max_wait_ms),
         ("--max-batch-tokens", max_batch_tokens),
         ("--threads", threads),
+        ("--dtype", dtype),
     ):
         if value is not None:
             args += [flag, str(value)]

@@ -139,6 +139,7 @@ def create_app(
                 device=config.device,
                 reject=config.reject,
                 threads=config.threads or default_threads(),
+                dtype=config.dtype,
             )
 
     state = ServerState(config)
