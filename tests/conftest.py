@@ -68,3 +68,21 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared datasets not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def kw_data(tmp_path_factory: pytest.TempPathFactory, keywords_jsonl: Path) -> Path:
+    """The keyword fixture as a prepared folder (train/val/test 120/30/30)."""
+    from train_helpers import keywords_prepared
+
+    return keywords_prepared(keywords_jsonl, tmp_path_factory.mktemp("kw") / "data")
+
+
+@pytest.fixture(scope="session")
+def kw_model(tmp_path_factory: pytest.TempPathFactory, kw_data: Path, tiny_model_dir: Path) -> Path:
+    """The tiny ModernBERT trained on the keyword fixture (once per session; treat read-only)."""
+    from intentkit.train import train
+    from train_helpers import FAST
+
+    out = tmp_path_factory.mktemp("kw-model") / "model"
+    return train(kw_data, out, model=str(tiny_model_dir), **FAST)

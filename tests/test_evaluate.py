@@ -9,20 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from train_helpers import FAST, keywords_prepared, write_prepared
-
-
-@pytest.fixture(scope="module")
-def kw_data(tmp_path_factory: pytest.TempPathFactory, keywords_jsonl: Path) -> Path:
-    return keywords_prepared(keywords_jsonl, tmp_path_factory.mktemp("kw") / "data")
-
-
-@pytest.fixture(scope="module")
-def kw_model(tmp_path_factory: pytest.TempPathFactory, kw_data: Path, tiny_model_dir: Path) -> Path:
-    from intentkit.train import train
-
-    out = tmp_path_factory.mktemp("kw-model") / "model"
-    return train(kw_data, out, model=str(tiny_model_dir), **FAST)
+from train_helpers import write_prepared
 
 
 def test_report_keys_values_and_figures(kw_model: Path, kw_data: Path, tmp_path: Path) -> None:

@@ -1,0 +1,174 @@
+"""End-to-end quality benchmark: prepare -> train (preset) -> evaluate, through the product CLI.
+
+Usage::
+
+    python bench/quality.py --dataset clinc150 [--work /tmp/intentkit-quality] [--threads N]
+    python bench/quality.py --dataset banking77
+
+Runs exactly the commands a user would run (recorded verbatim, with wall times), reads the
+artifact's ``intentkit.json`` and the ``report.json`` of ``intentkit evaluate`` on the test split
+(with and without rejection), writes ``WORK/DATASET/quality.json`` and prints a markdown row
+scored against the issue #5 targets. The test split is only scored here; training, checkpoint
+choice, temperature and threshold all use the validation split (see the presets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+DATASETS = {
+    "clinc150": {"source": "clinc150", "preset": "clinc150-minilm"},
+    "banking77": {"source": "banking77", "preset": "banking77-minilm"},
+}
+# Issue #5 targets: (report key, comparison, threshold).
+TARGETS = {
+    "clinc150": [
+        ("in_scope_accuracy_no_reject", ">=", 0.960),
+        ("oos_recall", ">=", 0.90),
+        ("ece_after", "<=", 0.03),
+    ],
+    "banking77": [("accuracy", ">=", 0.935)],
+}
+MAX_WALL_S = 30 * 60  # each end-to-end run must stay under 30 minutes
+
+
+def run(cmd: list[str], log: Path, env: dict[str, str]) -> float:
+    """Run ``cmd``, tee its output to ``log``, return the wall time in seconds."""
+    print(f"$ {shlex.join(cmd)}", flush=True)
+    started = time.perf_counter()
+    with log.open("w", encoding="utf-8") as fh:
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, check=False)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        tail = log.read_text("utf-8", errors="replace")[-3000:]
+        sys.exit(f"command failed (rc {proc.returncode}) after {wall:.0f}s:\n{tail}")
+    print(f"  {wall:.1f}s", flush=True)
+    return wall
+
+
+def check(value: float | None, op: str, target: float) -> str:
+    if value is None:
+        return "n/a"
+    ok = value >= target if op == ">=" else value <= target
+    return "met" if ok else "missed"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=sorted(DATASETS), required=True)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/intentkit-quality"))
+    parser.add_argument("--preset", default=None, help="override the dataset's preset")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="OMP_NUM_THREADS for every command (default: inherit). On a CPU shared with other "
+        "jobs, 1 thread avoids OpenMP barrier stalls that can make 2 threads 10x slower.",
+    )
+    parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="train flags")
+    args = parser.parse_args()
+
+    spec = DATASETS[args.dataset]
+    preset = args.preset or spec["preset"]
+    work = args.work / args.dataset
+    work.mkdir(parents=True, exist_ok=True)
+    data, model = work / "data", work / "model"
+    env = dict(os.environ)
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
+    cli = [sys.executable, "-m", "intentkit"]
+
+    commands = {
+        "prepare": [
+            *cli, "data", "prepare", spec["source"], "--preset", preset, "--out", str(data)
+        ],
+        "train": [
+            *cli, "train", "--data", str(data), "--preset", preset, "--out", str(model),
+            "--force", *args.extra,
+        ],
+        "evaluate": [*cli, "evaluate", str(model), "--data", str(data), "--split", "test"],
+        "evaluate_no_reject": [
+            *cli, "evaluate", str(model), "--data", str(data), "--split", "test",
+            "--no-reject", "--out", str(model / "eval_no_reject"),
+        ],
+    }  # fmt: skip
+    walls = {name: run(cmd, work / f"{name}.log", env) for name, cmd in commands.items()}
+
+    meta = json.loads((model / "intentkit.json").read_text("utf-8"))
+    report = json.loads((model / "eval" / "report.json").read_text("utf-8"))
+    plain = json.loads((model / "eval_no_reject" / "report.json").read_text("utf-8"))
+    cal = meta.get("calibration") or {}
+    scores: dict[str, Any] = {
+        "accuracy": report.get("accuracy"),
+        "accuracy_no_reject": plain.get("accuracy"),
+        "in_scope_accuracy": report.get("in_scope_accuracy"),
+        "in_scope_accuracy_no_reject": plain.get("in_scope_accuracy"),
+        "oos_recall": report.get("oos_recall"),
+        "oos_precision": report.get("oos_precision"),
+        "macro_f1": report.get("macro_f1"),
+        "ece_before": report.get("ece_before"),
+        "ece_after": report.get("ece_after"),
+        "temperature": cal.get("temperature"),
+        "threshold": cal.get("threshold"),
+        "val": cal.get("val"),
+    }
+    if args.dataset == "banking77":  # no oos rows: the headline is accuracy without rejection
+        scores["accuracy"] = plain.get("accuracy")
+        scores["accuracy_with_reject"] = report.get("accuracy")
+    end_to_end = walls["prepare"] + walls["train"] + walls["evaluate"]
+    targets = [
+        {"metric": key, "op": op, "target": t, "value": scores.get(key)}
+        for key, op, t in TARGETS[args.dataset]
+    ]
+    for row in targets:
+        row["status"] = check(row["value"], row["op"], row["target"])
+    result = {
+        "dataset": args.dataset,
+        "preset": preset,
+        "commands": {k: shlex.join(v) for k, v in commands.items()},
+        "omp_num_threads": env.get("OMP_NUM_THREADS"),
+        "wall_s": {
+            **{k: round(v, 1) for k, v in walls.items()},
+            "end_to_end": round(end_to_end, 1),
+        },
+        "under_30_min": end_to_end < MAX_WALL_S,
+        "training": meta.get("training"),
+        "scores": scores,
+        "targets": targets,
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "load_avg_at_end": os.getloadavg(),
+        },
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    out = work / "quality.json"
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {out}")
+
+    def pct(x: float | None) -> str:
+        return "–" if x is None else f"{100 * x:.2f} %"
+
+    print("\n| dataset | preset | end-to-end wall | train wall | " + " | ".join(
+        f"{r['metric']} ({r['op']} {pct(r['target'])})" for r in targets
+    ) + " |")  # fmt: skip
+    print("|---" * (4 + len(targets)) + "|")
+    cells = " | ".join(f"{pct(r['value'])} ({r['status']})" for r in targets)
+    print(
+        f"| {args.dataset} | {preset} | {end_to_end / 60:.1f} min | "
+        f"{walls['train'] / 60:.1f} min | {cells} |"
+    )
+
+
+if __name__ == "__main__":
+    main()
