@@ -182,7 +182,12 @@ class Server:
     """One benchmark server subprocess."""
 
     def __init__(
-        self, kind: str, model_dir: Path, log_dir: Path, baseline_threads: int | None = None
+        self,
+        kind: str,
+        model_dir: Path,
+        log_dir: Path,
+        baseline_threads: int | None = None,
+        intentkit_threads: int | None = None,
     ) -> None:
         self.kind = kind
         self.port = free_port()
@@ -192,6 +197,8 @@ class Server:
             cmd += ["--port", str(self.port), "--log-level", "warning"]
             if kind == "intentkit-int8":
                 cmd += ["--dtype", "int8"]
+            if intentkit_threads:
+                cmd += ["--threads", str(intentkit_threads)]
         else:
             cmd = [sys.executable, __file__, "server", kind, str(model_dir), str(self.port)]
             if baseline_threads:
@@ -312,7 +319,10 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         n = args.n_modernbert if name.startswith("modernbert") else args.n_minilm
         queries = load_queries(n * len(args.levels) * 2)
         tok = AutoTokenizer.from_pretrained(info["path"])
-        servers = [Server(k, info["path"], out / "logs", args.baseline_threads) for k in KINDS]
+        servers = [
+            Server(k, info["path"], out / "logs", args.baseline_threads, args.intentkit_threads)
+            for k in KINDS
+        ]
         res: dict[str, dict[str, Any]] = {s.kind: {} for s in servers}
         try:
             for s in servers:
@@ -417,6 +427,9 @@ def main() -> None:
         help="torch threads for (b) and (c) (default: torch's, all cores)",
     )
     run.add_argument("--json", default=None, help="write raw results here")
+    run.add_argument(
+        "--intentkit-threads", type=int, default=None, help="serve --threads (default: product's)"
+    )
     srv = sub.add_parser("server", help="(internal) run a baseline server")
     srv.add_argument("kind", choices=["reference", "pipeline"])
     srv.add_argument("model_dir")

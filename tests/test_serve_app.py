@@ -190,14 +190,14 @@ def test_serve_config_validation() -> None:
         ServeConfig(port=0)
 
 
-def test_default_threads_leave_a_core_for_the_event_loop(monkeypatch) -> None:
+def test_default_threads_all_cores_fp32_one_spare_for_int8(monkeypatch) -> None:
     import os
 
     from intentkit.serve.app import default_threads
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    assert default_threads() == 1
+    assert default_threads() == 2 and default_threads("int8") == 1
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
-    assert default_threads() == 1
+    assert default_threads() == 1 and default_threads("int8") == 1
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
-    assert default_threads() == 15
+    assert default_threads() == 16 and default_threads("int8") == 15

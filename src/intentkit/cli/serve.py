@@ -81,7 +81,7 @@ def serve(
         str, typer.Option(help="fp32 | int8 (CPU, ~2x faster) | auto/bf16/fp16 (GPU)")
     ] = "fp32",
     threads: Annotated[
-        int | None, typer.Option(help="Torch threads (default: all cores but one).")
+        int | None, typer.Option(help="Torch threads (default: all cores; int8: all but one).")
     ] = None,
     graceful_timeout: Annotated[
         float, typer.Option(help="Seconds in-flight requests get on SIGTERM.")

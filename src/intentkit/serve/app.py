@@ -76,13 +76,15 @@ class ServerState:
         return self.predictor, self.batcher
 
 
-def default_threads() -> int:
-    """Torch intra-op threads for serving: every usable core but one.
+def default_threads(dtype: str = "fp32") -> int:
+    """Torch intra-op threads for serving: every usable core, or all but one for int8.
 
-    The spare core runs the event loop, HTTP parsing and tokenization while a forward pass runs.
-    Giving torch all cores oversubscribes the CPU and OpenMP barriers collapse: on a 2-core box
-    under load, MiniLM at concurrency 32 served 128 req/s with 1 thread vs 23-47 with 2
-    (bench/RESULTS_serve.md).
+    Measured side by side on a quiet 2-core box at concurrency 32 (bench/RESULTS.md): fp32
+    ModernBERT-base served 48.9 req/s with 2 threads vs 29.5 with 1, so fp32 gets every core.
+    int8 forwards are ~4x shorter, so the event loop, HTTP parsing and tokenization become a
+    large share and compete with OpenMP's barriers: 168 req/s with 1 thread vs 119 with 2.
+    On a box shared with other busy processes, pass ``--threads`` lower (OpenMP collapses when
+    the CPU is oversubscribed).
     """
     import os
 
@@ -90,7 +92,7 @@ def default_threads() -> int:
         cores = len(os.sched_getaffinity(0))  # honours taskset / container CPU sets
     except AttributeError:  # macOS, Windows
         cores = os.cpu_count() or 1
-    return max(1, cores - 1)
+    return max(1, cores - 1) if dtype == "int8" else cores
 
 
 def _validation_message(errors: list[dict[str, Any]]) -> str:
@@ -138,7 +140,7 @@ def create_app(
                 model_dir,
                 device=config.device,
                 reject=config.reject,
-                threads=config.threads or default_threads(),
+                threads=config.threads or default_threads(config.dtype),
                 dtype=config.dtype,
             )
 
