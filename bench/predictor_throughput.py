@@ -41,8 +41,9 @@ def load_texts(n: int, path: Path) -> list[str]:
 def build(device: str, dtype: str, tokenizer_dir: str | None) -> Any:
     """A Predictor around a random-init ModernBERT-base classifier."""
     import torch
-    from transformers import AutoTokenizer, ModernBertConfig, ModernBertForSequenceClassification
+    from transformers import AutoTokenizer, ModernBertForSequenceClassification
 
+    from bench_models import modernbert_config
     from intentkit.predict import Predictor, resolve_device, resolve_dtype
 
     if tokenizer_dir is None:
@@ -52,15 +53,7 @@ def build(device: str, dtype: str, tokenizer_dir: str | None) -> Any:
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
-    cfg = ModernBertConfig(
-        vocab_size=len(tok),
-        pad_token_id=tok.pad_token_id,
-        cls_token_id=tok.cls_token_id,
-        sep_token_id=tok.sep_token_id,
-        bos_token_id=tok.cls_token_id,
-        eos_token_id=tok.sep_token_id,
-        num_labels=15,
-    )
+    cfg = modernbert_config(tok, 15)
     torch.manual_seed(0)
     model = ModernBertForSequenceClassification(cfg).to(device=device, dtype=torch_dtype)
     return Predictor(model, tok, meta={"max_length": 64}, device=device)

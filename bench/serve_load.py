@@ -55,10 +55,10 @@ def prepare_models(out: Path) -> dict[str, dict[str, Any]]:
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
-        ModernBertConfig,
         ModernBertForSequenceClassification,
     )
 
+    from bench_models import modernbert_config
     from intentkit.modeling import resolve_model
 
     labels = {"id2label": dict(enumerate(TRAVEL)), "label2id": {x: i for i, x in enumerate(TRAVEL)}}
@@ -74,16 +74,7 @@ def prepare_models(out: Path) -> dict[str, dict[str, Any]]:
                 # ModernBERT takes no token_type_ids; saved so pipeline() and the reference
                 # handler don't pass them.
                 tok.model_input_names = ["input_ids", "attention_mask"]
-                cfg = ModernBertConfig(
-                    vocab_size=len(tok),
-                    pad_token_id=tok.pad_token_id,
-                    cls_token_id=tok.cls_token_id,
-                    sep_token_id=tok.sep_token_id,
-                    bos_token_id=tok.cls_token_id,
-                    eos_token_id=tok.sep_token_id,
-                    num_labels=len(TRAVEL),
-                    **labels,
-                )
+                cfg = modernbert_config(tok, len(TRAVEL), **labels)
                 model = ModernBertForSequenceClassification(cfg)
             else:
                 model = AutoModelForSequenceClassification.from_pretrained(

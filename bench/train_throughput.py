@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from bench_models import modernbert_config
+
 ROOT = Path(__file__).resolve().parents[1]
 CLINC_CANDIDATES = (
     ROOT.parent / "shared" / "data" / "clinc150" / "train.jsonl",
@@ -130,16 +132,11 @@ def build_model(
     setting: str, device: str, vocab: int, tok: Any, seed: int, tiny: bool = False
 ) -> Any:
     import torch
-    from transformers import ModernBertConfig, ModernBertForSequenceClassification
+    from transformers import ModernBertForSequenceClassification
 
-    cfg = ModernBertConfig(
-        vocab_size=vocab,
-        pad_token_id=tok.pad_token_id,
-        cls_token_id=tok.cls_token_id,
-        sep_token_id=tok.sep_token_id,
-        bos_token_id=tok.cls_token_id,
-        eos_token_id=tok.sep_token_id,
-        num_labels=N_LABELS,
+    cfg = modernbert_config(
+        tok,
+        N_LABELS,
         **(
             {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
              "num_attention_heads": 2}
