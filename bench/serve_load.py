@@ -93,15 +93,13 @@ def prepare_models(out: Path) -> dict[str, dict[str, Any]]:
 
 
 # ----------------------------------------------------------------------------- baseline servers
-def reference_app(model_dir: str) -> Any:
-    """The reference handler's behaviour: one request at a time, padded to 64 tokens."""
-    import torch
-    from fastapi import FastAPI
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+def locked_app(classify: Any) -> Any:
+    """A FastAPI app answering /ping and /invocations with ``classify(text)``, one at a time.
 
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32)
-    model.eval()
+    Both baselines serve through this, so they differ only in how one text is classified.
+    """
+    from fastapi import FastAPI
+
     lock = threading.Lock()
     app = FastAPI()
 
@@ -112,42 +110,48 @@ def reference_app(model_dir: str) -> Any:
     @app.post("/invocations")
     def invocations(body: dict) -> dict:  # sync route: FastAPI runs it in its thread pool
         with lock:
-            enc = tok(
-                body["text"],
-                padding="max_length",
-                max_length=REF_MAX_LENGTH,
-                truncation=True,
-                return_tensors="pt",
-            )
-            with torch.no_grad():
-                logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
-            probs = torch.softmax(logits.logits, dim=-1)[0]
-            i = int(probs.argmax())
-            return {"predicted_class": model.config.id2label[i], "confidence": float(probs[i])}
+            return classify(body["text"])
 
     return app
+
+
+def reference_app(model_dir: str) -> Any:
+    """The reference handler's behaviour: one request at a time, padded to 64 tokens."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32)
+    model.eval()
+
+    def classify(text: str) -> dict:
+        enc = tok(
+            text,
+            padding="max_length",
+            max_length=REF_MAX_LENGTH,
+            truncation=True,
+            return_tensors="pt",
+        )
+        with torch.no_grad():
+            logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+        probs = torch.softmax(logits.logits, dim=-1)[0]
+        i = int(probs.argmax())
+        return {"predicted_class": model.config.id2label[i], "confidence": float(probs[i])}
+
+    return locked_app(classify)
 
 
 def pipeline_app(model_dir: str) -> Any:
-    """``transformers.pipeline`` inside a FastAPI route."""
-    from fastapi import FastAPI
+    """``transformers.pipeline`` inside a FastAPI route (locked: pipelines aren't thread-safe)."""
     from transformers import pipeline
 
     pipe = pipeline("text-classification", model=model_dir, device=-1)
-    lock = threading.Lock()
-    app = FastAPI()
 
-    @app.get("/ping")
-    def ping() -> dict:
-        return {"status": "ok"}
-
-    @app.post("/invocations")
-    def invocations(body: dict) -> dict:
-        with lock:
-            out = pipe(body["text"])[0]
+    def classify(text: str) -> dict:
+        out = pipe(text)[0]
         return {"predicted_class": out["label"], "confidence": float(out["score"])}
 
-    return app
+    return locked_app(classify)
 
 
 def run_baseline_server(kind: str, model_dir: str, port: int, threads: int | None = None) -> None:
