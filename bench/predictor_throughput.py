@@ -10,6 +10,7 @@ depend on the weights. Queries: CLINC150 test texts (cycled to ``--n``).
 
     python bench/predictor_throughput.py --device cpu --n 128 --n-ref 16          # CPU smoke
     python bench/predictor_throughput.py --device cuda --dtype bf16 --json out.json  # GPU
+    python bench/predictor_throughput.py --device cuda --dtype bf16 --ref-dtype fp32  # vs fp32 ref
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import json
 import platform
 import random
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -66,17 +68,29 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _summary(n: int, times: list[float]) -> dict[str, Any]:
+    """Texts/s as the median over repeats, with the min-max range."""
+    rates = sorted(n / t for t in times)
+    return {
+        "texts": n,
+        "seconds": sorted(times),
+        "texts_per_s": statistics.median(rates),
+        "texts_per_s_min": rates[0],
+        "texts_per_s_max": rates[-1],
+    }
+
+
 def bench_predictor(pred: Any, texts: list[str], batch_size: int, reps: int) -> dict[str, float]:
-    """Texts/s of ``Predictor.logits`` (tokenization included), best of ``reps``."""
+    """Texts/s of ``Predictor.logits`` (tokenization included), median of ``reps``."""
     pred.logits(texts[: batch_size * 2], batch_size=batch_size)  # warm-up: allocator, kernels
-    best = float("inf")
+    times = []
     for _ in range(reps):
         _sync(pred.device)
         t0 = time.perf_counter()
         pred.logits(texts, batch_size=batch_size)
         _sync(pred.device)
-        best = min(best, time.perf_counter() - t0)
-    return {"texts": len(texts), "seconds": best, "texts_per_s": len(texts) / best}
+        times.append(time.perf_counter() - t0)
+    return _summary(len(texts), times)
 
 
 def bench_reference(pred: Any, texts: list[str], reps: int) -> dict[str, float]:
@@ -99,14 +113,14 @@ def bench_reference(pred: Any, texts: list[str], reps: int) -> dict[str, float]:
     run_texts = texts[: max(1, min(8, len(texts)))]
     for t in run_texts:  # warm-up
         pred.tokenizer(t)
-    best = float("inf")
+    times = []
     for _ in range(reps):
         _sync(pred.device)
         t0 = time.perf_counter()
         run()
         _sync(pred.device)
-        best = min(best, time.perf_counter() - t0)
-    return {"texts": len(texts), "seconds": best, "texts_per_s": len(texts) / best}
+        times.append(time.perf_counter() - t0)
+    return _summary(len(texts), times)
 
 
 def main() -> None:
@@ -114,10 +128,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="auto", help="auto|cpu|cuda")
     p.add_argument("--dtype", default="auto", help="auto (fp32 on CPU, bf16 on CUDA)|fp32|bf16")
+    p.add_argument(
+        "--ref-dtype",
+        default=None,
+        help="dtype of the reference run (default: --dtype); fp32 is what the reference deploys",
+    )
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256])
     p.add_argument("--n", type=int, default=None, help="texts for the batched runs")
     p.add_argument("--n-ref", type=int, default=None, help="texts for the reference run")
-    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--reps", type=int, default=5)
     p.add_argument("--tokenizer", default=None, help="tokenizer folder (default: minilm)")
     p.add_argument("--texts", default=str(CLINC_TEST), help="JSONL with a 'text' field per line")
     p.add_argument("--threads", type=int, default=None, help="torch threads on CPU")
@@ -131,34 +150,41 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     pred = build(args.device, args.dtype, args.tokenizer)
+    ref_pred = pred
+    if args.ref_dtype and args.ref_dtype != args.dtype:
+        ref_pred = build(args.device, args.ref_dtype, args.tokenizer)
     on_gpu = pred.device.startswith("cuda")
     n = args.n or (16384 if on_gpu else 256)
     n_ref = args.n_ref or (1024 if on_gpu else 32)
     texts = load_texts(max(n, n_ref), Path(args.texts))
     dtype = str(next(pred.model.parameters()).dtype).replace("torch.", "")
+    ref_dtype = str(next(ref_pred.model.parameters()).dtype).replace("torch.", "")
     real_tokens = sum(len(x) for x in pred.encode(texts[:n]))
 
     results: dict[str, Any] = {
         "device": torch.cuda.get_device_name(0) if on_gpu else platform.processor() or "cpu",
         "dtype": dtype,
+        "reference_dtype": ref_dtype,
         "torch": torch.__version__,
         "intentkit": intentkit.__version__,
         "threads": torch.get_num_threads(),
         "mean_tokens": real_tokens / n,
-        "reference": bench_reference(pred, texts[:n_ref], args.reps),
+        "reference": bench_reference(ref_pred, texts[:n_ref], args.reps),
         "predictor": {},
     }
     for bs in args.batch_sizes:
         results["predictor"][str(bs)] = bench_predictor(pred, texts[:n], bs, args.reps)
     ref = results["reference"]["texts_per_s"]
     print(f"device {results['device']}  dtype {dtype}  mean tokens/text {real_tokens / n:.1f}")
-    print(f"{'mode':28s} {'texts/s':>10s} {'speed-up':>9s}")
-    print(f"{'reference 1-at-a-time pad64':28s} {ref:10.1f} {1.0:8.2f}x")
+    print(f"{'mode':36s} {'texts/s':>10s} {'min-max':>19s} {'speed-up':>9s}")
+    r0 = results["reference"]
+    span = f"{r0['texts_per_s_min']:.1f}-{r0['texts_per_s_max']:.1f}"
+    print(f"{'reference 1-at-a-time pad64 ' + ref_dtype:36s} {ref:10.1f} {span:>19s} {1.0:8.2f}x")
     for bs, r in results["predictor"].items():
         r["speedup_vs_reference"] = r["texts_per_s"] / ref
-        print(
-            f"{'predictor batch ' + bs:28s} {r['texts_per_s']:10.1f} {r['texts_per_s'] / ref:8.2f}x"
-        )
+        span = f"{r['texts_per_s_min']:.1f}-{r['texts_per_s_max']:.1f}"
+        label = f"predictor batch {bs} {dtype}"
+        print(f"{label:36s} {r['texts_per_s']:10.1f} {span:>19s} {r['texts_per_s'] / ref:8.2f}x")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=2))
