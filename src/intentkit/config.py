@@ -17,6 +17,7 @@ from intentkit.errors import ConfigError
 CLASS_WEIGHT_MODES = ("none", "balanced", "sqrt")
 METRICS = ("accuracy", "macro_f1", "weighted_f1")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+BACKENDS = ("auto", "torch", "onnx")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
@@ -146,6 +147,7 @@ class ServeConfig:
     reject: bool = True  #: --no-reject turns out-of-scope rejection off
     threads: int | None = None  #: --threads torch threads; None = all cores (int8: all but one)
     dtype: str = "fp32"  #: --dtype fp32|int8 (CPU) or auto|bf16|fp16 (GPU)
+    backend: str = "auto"  #: --backend auto|torch|onnx (auto: ONNX Runtime on CPU if installed)
     timeout_graceful_s: float = 30.0  #: --graceful-timeout s in-flight requests get on SIGTERM
     log_level: str = "info"  #: --log-level for uvicorn and intentkit loggers
 
@@ -178,6 +180,8 @@ class ServeConfig:
             problems.append(f"--max-wait-ms must be >= 0, got {self.max_wait_ms}")
         if self.device not in DEVICES:
             problems.append(f"--device must be one of {', '.join(DEVICES)}")
+        if self.backend not in BACKENDS:
+            problems.append(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend}")
         _raise_if(problems)
 
 

@@ -71,17 +71,11 @@ def score(
 
 def _quiet_load(model_dir: Path, reject: bool) -> Any:
     """``Predictor.from_dir`` without transformers' "Loading weights" progress bar."""
-    import transformers
-
+    from intentkit.modeling import quiet_progress_bars
     from intentkit.predict import Predictor
 
-    was_on = transformers.logging.is_progress_bar_enabled()
-    transformers.logging.disable_progress_bar()
-    try:
+    with quiet_progress_bars():
         return Predictor.from_dir(model_dir, reject=reject)
-    finally:
-        if was_on:
-            transformers.logging.enable_progress_bar()
 
 
 def evaluate(

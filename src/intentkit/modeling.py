@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +171,17 @@ def dropout_overrides(config: Any, p: float | None) -> dict[str, float]:
     if p is None:
         return {}
     return {f: p for f in DROPOUT_FIELDS if hasattr(config, f)}
+
+
+@contextmanager
+def quiet_progress_bars() -> Iterator[None]:
+    """Hide transformers' "Loading weights" bars inside the block (restored afterwards)."""
+    import transformers
+
+    was_on = transformers.logging.is_progress_bar_enabled()
+    transformers.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            transformers.logging.enable_progress_bar()

@@ -55,6 +55,49 @@ def resolve_dtype(dtype: str, device: str) -> Any:
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
 
 
+def resolve_backend(backend: str, device: str, dtype: str) -> str:
+    """Pick ``torch`` or ``onnx`` for ``backend`` on ``device`` (already resolved) and ``dtype``.
+
+    ``onnx`` runs on CPU in fp32 or int8 only; ``auto`` picks it there when onnxruntime is
+    installed (it is 2-3x faster than PyTorch eager fp32 on CPUs; bench/RESULTS.md).
+    """
+    from intentkit.config import BACKENDS
+    from intentkit.onnx_backend import onnx_available, require_onnx
+
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend}")
+    cpu_ok = device == "cpu" and dtype in ("auto", "fp32", "int8")
+    if backend == "onnx":
+        if not cpu_ok:
+            raise ConfigError(
+                f"--backend onnx runs on CPU in fp32 or int8 (got --device {device} --dtype "
+                f"{dtype}); use --backend torch there"
+            )
+        require_onnx()
+        return "onnx"
+    if backend == "auto" and cpu_ok and onnx_available():
+        return "onnx"
+    return "torch"
+
+
+def _onnx_runner(path: Path, dtype: str, threads: int | None, *, strict: bool) -> Any:
+    """An OnnxRunner over the (cached) export of ``path``; None with a warning if not strict."""
+    import logging
+
+    from intentkit.onnx_backend import OnnxRunner, export_onnx
+
+    try:
+        onnx_path = export_onnx(path, int8=dtype == "int8")
+    except Exception as exc:
+        if strict:
+            raise
+        logging.getLogger(__name__).warning(
+            "ONNX backend unavailable for %s (%s: %s); using PyTorch", path, type(exc).__name__, exc
+        )
+        return None
+    return OnnxRunner(onnx_path, threads=threads)
+
+
 def quantize_int8(model: Any) -> Any:
     """Dynamic int8 quantization of every ``nn.Linear`` (weights int8, activations per batch).
 
@@ -87,16 +130,29 @@ class Predictor:
         device: str = "cpu",
         reject: bool = True,
         path: Path | None = None,
+        runner: Any = None,
+        config: Any = None,
     ) -> None:
-        self.model = model.eval()
+        """Wrap a loaded classifier.
+
+        ``model`` is a PyTorch ``...ForSequenceClassification``; or None with ``runner`` (a
+        callable ``(input_ids, attention_mask) -> logits`` such as an
+        :class:`~intentkit.onnx_backend.OnnxRunner`) and the model's ``config``.
+        """
+        if model is None and (runner is None or config is None):
+            raise ValueError("Predictor needs a model, or a runner and its config")
+        self.model = model.eval() if model is not None else None
+        self.runner = runner
+        self.backend = "torch" if runner is None else "onnx"
         self.tokenizer = tokenizer
         self.meta = meta or {}
         self.device = device
         self.reject = reject
         self.path = path
-        id2label = model.config.id2label
+        config = config if config is not None else model.config
+        id2label = config.id2label
         self.labels: list[str] = [str(id2label[i]) for i in range(len(id2label))]
-        limit = getattr(model.config, "max_position_embeddings", 512) or 512
+        limit = getattr(config, "max_position_embeddings", 512) or 512
         self.max_length: int = int(self.meta.get("max_length") or min(limit, 512))
         self.calibration: dict[str, Any] | None = self.meta.get("calibration")
 
@@ -109,6 +165,7 @@ class Predictor:
         reject: bool = True,
         threads: int | None = None,
         dtype: str = "fp32",
+        backend: str = "torch",
     ) -> Predictor:
         """Load an artifact folder (validated first: missing files are listed with the fix).
 
@@ -116,21 +173,44 @@ class Predictor:
         match evaluation), ``auto`` (fp32 on CPU, bf16 on CUDA), ``bf16`` or ``fp16``; half
         precision on CPU is refused (bf16 is ~300x slower on CPUs without bf16 units).
         ``int8`` (CPU only) quantizes the linear layers dynamically for faster serving.
+
+        ``backend`` is ``torch``, ``onnx`` (ONNX Runtime on CPU, fp32 or int8; the export is
+        made once and cached next to the weights, see :mod:`intentkit.onnx_backend`) or
+        ``auto`` (``onnx`` on CPU when onnxruntime is installed and the export verifies,
+        else ``torch`` with a warning saying why).
         """
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         path = check_artifact_dir(path)
-        if threads:
-            torch.set_num_threads(threads)
         device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, device)
+        chosen = resolve_backend(backend, device, dtype)
         tokenizer = AutoTokenizer.from_pretrained(path)
+        meta = read_meta(path)
+        if chosen == "onnx":
+            runner = _onnx_runner(path, dtype, threads, strict=backend == "onnx")
+            if runner is not None:
+                from transformers import AutoConfig
+
+                config = AutoConfig.from_pretrained(path)
+                return cls(
+                    None,
+                    tokenizer,
+                    meta=meta,
+                    device="cpu",
+                    reject=reject,
+                    path=path,
+                    runner=runner,
+                    config=config,
+                )
+        if threads:
+            torch.set_num_threads(threads)
         model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch_dtype)
         model.to(device)
         if dtype == "int8":
             model = quantize_int8(model.eval())
-        return cls(model, tokenizer, meta=read_meta(path), device=device, reject=reject, path=path)
+        return cls(model, tokenizer, meta=meta, device=device, reject=reject, path=path)
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids per text, truncated to ``max_length``, unpadded."""
@@ -141,8 +221,6 @@ class Predictor:
 
     def forward_ids(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
         """Logits for one batch of token-id lists, padded to the batch's own longest row."""
-        import torch
-
         width = max(len(x) for x in ids)
         pad = self.tokenizer.pad_token_id or 0
         # Filled in numpy, then one tensor: a per-row torch.tensor() costs ~10 us each at batch 256.
@@ -151,6 +229,10 @@ class Predictor:
         for i, row in enumerate(ids):
             input_ids[i, : len(row)] = row
             mask[i, : len(row)] = 1
+        if self.runner is not None:
+            return self.runner(input_ids, mask)
+        import torch
+
         with torch.inference_mode():
             out = self.model(
                 input_ids=torch.from_numpy(input_ids).to(self.device),

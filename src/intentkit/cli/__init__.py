@@ -18,7 +18,7 @@ def _load_commands() -> None:
     # imports (torch, transformers) inside the command function so `--help` stays fast.
     import importlib
 
-    for name in ("data", "train", "serve"):
+    for name in ("data", "train", "serve", "export"):
         try:
             importlib.import_module(f"intentkit.cli.{name}")
         except ModuleNotFoundError as exc:

@@ -80,6 +80,13 @@ def serve(
     dtype: Annotated[
         str, typer.Option(help="fp32 | int8 (CPU, ~2x faster) | auto/bf16/fp16 (GPU)")
     ] = "fp32",
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="auto (ONNX Runtime on CPU when installed, else PyTorch) | torch | onnx; "
+            "the ONNX export is made once and cached in MODEL_DIR/onnx."
+        ),
+    ] = "auto",
     threads: Annotated[
         int | None, typer.Option(help="Torch threads (default: all cores; int8: all but one).")
     ] = None,
@@ -110,6 +117,7 @@ def serve(
         api_key=api_key or _env("INTENTKIT_API_KEY"),
         device=device,
         dtype=dtype,
+        backend=backend,
         reject=not no_reject,
         threads=threads,
         timeout_graceful_s=graceful_timeout,
@@ -131,6 +139,7 @@ def deploy(
     max_batch_tokens: Annotated[int | None, typer.Option(help="Passed to serve.")] = None,
     threads: Annotated[int | None, typer.Option(help="Passed to serve.")] = None,
     dtype: Annotated[str | None, typer.Option(help="Passed to serve.")] = None,
+    backend: Annotated[str | None, typer.Option(help="Passed to serve.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for /ping.")] = 180.0,
     state_dir: StateDir = None,
 ) -> None:
@@ -144,6 +153,7 @@ def deploy(
         ("--max-batch-tokens", max_batch_tokens),
         ("--threads", threads),
         ("--dtype", dtype),
+        ("--backend", backend),
     ):
         if value is not None:
             args += [flag, str(value)]

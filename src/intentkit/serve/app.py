@@ -142,6 +142,7 @@ def create_app(
                 reject=config.reject,
                 threads=config.threads or default_threads(config.dtype),
                 dtype=config.dtype,
+                backend=config.backend,
             )
 
     state = ServerState(config)
@@ -299,6 +300,7 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
             "max_queue": cfg.max_queue,
             "max_texts_per_request": cfg.max_texts_per_request,
             "device": str(predictor.device),
+            "backend": getattr(predictor, "backend", "torch"),
             "version": _version(),
             "calibration": None
             if not cal

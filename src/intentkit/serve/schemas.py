@@ -75,6 +75,7 @@ class Info(BaseModel):
     max_queue: int
     max_texts_per_request: int
     device: str
+    backend: str = "torch"
     version: str
     calibration: CalibrationSummary | None
     auth: bool = Field(description="Whether a bearer token is required")
