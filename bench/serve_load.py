@@ -346,7 +346,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         )
         servers = [
             Server(k, info["path"], out / "logs", args.baseline_threads, args.intentkit_threads)
-            for k in KINDS
+            for k in args.kinds
         ]
         res: dict[str, dict[str, Any]] = {s.kind: {} for s in servers}
         try:
@@ -410,7 +410,7 @@ def report(results: dict[str, Any]) -> str:
         levels = list(srv["intentkit"])
         lines += [f"### {name}", "", "| server | concurrency | req/s | p50 ms | p99 ms | errors |"]
         lines.append("|---|---|---|---|---|---|")
-        for kind in KINDS:
+        for kind in [k for k in KINDS if k in srv]:
             for lv in levels:
                 r = srv[kind][lv]
                 lines.append(
@@ -423,6 +423,8 @@ def report(results: dict[str, Any]) -> str:
             "| int8/reference | int8/pipeline | torch backend/reference | torch % of peak |",
         ]
         lines.append("|---|---|---|---|---|---|---|---|")
+        if not set(KINDS) <= set(srv):
+            continue  # a partial run (--kinds): the tables above are its result
         for lv in levels:
             a, b, c = srv["intentkit"][lv], srv["reference"][lv], srv["pipeline"][lv]
             q, t = srv["intentkit-int8"][lv], srv["intentkit-torch"][lv]
@@ -461,6 +463,9 @@ def main() -> None:
         help="torch threads for (b) and (c) (default: torch's, all cores)",
     )
     run.add_argument("--json", default=None, help="write raw results here")
+    run.add_argument(
+        "--kinds", nargs="+", default=list(KINDS), choices=KINDS, help="servers to compare"
+    )
     run.add_argument(
         "--intentkit-threads", type=int, default=None, help="serve --threads (default: product's)"
     )

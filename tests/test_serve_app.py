@@ -190,14 +190,17 @@ def test_serve_config_validation() -> None:
         ServeConfig(port=0)
 
 
-def test_default_threads_all_cores_fp32_one_spare_for_int8(monkeypatch) -> None:
+def test_default_threads_all_cores_except_one_spare_for_torch_int8(monkeypatch) -> None:
     import os
 
     from intentkit.serve.app import default_threads
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert default_threads() == 2 and default_threads("int8") == 1
+    assert default_threads("fp32", "onnx") == 2 and default_threads("int8", "onnx") == 2
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
     assert default_threads() == 1 and default_threads("int8") == 1
+    assert default_threads("int8", "onnx") == 1
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
     assert default_threads() == 16 and default_threads("int8") == 15
+    assert default_threads("int8", "onnx") == 16

@@ -145,7 +145,7 @@ class ServeConfig:
     api_key: str | None = None  #: --api-key bearer token; None = no auth
     device: str = "auto"  #: --device auto|cpu|cuda
     reject: bool = True  #: --no-reject turns out-of-scope rejection off
-    threads: int | None = None  #: --threads torch threads; None = all cores (int8: all but one)
+    threads: int | None = None  #: --threads; None = all cores (torch int8: all but one)
     dtype: str = "fp32"  #: --dtype fp32|int8 (CPU) or auto|bf16|fp16 (GPU)
     backend: str = "auto"  #: --backend auto|torch|onnx (auto: ONNX Runtime on CPU if installed)
     timeout_graceful_s: float = 30.0  #: --graceful-timeout s in-flight requests get on SIGTERM

@@ -88,7 +88,8 @@ def serve(
         ),
     ] = "auto",
     threads: Annotated[
-        int | None, typer.Option(help="Torch threads (default: all cores; int8: all but one).")
+        int | None,
+        typer.Option(help="Intra-op threads (default: all cores; torch int8: all but one)."),
     ] = None,
     graceful_timeout: Annotated[
         float, typer.Option(help="Seconds in-flight requests get on SIGTERM.")

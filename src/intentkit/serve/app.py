@@ -76,15 +76,15 @@ class ServerState:
         return self.predictor, self.batcher
 
 
-def default_threads(dtype: str = "fp32") -> int:
-    """Torch intra-op threads for serving: every usable core, or all but one for int8.
+def default_threads(dtype: str = "fp32", backend: str = "torch") -> int:
+    """Intra-op threads for serving: every usable core, except all but one for torch int8.
 
-    Measured side by side on a quiet 2-core box at concurrency 32 (bench/RESULTS.md): fp32
-    ModernBERT-base served 48.9 req/s with 2 threads vs 29.5 with 1, so fp32 gets every core.
-    int8 forwards are ~4x shorter, so the event loop, HTTP parsing and tokenization become a
-    large share and compete with OpenMP's barriers: 168 req/s with 1 thread vs 119 with 2.
-    On a box shared with other busy processes, pass ``--threads`` lower (OpenMP collapses when
-    the CPU is oversubscribed).
+    Measured side by side on a quiet 2-core box at concurrency 32 (bench/RESULTS.md):
+    ONNX Runtime ModernBERT-base served 105 req/s with 2 threads vs 63 with 1 (fp32) and 201
+    vs 167 (int8); PyTorch fp32 48.9 vs 29.5. PyTorch int8 is the exception: its forwards are
+    short, so the event loop, HTTP parsing and tokenization compete with OpenMP's barriers
+    (168 req/s with 1 thread vs 119 with 2). On a box shared with other busy processes, pass
+    ``--threads`` lower (OpenMP collapses when the CPU is oversubscribed).
     """
     import os
 
@@ -92,7 +92,7 @@ def default_threads(dtype: str = "fp32") -> int:
         cores = len(os.sched_getaffinity(0))  # honours taskset / container CPU sets
     except AttributeError:  # macOS, Windows
         cores = os.cpu_count() or 1
-    return max(1, cores - 1) if dtype == "int8" else cores
+    return max(1, cores - 1) if (dtype, backend) == ("int8", "torch") else cores
 
 
 def _validation_message(errors: list[dict[str, Any]]) -> str:
@@ -134,13 +134,15 @@ def create_app(
             raise ValueError("create_app needs model_dir or loader")
 
         def loader() -> Any:
-            from intentkit.predict import Predictor
+            from intentkit.predict import Predictor, resolve_backend, resolve_device
 
+            device = resolve_device(config.device)
+            backend = resolve_backend(config.backend, device, config.dtype)
             return Predictor.from_dir(
                 model_dir,
-                device=config.device,
+                device=device,
                 reject=config.reject,
-                threads=config.threads or default_threads(config.dtype),
+                threads=config.threads or default_threads(config.dtype, backend),
                 dtype=config.dtype,
                 backend=config.backend,
             )
