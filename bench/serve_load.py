@@ -17,7 +17,7 @@ Models: ModernBERT-base *config* with random weights (``ModernBertConfig()`` def
 to the MiniLM WordPiece tokenizer's 30,522, 15-label head = clinc150 travel intents) and the
 offline MiniLM encoder with an untrained 15-label head (speed doesn't depend on the weights).
 
-    python bench/serve_load.py run                 # full run (~6-8 min on 2 cores)
+    python bench/serve_load.py run                 # full run (~10 min on 2 cores)
     python bench/serve_load.py run --quick         # smoke run (~1-2 min)
 """
 
@@ -453,7 +453,12 @@ def main() -> None:
     run.add_argument(
         "--models", nargs="+", default=["modernbert-base-random", "minilm-untrained-head"]
     )
-    run.add_argument("--n-modernbert", type=int, default=64, help="requests per level per server")
+    run.add_argument(
+        "--n-modernbert",
+        type=int,
+        default=192,
+        help="requests per level per server (3 per connection per half at c=32: steady state)",
+    )
     run.add_argument("--n-minilm", type=int, default=256, help="requests per level per server")
     run.add_argument("--quick", action="store_true", help="smoke run: tiny counts")
     run.add_argument(
