@@ -272,12 +272,15 @@ def run_level(port: int, texts: list[str], concurrency: int) -> dict[str, float]
         )
         return time.perf_counter() - t0
 
+    cpu0 = time.process_time()
     wall = asyncio.run(main())
+    client_cpu = time.process_time() - cpu0  # what the load generator took from the 2 cores
     ms = np.array(lat) * 1000
     return {
         "n": len(lat),
         "errors": len(errors),
         "wall_s": wall,
+        "client_cpu_s": client_cpu,
         "rps": len(lat) / wall,
         "p50_ms": float(np.percentile(ms, 50)),
         "p99_ms": float(np.percentile(ms, 99)),
@@ -391,6 +394,7 @@ def merge(runs: list[dict[str, float]]) -> dict[str, float]:
         "p50_ms": sorted(r["p50_ms"] for r in runs)[len(runs) // 2],
         "p99_ms": max(r["p99_ms"] for r in runs),
         "tokens_per_s": sum(r["real_tokens"] for r in runs) / wall,
+        "client_cpu_share": sum(r["client_cpu_s"] for r in runs) / wall / (os.cpu_count() or 1),
     }
 
 
@@ -420,9 +424,10 @@ def report(results: dict[str, Any]) -> str:
         lines += [
             "",
             "| concurrency | intentkit/reference | intentkit/pipeline | % of fp32 peak "
-            "| int8/reference | int8/pipeline | torch backend/reference | torch % of peak |",
+            "| int8/reference | int8/pipeline | torch backend/reference | torch % of peak "
+            "| client's CPU share (intentkit run) |",
         ]
-        lines.append("|---|---|---|---|---|---|---|---|")
+        lines.append("|---|---|---|---|---|---|---|---|---|")
         if not set(KINDS) <= set(srv):
             continue  # a partial run (--kinds): the tables above are its result
         for lv in levels:
@@ -433,7 +438,8 @@ def report(results: dict[str, Any]) -> str:
             lines.append(
                 f"| {lv} | {a['rps'] / b['rps']:.2f}x | {a['rps'] / c['rps']:.2f}x | {util:.1f} % "
                 f"| {q['rps'] / b['rps']:.2f}x | {q['rps'] / c['rps']:.2f}x "
-                f"| {t['rps'] / b['rps']:.2f}x | {util_t:.1f} % |"
+                f"| {t['rps'] / b['rps']:.2f}x | {util_t:.1f} % "
+                f"| {a['client_cpu_share'] * 100:.0f} % |"
             )
         hi, lo = levels[-1], levels[0]
         for kind in ("intentkit", "intentkit-int8", "intentkit-torch"):

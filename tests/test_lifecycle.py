@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from intentkit.cli import main
@@ -68,6 +69,12 @@ def test_deploy_endpoints_predict_delete(artifact: Path, tmp_path: Path, capsys,
     assert [r["predicted_class"] for r in served] == [r["predicted_class"] for r in local]
     for s, ll in zip(served, local, strict=True):
         assert s["confidence"] == pytest.approx(ll["confidence"], abs=1e-5)
+    # The endpoint ran on the ONNX backend (serve's default on CPU); local ONNX agrees too.
+    info = httpx.get(f"{rec['url']}/info", headers={"Authorization": "Bearer tok"}, timeout=10)
+    assert info.json()["backend"] == "onnx"
+    assert main(["predict", "--model", str(artifact), "--backend", "onnx", *QUERIES]) == 0
+    local_onnx = _json_lines(capsys.readouterr().out)
+    assert [r["predicted_class"] for r in local_onnx] == [r["predicted_class"] for r in local]
 
     # A file streamed in batches to JSONL, by URL this time.
     queries = tmp_path / "q.txt"

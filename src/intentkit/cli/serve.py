@@ -267,10 +267,10 @@ class _Remote:
 class _Local:
     """Predict in this process (no server)."""
 
-    def __init__(self, model_dir: Path, no_reject: bool) -> None:
+    def __init__(self, model_dir: Path, no_reject: bool, backend: str) -> None:
         from intentkit.predict import Predictor
 
-        self.predictor = Predictor.from_dir(model_dir, reject=not no_reject)
+        self.predictor = Predictor.from_dir(model_dir, reject=not no_reject, backend=backend)
 
     def __call__(self, texts: list[str]) -> list[dict[str, Any]]:
         return [
@@ -293,6 +293,9 @@ def predict(
     batch_size: Annotated[int, typer.Option(help="Texts per request / forward.")] = 64,
     api_key: ApiKey = None,
     no_reject: Annotated[bool, typer.Option("--no-reject", help="Local only.")] = False,
+    backend: Annotated[
+        str, typer.Option(help="Local only: torch | onnx | auto (onnx pays off for big files).")
+    ] = "torch",
     state_dir: StateDir = None,
 ) -> None:
     """Classify texts via an endpoint (--endpoint) or locally (--model); one JSON line per text."""
@@ -317,7 +320,7 @@ def predict(
         run = _Remote(url.rstrip("/"), api_key or _env("INTENTKIT_API_KEY"))
     else:
         assert model is not None
-        run = _Local(model, no_reject)
+        run = _Local(model, no_reject, backend)
 
     out = open(output, "w", encoding="utf-8") if output else sys.stdout
     try:
