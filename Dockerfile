@@ -3,6 +3,8 @@
 # point is `intentkit` and a bare `serve` reads the model dir, host and port from the ENV below.
 #   docker build -t intentkit .
 #   docker run -p 8080:8080 -v $PWD/model:/opt/ml/model:ro intentkit
+# Serving runs on ONNX Runtime (the `serve` extra includes it). Run `intentkit export MODEL_DIR`
+# before packaging the model, or each start re-exports into the container's cache (read-only mount).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -18,6 +18,7 @@ BENCHES = {
     "prepare": ["bench_prepare.py"],
     "train": ["train_throughput.py"],
     "serve": ["serve_load.py", "run"],
+    "backend": ["backend_forward.py"],
     "predictor": ["predictor_throughput.py"],
 }
 QUALITY = {

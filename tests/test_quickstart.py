@@ -18,6 +18,8 @@ def test_quickstart_end_to_end(tiny_model_dir: Path, tmp_path: Path, capsys) -> 
     assert main([*args, "--state-dir", str(state)]) == 0
     printed = capsys.readouterr().out
     assert "intentkit quickstart" in printed and "test macro-F1" in printed
+    assert "served on onnx" in printed  # the endpoint used the CPU default backend
+    assert (out / "model" / "onnx" / "model.onnx").is_file()
     for query in DEMO_QUERIES:
         assert query in printed
     assert (out / "data" / "train.parquet").is_file()

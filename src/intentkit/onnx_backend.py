@@ -1,8 +1,9 @@
 """ONNX export of an artifact and an ONNX Runtime forward pass for serving on CPUs.
 
 Why a second backend: on this project's CPU (2-core AMD EPYC VM) PyTorch's fp32 GEMM (MKL)
-reaches ~214 GFLOP/s while ONNX Runtime's MLAS reaches ~420, and a ModernBERT-base forward on a
-12 x 11-token batch takes 81 ms in ONNX Runtime vs 218 ms in PyTorch eager (bench/RESULTS.md).
+reaches ~210 GFLOP/s while ONNX Runtime's MLAS reaches ~460, and a ModernBERT-base forward on a
+12 x 11-token batch takes 96 ms in ONNX Runtime vs 209 ms in PyTorch eager
+(``bench/backend_forward.py``; bench/RESULTS.md section 4).
 Exporting and quantizing are done by the libraries (``torch.onnx``, ``onnxruntime.quantization``);
 this module only caches, verifies and loads their output.
 

@@ -127,6 +127,7 @@ def run_quickstart(
 
         r = httpx.post(f"{rec['url']}/invocations", json={"text": list(DEMO_QUERIES)}, timeout=60)
         r.raise_for_status()
+        summary["backend"] = httpx.get(f"{rec['url']}/info", timeout=10).json().get("backend")
         summary["predictions"] = [
             {"text": q, **a} for q, a in zip(DEMO_QUERIES, r.json(), strict=True)
         ]
@@ -151,7 +152,9 @@ def render_summary(summary: dict[str, Any], console: Any) -> None:
     table.add_row("model", f"{summary['model']} -> {summary.get('model_dir', '')}")
     table.add_row("test accuracy", f"{summary.get('accuracy', float('nan')):.3f}")
     table.add_row("test macro-F1", f"{summary.get('macro_f1', float('nan')):.3f}")
-    table.add_row("endpoint", f"{summary.get('endpoint', '')} ({summary.get('delete', '')})")
+    served = f"served on {summary['backend']}; " if summary.get("backend") else ""
+    endpoint = f"{summary.get('endpoint', '')} ({served}{summary.get('delete', '')})"
+    table.add_row("endpoint", endpoint)
     for p in summary.get("predictions", []):
         table.add_row(f"'{p['text']}'", f"{p['predicted_class']} ({p['confidence']:.3f})")
     timings = summary.get("timings", {})
