@@ -7,7 +7,7 @@ with the same thread count, interleaved per repeat; also the 2048^2 matmul rate 
 (the CPU's fp32 peak is the larger one).
 
     python bench/backend_forward.py                       # ModernBERT-base, batches 1 4 12 24 48
-    python bench/backend_forward.py --models minilm-untrained-head --batches 1 12
+    python bench/backend_forward.py --models minilm-clinc150-travel --batches 1 12
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def main() -> None:
         + ", ".join(f"{k} {v:.1f}" for k, v in peak.items())
     )
     results: dict[str, Any] = {"threads": threads, "matmul_peak_gflops": peak, "models": {}}
-    models = prepare_models(Path(args.out) / "models")
+    models = prepare_models(Path(args.out) / "models", args.models)
     rng = np.random.default_rng(0)
     for name in args.models:
         info = models[name]

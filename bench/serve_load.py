@@ -14,8 +14,9 @@ as the last one is answered; a fixed number of requests per level; levels interl
 the servers (a, b, c, then a, b, c again) so drifting background load hits all three alike.
 
 Models: ModernBERT-base *config* with random weights (``ModernBertConfig()`` defaults, vocab set
-to the MiniLM WordPiece tokenizer's 30,522, 15-label head = clinc150 travel intents) and the
-offline MiniLM encoder with an untrained 15-label head (speed doesn't depend on the weights).
+to the MiniLM WordPiece tokenizer's 30,522, 15-label head = clinc150 travel intents; speed
+doesn't depend on the weights) and a trained MiniLM artifact (``intentkit train`` on the bundled
+clinc150-travel set, made on first run and cached).
 
     python bench/serve_load.py run                 # full run (~10 min on 2 cores)
     python bench/serve_load.py run --quick         # smoke run (~1-2 min)
@@ -49,13 +50,16 @@ REF_MAX_LENGTH = 64
 #: (a) intentkit defaults (fp32, ONNX Runtime), (a') int8, (a'') PyTorch eager fp32,
 #: (b) reference, (c) pipeline.
 KINDS = ("intentkit", "intentkit-int8", "intentkit-torch", "reference", "pipeline")
+#: Random-weight ModernBERT-base (speed only), a trained MiniLM artifact (the product path,
+#: calibration and rejection included) and MiniLM with an untrained head (session 1's model).
+MODELS = ("modernbert-base-random", "minilm-clinc150-travel", "minilm-untrained-head")
 SERVE_FLAGS = {"intentkit": [], "intentkit-int8": ["--dtype", "int8"]}
 SERVE_FLAGS["intentkit-torch"] = ["--backend", "torch"]
 
 
 # ----------------------------------------------------------------------------- models
-def prepare_models(out: Path) -> dict[str, dict[str, Any]]:
-    """Save the two benchmark artifacts (cached) and return {name: {path, non_emb_params}}."""
+def prepare_models(out: Path, names: Any = MODELS) -> dict[str, dict[str, Any]]:
+    """Save the benchmark artifacts ``names`` (cached); return {name: {path, non_emb_params}}."""
     import torch
     from transformers import (
         AutoModelForSequenceClassification,
@@ -69,9 +73,14 @@ def prepare_models(out: Path) -> dict[str, dict[str, Any]]:
     labels = {"id2label": dict(enumerate(TRAVEL)), "label2id": {x: i for i, x in enumerate(TRAVEL)}}
     minilm = resolve_model("minilm")
     result = {}
-    for name in ("modernbert-base-random", "minilm-untrained-head"):
+    for name in names:
         path = out / name
         info_file = path / "bench_info.json"
+        if name == "minilm-clinc150-travel" and not info_file.is_file():
+            _train_minilm(out, path)
+            model = AutoModelForSequenceClassification.from_pretrained(path)
+            non_emb = sum(p.numel() for n, p in model.named_parameters() if "embeddings" not in n)
+            info_file.write_text(json.dumps({"non_emb_params": non_emb}))
         if not info_file.is_file():
             torch.manual_seed(0)
             tok = AutoTokenizer.from_pretrained(minilm)
@@ -95,6 +104,18 @@ def prepare_models(out: Path) -> dict[str, dict[str, Any]]:
             del model
         result[name] = {"path": path, **json.loads(info_file.read_text())}
     return result
+
+
+def _train_minilm(out: Path, path: Path) -> None:
+    """A real trained artifact: MiniLM on the bundled clinc150-travel set (quickstart's recipe,
+    max length 64 like the reference handler), with its calibration; ~1 min on 2 cores."""
+    from intentkit.config import DataConfig
+    from intentkit.data import prepare
+    from intentkit.train import train
+
+    data = out / "clinc150-travel-data"
+    prepare("clinc150-travel", data, config=DataConfig(), force=True)
+    train(data, path, preset="cpu-fast", force=True, model="minilm", epochs=2.0, max_length=64)
 
 
 # ----------------------------------------------------------------------------- baseline servers
@@ -334,7 +355,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
     out = Path(args.out)
-    models = prepare_models(out / "models")
+    models = prepare_models(out / "models", args.models)
     peak = matmul_peak_gflops()
     print(f"fp32 matmul peak (2048^2, best of 5), GFLOP/s: {peak}", flush=True)
     results: dict[str, Any] = {"matmul_peak_gflops": [peak], "models": {}, "args": vars(args)}
@@ -457,7 +478,10 @@ def main() -> None:
     run.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "intentkit-bench-serve"))
     run.add_argument("--levels", type=int, nargs="+", default=[1, 8, 32])
     run.add_argument(
-        "--models", nargs="+", default=["modernbert-base-random", "minilm-untrained-head"]
+        "--models",
+        nargs="+",
+        choices=MODELS,
+        default=["modernbert-base-random", "minilm-clinc150-travel"],
     )
     run.add_argument(
         "--n-modernbert",
