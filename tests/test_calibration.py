@@ -343,7 +343,9 @@ def test_reliability_diagram_writes_png(tmp_path) -> None:
     logits, labels = sample_calibrated(3000, 5, seed=5)
     over = 5.0 * logits
     t = cal.fit_temperature(over, labels)
-    out = cal.reliability_diagram(
+    from intentkit.evalplots import reliability_diagram
+
+    out = reliability_diagram(
         cal.softmax(over), labels, tmp_path / "plots" / "reliability.png",
         probs_after=cal.softmax(over, t), title="val",
     )  # fmt: skip

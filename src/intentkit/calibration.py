@@ -15,7 +15,6 @@ Two post-hoc steps fitted on the validation split after training, stored verbati
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,6 @@ from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
 from intentkit.errors import ConfigError
-from intentkit.fsutil import atomic_save_figure
 
 T_BOUNDS = (0.05, 20.0)  # outside this range the model (or the validation split) is broken
 THRESHOLD_RULE = (
@@ -120,7 +118,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.clip(np.exp(res.x), *T_BOUNDS))
 
 
-def _bin_stats(
+def bin_stats(
     conf: np.ndarray, correct: np.ndarray, n_bins: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-bin (count, accuracy, mean confidence); equal-width bins (0, 1/B], ..., (1-1/B, 1]."""
@@ -155,7 +153,7 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: in
     y = _labels_1d(labels, p.shape[0], p.shape[1])
     conf = p.max(axis=1)
     correct = p.argmax(axis=1) == y
-    count, acc, mean_conf = _bin_stats(conf, correct, n_bins)
+    count, acc, mean_conf = bin_stats(conf, correct, n_bins)
     return float(np.sum(count / len(y) * np.abs(acc - mean_conf)))
 
 
@@ -423,60 +421,3 @@ def oos_report(
         "n_in_scope": n_in,
         "n_oos": n_oos,
     }
-
-
-def reliability_diagram(
-    probs: np.ndarray,
-    labels: np.ndarray,
-    path: str | Path,
-    *,
-    n_bins: int = 15,
-    probs_after: np.ndarray | None = None,
-    title: str = "Reliability",
-) -> Path:
-    """Write a reliability diagram PNG: per-bin accuracy vs confidence, plus a confidence histogram.
-
-    Bars show accuracy per confidence bin before (and, with ``probs_after``, after) temperature
-    scaling against the diagonal of perfect calibration; the legend carries each ECE. The file
-    is written atomically (temp file in the same folder, then ``os.replace``).
-
-    Returns:
-        The path written.
-    """
-    # The object API with an explicit Agg canvas: no pyplot global state, no backend switch.
-    from matplotlib.figure import Figure
-
-    path = Path(path)
-    series = [("before", _logits_2d(probs, "probs"), "tab:red")]
-    if probs_after is not None:
-        series.append(("after T", _logits_2d(probs_after, "probs_after"), "tab:blue"))
-    y = _labels_1d(labels, series[0][1].shape[0], series[0][1].shape[1])
-    for _name, p, _ in series:
-        if p.shape != series[0][1].shape:
-            raise ValueError(f"probs_after shape {p.shape} differs from probs {series[0][1].shape}")
-
-    fig = Figure(figsize=(6.5, 7.5), dpi=130, layout="constrained")
-    ax, hist = fig.subplots(2, 1, height_ratios=[3, 1.2], sharex=True)
-    width = 1.0 / n_bins
-    centers = (np.arange(n_bins) + 0.5) * width
-    bar_w = width / len(series)
-    for k, (name, p, color) in enumerate(series):
-        conf = p.max(axis=1)
-        count, acc, _ = _bin_stats(conf, p.argmax(axis=1) == y, n_bins)
-        ece = expected_calibration_error(p, y, n_bins)
-        offset = (k - (len(series) - 1) / 2) * bar_w
-        shown = count > 0  # empty bins have no accuracy; drawing 0 would look like a failure
-        ax.bar(
-            (centers + offset)[shown], acc[shown], width=bar_w, color=color, alpha=0.7,
-            edgecolor="black", linewidth=0.4, label=f"{name} (ECE {ece:.3f})",
-        )  # fmt: skip
-        hist.bar(centers + offset, count, width=bar_w, color=color, alpha=0.7, label=name)
-    ax.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfect calibration")
-    ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy", title=f"{title} (n={len(y)})")
-    ax.legend(loc="upper left")
-    ax.grid(alpha=0.3)
-    hist.set(xlabel="top-class confidence", ylabel="rows")
-    hist.set_yscale("symlog")  # most rows pile up near 1.0; a log scale keeps the rest visible
-    hist.grid(alpha=0.3)
-
-    return atomic_save_figure(fig, path)

@@ -1,8 +1,8 @@
-"""Confusion-matrix figure for ``intentkit evaluate``: readable at 150+ labels.
+"""Figures for ``intentkit evaluate``: the confusion matrix and the reliability diagram.
 
-With many labels the full matrix is a grey square nobody can read, so above ``max_labels`` we
-show the sub-matrix of the classes with the most off-diagonal mass (errors made *or* received),
-row-normalised, and say so in the title.
+Confusion matrix: with many labels the full matrix is a grey square nobody can read, so above
+``max_labels`` we show the sub-matrix of the classes with the most off-diagonal mass (errors made
+*or* received), row-normalised, and say so in the title.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from intentkit.calibration import bin_stats, expected_calibration_error
 from intentkit.fsutil import atomic_save_figure
 
 
@@ -76,5 +77,63 @@ def confusion_matrix_png(
                     color = "white" if norm[i, j] > 0.6 else "black"
                     ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=6,
                             color=color)  # fmt: skip
+
+    return atomic_save_figure(fig, path)
+
+
+def reliability_diagram(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    path: str | Path,
+    *,
+    n_bins: int = 15,
+    probs_after: np.ndarray | None = None,
+    title: str = "Reliability",
+) -> Path:
+    """Write a reliability diagram PNG: per-bin accuracy vs confidence, plus a confidence histogram.
+
+    Bars show accuracy per confidence bin before (and, with ``probs_after``, after) temperature
+    scaling against the diagonal of perfect calibration; the legend carries each ECE. The file
+    is written atomically (temp file in the same folder, then ``os.replace``).
+
+    Returns:
+        The path written.
+    """
+    # The object API with an explicit Agg canvas: no pyplot global state, no backend switch.
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    series = [("before", np.asarray(probs, dtype=np.float64), "tab:red")]
+    if probs_after is not None:
+        series.append(("after T", np.asarray(probs_after, dtype=np.float64), "tab:blue"))
+    for _name, p, _ in series:
+        if p.shape != series[0][1].shape:
+            raise ValueError(f"probs_after shape {p.shape} differs from probs {series[0][1].shape}")
+    # expected_calibration_error validates shapes and labels (one error message for both paths).
+    eces = [expected_calibration_error(p, labels, n_bins) for _, p, _ in series]
+    y = np.asarray(labels).astype(np.int64)
+
+    fig = Figure(figsize=(6.5, 7.5), dpi=130, layout="constrained")
+    ax, hist = fig.subplots(2, 1, height_ratios=[3, 1.2], sharex=True)
+    width = 1.0 / n_bins
+    centers = (np.arange(n_bins) + 0.5) * width
+    bar_w = width / len(series)
+    for k, ((name, p, color), ece) in enumerate(zip(series, eces, strict=True)):
+        conf = p.max(axis=1)
+        count, acc, _ = bin_stats(conf, p.argmax(axis=1) == y, n_bins)
+        offset = (k - (len(series) - 1) / 2) * bar_w
+        shown = count > 0  # empty bins have no accuracy; drawing 0 would look like a failure
+        ax.bar(
+            (centers + offset)[shown], acc[shown], width=bar_w, color=color, alpha=0.7,
+            edgecolor="black", linewidth=0.4, label=f"{name} (ECE {ece:.3f})",
+        )  # fmt: skip
+        hist.bar(centers + offset, count, width=bar_w, color=color, alpha=0.7, label=name)
+    ax.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfect calibration")
+    ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy", title=f"{title} (n={len(y)})")
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    hist.set(xlabel="top-class confidence", ylabel="rows")
+    hist.set_yscale("symlog")  # most rows pile up near 1.0; a log scale keeps the rest visible
+    hist.grid(alpha=0.3)
 
     return atomic_save_figure(fig, path)

@@ -100,14 +100,9 @@ def evaluate(
         The report dict (also written to ``out/report.json``).
     """
     from intentkit.artifact import check_artifact_dir, read_meta
-    from intentkit.calibration import (
-        expected_calibration_error,
-        oos_report,
-        reliability_diagram,
-        softmax,
-    )
+    from intentkit.calibration import expected_calibration_error, oos_report, softmax
     from intentkit.dataset import load_prepared
-    from intentkit.evalplots import confusion_matrix_png
+    from intentkit.evalplots import confusion_matrix_png, reliability_diagram
     from intentkit.fsutil import atomic_write_json
 
     model_dir = check_artifact_dir(model_dir)
