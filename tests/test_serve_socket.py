@@ -142,6 +142,23 @@ def test_health_503_until_loaded(predictor: Predictor) -> None:
         assert httpx.get(srv.url + "/ping", timeout=10).status_code == 200
 
 
+def test_freeze_gc_after_load_only_when_asked(predictor: Predictor) -> None:
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    try:
+        with running(create_app(ServeConfig(), loader=lambda: predictor)) as srv:
+            wait_ready(srv.url, timeout=30)
+            assert gc.get_freeze_count() == 0  # tests and embedders keep their collector
+        with running(create_app(ServeConfig(), loader=lambda: predictor, freeze_gc=True)) as srv:
+            wait_ready(srv.url, timeout=30)
+            # The loaded model's objects (and everything else alive) left the collector's reach.
+            assert gc.get_freeze_count() > 10_000
+            assert httpx.post(srv.url + "/invocations", json={"text": "hi"}, timeout=10).is_success
+    finally:
+        gc.unfreeze()
+
+
 # ------------------------------------------------------------------------------ concurrency
 async def _fire(url: str, bodies: list[dict], path: str = "/invocations") -> list[httpx.Response]:
     limits = httpx.Limits(max_connections=len(bodies))

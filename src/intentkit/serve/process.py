@@ -68,7 +68,7 @@ def serve_forever(model_dir: str | Path, config: ServeConfig) -> None:
         if server is not None:
             server.should_exit = True  # no point listening without a model
 
-    app = create_app(config, model_dir=model_dir, on_load_error=on_load_error)
+    app = create_app(config, model_dir=model_dir, on_load_error=on_load_error, freeze_gc=True)
     server = uvicorn.Server(
         uvicorn.Config(
             app,
