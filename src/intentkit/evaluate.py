@@ -71,10 +71,10 @@ def score(
 
 def _quiet_load(model_dir: Path, reject: bool) -> Any:
     """``Predictor.from_dir`` without transformers' "Loading weights" progress bar."""
-    from intentkit.modeling import quiet_progress_bars
+    from intentkit.modeling import quiet_transformers
     from intentkit.predict import Predictor
 
-    with quiet_progress_bars():
+    with quiet_transformers():
         return Predictor.from_dir(model_dir, reject=reject)
 
 

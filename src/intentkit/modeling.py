@@ -174,14 +174,19 @@ def dropout_overrides(config: Any, p: float | None) -> dict[str, float]:
 
 
 @contextmanager
-def quiet_progress_bars() -> Iterator[None]:
-    """Hide transformers' "Loading weights" bars inside the block (restored afterwards)."""
+def quiet_transformers(*, logs: bool = False) -> Iterator[None]:
+    """Hide transformers' progress bars ("Loading weights", "Writing model shards") inside the
+    block, and with ``logs`` its info/warning chatter too; both are restored afterwards."""
     import transformers
 
     was_on = transformers.logging.is_progress_bar_enabled()
+    verbosity = transformers.logging.get_verbosity()
     transformers.logging.disable_progress_bar()
+    if logs:
+        transformers.logging.set_verbosity_error()
     try:
         yield
     finally:
+        transformers.logging.set_verbosity(verbosity)
         if was_on:
             transformers.logging.enable_progress_bar()

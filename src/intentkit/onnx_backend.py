@@ -204,9 +204,9 @@ def _export_locked(model_dir: Path, folder: Path, *, kind: str, force: bool) -> 
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from intentkit.modeling import quiet_progress_bars
+    from intentkit.modeling import quiet_transformers
 
-    with quiet_progress_bars():
+    with quiet_transformers():
         model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32)
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)

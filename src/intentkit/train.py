@@ -211,7 +211,6 @@ def train(
         **overrides: TrainConfig fields (``model="minilm"``, ``epochs=1``...); None is ignored.
     """
     import torch
-    import transformers
     from datasets import Dataset
     from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 
@@ -225,6 +224,7 @@ def train(
         load_config,
         load_tokenizer,
         model_max_length,
+        quiet_transformers,
         resolve_model,
     )
     from intentkit.predict import Predictor, resolve_device
@@ -280,12 +280,9 @@ def train(
     if len(val_set) == 0:
         raise DataError(f"--data {ds.path}: the validation split is empty; raise --val-size")
 
-    # Quiet transformers' info/warning chatter ("newly initialized weights", ...) for the run.
-    prev_verbosity = transformers.logging.get_verbosity()
-    bars_were_on = transformers.logging.is_progress_bar_enabled()
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()  # "Writing model shards" bars; ours is tqdm's
-    try:
+    # Quiet transformers' info/warning chatter ("newly initialized weights", ...) and its
+    # "Writing model shards" bars for the run; ours is tqdm's.
+    with quiet_transformers(logs=True):
         set_seed(cfg.seed)  # the classification head is initialised here, before the Trainer
         attn = _attention_impl(device)
         model = _load_model(resolve_model(cfg.model), model_config, attn)
@@ -396,8 +393,4 @@ def train(
             )
         # Other ranks must not return (and exit) before rank 0 has written the artifact.
         trainer.accelerator.wait_for_everyone()
-    finally:
-        transformers.logging.set_verbosity(prev_verbosity)
-        if bars_were_on:
-            transformers.logging.enable_progress_bar()
     return out
