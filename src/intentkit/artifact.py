@@ -57,6 +57,13 @@ def read_meta(path: str | Path) -> dict[str, Any]:
         raise ModelError(f"{f} is not valid JSON ({exc}); retrain or restore it") from exc
 
 
+def served_max_length(config: Any, meta: dict[str, Any]) -> int:
+    """Tokens per text at inference: the trained ``max_length`` from ``intentkit.json``, else the
+    model's position limit capped at 512."""
+    limit = getattr(config, "max_position_embeddings", 512) or 512
+    return int(meta.get("max_length") or min(limit, 512))
+
+
 def library_versions() -> dict[str, str]:
     """Versions of the libraries an artifact depends on, for reproducibility."""
     import platform

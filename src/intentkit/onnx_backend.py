@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from intentkit.artifact import WEIGHT_FILES, check_artifact_dir, read_meta
+from intentkit.artifact import WEIGHT_FILES, check_artifact_dir, read_meta, served_max_length
 from intentkit.errors import ConfigError, ModelError
 from intentkit.fsutil import atomic_write_json
 
@@ -84,12 +84,16 @@ def export_dir(model_dir: Path) -> Path:
     return Path(user_cache_dir("intentkit")) / "onnx" / key
 
 
+def _has(manifest: dict[str, Any], folder: Path, kind: str) -> bool:
+    """Whether the manifest lists the ``kind`` graph and its file is there."""
+    return kind in manifest.get("files", {}) and (folder / FILES[kind]).is_file()
+
+
 def _fresh(folder: Path, model_dir: Path, kind: str) -> Path | None:
     """The ``kind`` graph in ``folder`` if its manifest matches the artifact as it is now."""
     manifest = _read_manifest(folder)
-    target = folder / FILES[kind]
-    ok = manifest.get("source") == fingerprint(model_dir) and kind in manifest.get("files", {})
-    return target if ok and target.is_file() else None
+    ok = manifest.get("source") == fingerprint(model_dir) and _has(manifest, folder, kind)
+    return folder / FILES[kind] if ok else None
 
 
 def _read_manifest(folder: Path) -> dict[str, Any]:
@@ -195,11 +199,12 @@ def export_onnx(model_dir: str | Path, *, int8: bool = False, force: bool = Fals
 
 def _export_locked(model_dir: Path, folder: Path, *, kind: str, force: bool) -> Path:
     target = folder / FILES[kind]
-    if not force and _fresh(folder, model_dir, kind) is not None:
-        return target
-    manifest = _read_manifest(folder)
     current = fingerprint(model_dir)
-    fresh = manifest.get("source") == current and not force
+    manifest = _read_manifest(folder)
+    if force or manifest.get("source") != current:
+        manifest = {"source": current, "files": {}}  # stale or forced: every graph is remade
+    elif _has(manifest, folder, kind):  # another process exported it while we waited
+        return target
 
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -210,13 +215,10 @@ def _export_locked(model_dir: Path, folder: Path, *, kind: str, force: bool) -> 
         model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32)
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    limit = getattr(model.config, "max_position_embeddings", 512) or 512
-    max_length = int(read_meta(model_dir).get("max_length") or min(limit, 512))
+    max_length = served_max_length(model.config, read_meta(model_dir))
     batches = _sample_batches(max_length, model.config.vocab_size, tokenizer.pad_token_id or 0)
-    if not fresh:
-        manifest = {"source": current, "files": {}}
     fp32 = folder / FILES["fp32"]
-    if "fp32" not in manifest["files"] or not fp32.is_file():
+    if not _has(manifest, folder, "fp32"):
         log.info("exporting %s to ONNX (fp32)", model_dir)
         tmp = folder / f".{FILES['fp32']}.tmp-{os.getpid()}"
         try:
@@ -231,7 +233,7 @@ def _export_locked(model_dir: Path, folder: Path, *, kind: str, force: bool) -> 
         finally:
             tmp.unlink(missing_ok=True)
         manifest["files"]["fp32"] = {"file": FILES["fp32"], "max_abs_logit_diff": diff}
-    if kind == "int8" and ("int8" not in manifest["files"] or not target.is_file()):
+    if kind == "int8" and not _has(manifest, folder, "int8"):
         log.info("quantizing %s to int8 (ONNX Runtime dynamic quantization)", fp32)
         tmp = folder / f".{FILES['int8']}.tmp-{os.getpid()}"
         try:

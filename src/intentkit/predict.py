@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from intentkit.artifact import check_artifact_dir, read_meta
+from intentkit.artifact import check_artifact_dir, read_meta, served_max_length
 from intentkit.errors import ConfigError
 
 
@@ -152,8 +152,7 @@ class Predictor:
         config = config if config is not None else model.config
         id2label = config.id2label
         self.labels: list[str] = [str(id2label[i]) for i in range(len(id2label))]
-        limit = getattr(config, "max_position_embeddings", 512) or 512
-        self.max_length: int = int(self.meta.get("max_length") or min(limit, 512))
+        self.max_length: int = served_max_length(config, self.meta)
         self.calibration: dict[str, Any] | None = self.meta.get("calibration")
 
     @classmethod
