@@ -21,14 +21,10 @@ from pathlib import Path
 from typing import Any
 
 
-def _time(fn: Any, reps: int) -> list[float]:
-    fn()  # warm-up: allocations, kernel choice
-    out = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
+def _seconds(fn: Any) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def _torch_call(model: Any, ids: Any, mask: Any) -> Any:
@@ -90,11 +86,12 @@ def main() -> None:
             mask = np.ones_like(ids)
             run_torch = _torch_call(model, ids, mask)
             run_ort = _ort_call(runner, ids, mask)
+            # Also the warm-up of both (allocations, kernel choice) before timing.
             diff = float(np.abs(run_torch() - run_ort()).max())
             tt, to = [], []
             for _ in range(args.reps):  # interleaved: drifting background load hits both alike
-                tt += _time(run_torch, 1)
-                to += _time(run_ort, 1)
+                tt.append(_seconds(run_torch))
+                to.append(_seconds(run_ort))
             mt, mo = statistics.median(tt), statistics.median(to)
             share = flops_per_token * b * args.length / mo / 1e9 / max(peak.values()) * 100
             row = {
