@@ -80,17 +80,22 @@ def _summary(n: int, times: list[float]) -> dict[str, Any]:
     }
 
 
+def _timed(run: Any, device: str, n: int, reps: int) -> dict[str, Any]:
+    """Run ``run`` ``reps`` times, each timed between device syncs; summarise as texts/s."""
+    times = []
+    for _ in range(reps):
+        _sync(device)
+        t0 = time.perf_counter()
+        run()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return _summary(n, times)
+
+
 def bench_predictor(pred: Any, texts: list[str], batch_size: int, reps: int) -> dict[str, float]:
     """Texts/s of ``Predictor.logits`` (tokenization included), median of ``reps``."""
     pred.logits(texts[: batch_size * 2], batch_size=batch_size)  # warm-up: allocator, kernels
-    times = []
-    for _ in range(reps):
-        _sync(pred.device)
-        t0 = time.perf_counter()
-        pred.logits(texts, batch_size=batch_size)
-        _sync(pred.device)
-        times.append(time.perf_counter() - t0)
-    return _summary(len(texts), times)
+    return _timed(lambda: pred.logits(texts, batch_size=batch_size), pred.device, len(texts), reps)
 
 
 def bench_reference(pred: Any, texts: list[str], reps: int) -> dict[str, float]:
@@ -113,14 +118,7 @@ def bench_reference(pred: Any, texts: list[str], reps: int) -> dict[str, float]:
     run_texts = texts[: max(1, min(8, len(texts)))]
     for t in run_texts:  # warm-up
         pred.tokenizer(t)
-    times = []
-    for _ in range(reps):
-        _sync(pred.device)
-        t0 = time.perf_counter()
-        run()
-        _sync(pred.device)
-        times.append(time.perf_counter() - t0)
-    return _summary(len(texts), times)
+    return _timed(run, pred.device, len(texts), reps)
 
 
 def main() -> None:
