@@ -312,7 +312,7 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
             "max_queue": cfg.max_queue,
             "max_texts_per_request": cfg.max_texts_per_request,
             "device": str(predictor.device),
-            "backend": getattr(predictor, "backend", "torch"),
+            "backend": predictor.backend,
             "version": _version(),
             "calibration": None
             if not cal
