@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-CLINC_TEST = ROOT / "src" / "intentkit" / "data" / "clinc150" / "test.jsonl"  # bundled copy
+CLINC_TEST = ROOT / "src" / "intentkit" / "bundled" / "clinc150" / "test.jsonl"  # bundled copy
 
 
 def load_texts(n: int, path: Path) -> list[str]:

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-CLINC = ROOT / "src" / "intentkit" / "data" / "clinc150"  # the bundled copy: always present
+CLINC = ROOT / "src" / "intentkit" / "bundled" / "clinc150"  # the bundled copy: always present
 TRAVEL = [
     "plug_type", "travel_notification", "translate", "flight_status", "international_visa",
     "timezone", "exchange_rate", "travel_suggestion", "travel_alert", "vaccines", "lost_luggage",

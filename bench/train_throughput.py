@@ -43,7 +43,7 @@ from bench_models import modernbert_config
 ROOT = Path(__file__).resolve().parents[1]
 CLINC_CANDIDATES = (
     ROOT.parent / "shared" / "data" / "clinc150" / "train.jsonl",
-    ROOT / "src" / "intentkit" / "data" / "clinc150" / "train.jsonl",
+    ROOT / "src" / "intentkit" / "bundled" / "clinc150" / "train.jsonl",
 )
 REF_MAX_LENGTH = 64
 N_LABELS = 150

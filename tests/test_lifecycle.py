@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from intentkit.cli import main
-from intentkit.serve.registry import Registry, process_alive
+from intentkit.endpoints.local import process_alive
+from intentkit.endpoints.registry import Registry
 from serve_helpers import REJECT_ALL, free_port, make_artifact
 
 QUERIES = [

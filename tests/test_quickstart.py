@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from intentkit.cli import main
-from intentkit.serve.quickstart import DEMO_QUERIES
-from intentkit.serve.registry import Registry
+from intentkit.endpoints.registry import Registry
+from intentkit.quickstart import DEMO_QUERIES
 
 
 @pytest.mark.slow
@@ -34,8 +34,8 @@ def test_quickstart_end_to_end(tiny_model_dir: Path, tmp_path: Path, capsys) -> 
 def test_quickstart_without_modernbert_warns_and_falls_back(monkeypatch) -> None:
     from rich.console import Console
 
+    from intentkit import quickstart
     from intentkit.errors import ModelError
-    from intentkit.serve import quickstart
 
     def offline(name: str) -> None:
         raise ModelError("--model modernbert-base: cannot fetch it")

@@ -30,7 +30,7 @@ SPLIT_NAMES = {"train": "train", "test": "test"} | dict.fromkeys(VAL_NAMES, "val
 
 @dataclass(frozen=True)
 class Bundled:
-    """A dataset shipped in ``intentkit/data/<folder>`` with its official splits."""
+    """A dataset shipped in ``intentkit/bundled/<folder>`` with its official splits."""
 
     folder: str
     files: dict[str, str]  #: split -> file name
@@ -346,7 +346,7 @@ def _read_bundled(name: str, cfg: DataConfig) -> tuple[dict[str, Any], dict, lis
     import pandas as pd
 
     spec = BUNDLED[name]
-    root = resources.files("intentkit") / "data" / spec.folder
+    root = resources.files("intentkit") / "bundled" / spec.folder
     used: list[Path] = []
     frames = {}
     with resources.as_file(root) as folder:

@@ -1,7 +1,8 @@
 """Command-line entry point: ``intentkit <command>``.
 
-Each command lives in a small module (``cli/data.py``, ``cli/train.py``, ``cli/serve.py``) and is
-one function whose docstring is its ``--help``. User errors (:class:`IntentkitError`) print one
+Each command group lives in a small module (``cli/data.py``, ``cli/train.py``, ``cli/serve.py``,
+``cli/endpoints.py``, ``cli/quickstart.py``, ``cli/container.py``, ``cli/export.py``); a command
+is one function whose docstring is its ``--help``. User errors (:class:`IntentkitError`) print one
 line and exit with code 2; nothing else is swallowed.
 """
 
@@ -18,7 +19,7 @@ def _load_commands() -> None:
     # imports (torch, transformers) inside the command function so `--help` stays fast.
     import importlib
 
-    for name in ("data", "train", "serve", "export"):
+    for name in ("data", "train", "serve", "endpoints", "quickstart", "container", "export"):
         try:
             importlib.import_module(f"intentkit.cli.{name}")
         except ModuleNotFoundError as exc:

@@ -1,4 +1,4 @@
-"""Server processes: run one in the foreground, start/stop detached ones (deploy/delete).
+"""The ``local`` target: endpoints as detached ``intentkit serve`` processes on this machine.
 
 ``deploy`` mirrors the reference's SageMaker ``deploy`` locally: a detached
 ``python -m intentkit serve`` in its own session (so closing the terminal doesn't kill it), its
@@ -12,80 +12,43 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from intentkit.artifact import check_artifact_dir
-from intentkit.config import ServeConfig
-from intentkit.errors import ConfigError, IntentkitError, ModelError
-from intentkit.serve.registry import Registry, process_alive
+from intentkit.endpoints.base import Invoke, Target, check_name
+from intentkit.endpoints.registry import Registry
+from intentkit.errors import ConfigError, ModelError
+from intentkit.serve.server import port_in_use, url_for
 
 log = logging.getLogger(__name__)
 
 
-def port_in_use(host: str, port: int) -> bool:
-    """True when ``host:port`` can't be bound (checked the way uvicorn binds: SO_REUSEADDR)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return True
-    return False
+def process_alive(pid: int, create_time: float | None = None) -> bool:
+    """True when ``pid`` runs and (if given) was started at ``create_time`` (no recycled pid).
 
+    Zombies count as dead; one that is our own child is reaped on the way.
+    """
+    import psutil
 
-def url_for(host: str, port: int) -> str:
-    """The base URL clients use for a server bound to ``host:port``."""
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"  # bound everywhere: loopback reaches it
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-def serve_forever(model_dir: str | Path, config: ServeConfig) -> None:
-    """Serve ``model_dir`` until SIGTERM/SIGINT (blocking); raise a one-line error on failure."""
-    import uvicorn
-
-    from intentkit.serve.app import create_app
-
-    model_dir = check_artifact_dir(model_dir)  # a bad path fails here, before binding
-    if port_in_use(config.host, config.port):
-        raise ConfigError(
-            f"--port {config.port}: {config.host}:{config.port} is already in use; "
-            "choose another --port or stop the server using it (`intentkit endpoints`)"
-        )
-    logging.getLogger("intentkit").setLevel(config.log_level.upper())
-    failure: list[BaseException] = []
-    server: uvicorn.Server | None = None
-
-    def on_load_error(exc: BaseException) -> None:
-        failure.append(exc)
-        if server is not None:
-            server.should_exit = True  # no point listening without a model
-
-    app = create_app(config, model_dir=model_dir, on_load_error=on_load_error, freeze_gc=True)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=config.host,
-            port=config.port,
-            log_level=config.log_level,
-            access_log=False,  # per-request logging costs ~10% throughput; /metrics counts them
-            timeout_graceful_shutdown=config.timeout_graceful_s,
-            backlog=4096,  # bursts wait in the kernel, then meet the 429 bound, not ECONNREFUSED
-        )
-    )
-    server.run()
-    if failure:
-        exc = failure[0]
-        if isinstance(exc, IntentkitError):
-            raise exc
-        raise ModelError(f"MODEL_DIR {model_dir}: failed to load ({type(exc).__name__}: {exc})")
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            return False
+        if create_time is not None and abs(proc.create_time() - create_time) > 1.0:
+            return False
+        return True
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
 
 
 def ping(url: str, timeout: float = 2.0) -> int | None:
@@ -119,10 +82,9 @@ def start_detached(
     timeout: float = 180.0,
 ) -> dict[str, Any]:
     """Start ``intentkit serve`` detached, wait for ``/ping`` 200, record it; return the record."""
-    if not name or not all(c.isalnum() or c in "-_." for c in name):
-        raise ConfigError(f"--name {name!r}: use letters, digits, '-', '_' or '.'")
+    check_name(name)
     model_dir = check_artifact_dir(model_dir).resolve()
-    registry.prune()
+    registry.prune(LocalTarget.stale)
     with registry.edit() as records:
         if name in records:
             rec = records[name]
@@ -155,6 +117,7 @@ def start_detached(
 
         record = {
             "name": name,
+            "target": LocalTarget.kind,
             "pid": proc.pid,
             "create_time": psutil.Process(proc.pid).create_time(),
             "host": host,
@@ -224,10 +187,9 @@ def stop_process(pid: int, create_time: float | None = None, *, timeout: float =
 
 def delete_endpoint(registry: Registry, name: str, *, timeout: float = 30.0) -> str:
     """Stop the endpoint ``name`` gracefully and remove its record; returns how it ended."""
-    rec = registry.get(name)
-    if rec is None:
-        known = ", ".join(sorted(registry.all())) or "none"
-        raise ConfigError(f"no endpoint named {name!r} (known: {known}); see `intentkit endpoints`")
+    from intentkit.endpoints import lookup
+
+    rec = lookup(registry, name)
     how = stop_process(int(rec["pid"]), rec.get("create_time"), timeout=timeout)
     with registry.edit() as records:
         records.pop(name, None)
@@ -244,3 +206,91 @@ def endpoint_status(rec: dict[str, Any]) -> str:
     if code == 503:
         return "loading"
     return "unreachable" if code is None else f"unhealthy ({code})"
+
+
+class HttpInvoker:
+    """Predict through a running server's ``/invocations``, retrying 429/503 with Retry-After."""
+
+    def __init__(self, url: str, api_key: str | None) -> None:
+        """Talk to the server at ``url``; send ``api_key`` as a bearer token when given."""
+        import httpx
+
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=120.0)
+
+    def __call__(self, texts: list[str]) -> list[dict[str, Any]]:
+        """The server's answers for ``texts``: ``[{"predicted_class", "confidence"}, ...]``."""
+        import httpx
+
+        for _attempt in range(30):
+            try:
+                r = self.client.post("/invocations", json={"text": texts})
+            except httpx.TransportError as exc:
+                raise ConfigError(
+                    f"--endpoint {self.client.base_url}: unreachable ({exc})"
+                ) from None
+            if r.status_code in (429, 503):
+                time.sleep(float(r.headers.get("retry-after", "1")))
+                continue
+            if r.status_code != 200:
+                try:
+                    msg = r.json().get("error", r.text)
+                except ValueError:
+                    msg = r.text
+                raise ConfigError(f"--endpoint {self.client.base_url}: {r.status_code} {msg}")
+            return r.json()
+        raise ConfigError(f"--endpoint {self.client.base_url}: still overloaded after 30 tries")
+
+
+@dataclass
+class LocalOptions:
+    """What ``intentkit deploy --target local`` takes (the serve flags it passes on)."""
+
+    host: str = "127.0.0.1"  #: --host bind address
+    port: int = 8080  #: --port
+    serve_args: list[str] = field(default_factory=list)  #: extra ``intentkit serve`` flags
+    api_key: str | None = None  #: --api-key (passed in the environment, never in argv)
+    timeout: float = 180.0  #: --timeout seconds to wait for /ping
+
+
+class LocalTarget(Target):
+    """Endpoints as detached ``intentkit serve`` processes on this machine."""
+
+    kind = "local"
+
+    @staticmethod
+    def stale(record: dict[str, Any]) -> bool:
+        """A local record whose process is gone (other targets' records are never stale here)."""
+        if record.get("target", "local") != LocalTarget.kind:
+            return False
+        return not process_alive(int(record["pid"]), record.get("create_time"))
+
+    def deploy(self, name: str, model_dir: Path, options: Any) -> dict[str, Any]:
+        """Start a detached server and wait for ``/ping`` 200 (see :func:`start_detached`)."""
+        opts: LocalOptions = options or LocalOptions()
+        return start_detached(
+            self.registry,
+            name,
+            model_dir,
+            host=opts.host,
+            port=opts.port,
+            serve_args=opts.serve_args,
+            api_key=opts.api_key,
+            timeout=opts.timeout,
+        )
+
+    def status(self, record: dict[str, Any]) -> str:
+        """``ready`` / ``loading`` / ``unhealthy (<code>)`` / ``unreachable`` / ``dead``."""
+        return endpoint_status(record)
+
+    def invoker(self, record: dict[str, Any], *, api_key: str | None = None) -> Invoke:
+        """HTTP to the server's ``/invocations``."""
+        return HttpInvoker(record["url"], api_key)
+
+    def delete(self, record: dict[str, Any], *, timeout: float = 30.0) -> str:
+        """SIGTERM (in-flight requests finish), SIGKILL after ``timeout``; drop the record."""
+        return delete_endpoint(self.registry, record["name"], timeout=timeout)
+
+    def is_stale(self, record: dict[str, Any]) -> bool:
+        """The record's process is gone."""
+        return self.stale(record)

@@ -66,10 +66,10 @@ def run_quickstart(
 
     from intentkit.config import DataConfig
     from intentkit.data import prepare
+    from intentkit.endpoints.local import delete_endpoint, start_detached
+    from intentkit.endpoints.registry import Registry, default_state_dir
     from intentkit.evaluate import evaluate
     from intentkit.fsutil import check_output_dir
-    from intentkit.serve.process import delete_endpoint, start_detached
-    from intentkit.serve.registry import Registry, default_state_dir
     from intentkit.train import train
 
     console = console or Console(stderr=True)

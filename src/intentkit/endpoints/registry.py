@@ -1,15 +1,16 @@
-"""The local endpoint registry: one JSON file of deployed servers in the user's state directory.
+"""The endpoint registry: one JSON file of deployed endpoints (every target) in the state dir.
 
 Writers hold a file lock (``endpoints.json.lock``) for read-modify-write and replace the file
 atomically, so two ``intentkit deploy`` runs never lose each other's record and a reader never
-sees half a file. Records: ``name, pid, create_time, host, port, url, model, started, log, auth``.
+sees half a file. Every record has ``name``, ``target`` (``local`` when absent: records
+written before targets existed), ``url``, ``model`` and ``started``; the rest is the target's own
+(a local record's ``pid``, ``create_time``, ``log``; a SageMaker record's ARNs and region).
 """
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,28 +26,6 @@ def default_state_dir() -> Path:
     from platformdirs import user_state_dir
 
     return Path(user_state_dir("intentkit"))
-
-
-def process_alive(pid: int, create_time: float | None = None) -> bool:
-    """True when ``pid`` runs and (if given) was started at ``create_time`` (no recycled pid).
-
-    Zombies count as dead; one that is our own child is reaped on the way.
-    """
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
-            return False
-        if create_time is not None and abs(proc.create_time() - create_time) > 1.0:
-            return False
-        return True
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
 
 
 class Registry:
@@ -89,12 +68,12 @@ class Registry:
         """The record named ``name``, or None."""
         return self._read().get(name)
 
-    def prune(self) -> list[str]:
-        """Drop records whose process is gone; return their names."""
+    def prune(self, is_stale: Callable[[dict[str, Any]], bool]) -> list[str]:
+        """Drop the records ``is_stale`` says are gone (e.g. a dead local process); their names."""
         gone = []
         with self.edit() as records:
             for name, rec in list(records.items()):
-                if not process_alive(int(rec["pid"]), rec.get("create_time")):
+                if is_stale(rec):
                     gone.append(name)
                     del records[name]
         return gone

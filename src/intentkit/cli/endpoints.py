@@ -1,0 +1,224 @@
+"""``intentkit deploy``, ``endpoints``, ``predict`` and ``delete``: the endpoint lifecycle.
+
+Each command works on every target (:mod:`intentkit.endpoints`); a registry record says which
+target owns an endpoint, so only ``deploy`` takes ``--target``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from intentkit.cli.app import app
+from intentkit.cli.common import ApiKey, StateDir, env, registry
+from intentkit.errors import ConfigError
+
+Target = Annotated[
+    str, typer.Option(help="Where the endpoint runs: local (a detached server) | sagemaker.")
+]
+
+
+@app.command()
+def deploy(
+    model_dir: Annotated[Path, typer.Argument(help="Artifact folder to serve.")],
+    name: Annotated[str, typer.Option(help="Endpoint name (unique).")],
+    target: Target = "local",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8080,
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    api_key: ApiKey = None,
+    no_reject: Annotated[bool, typer.Option("--no-reject", help="Turn rejection off.")] = False,
+    max_wait_ms: Annotated[float | None, typer.Option(help="Passed to serve.")] = None,
+    max_batch_tokens: Annotated[int | None, typer.Option(help="Passed to serve.")] = None,
+    threads: Annotated[int | None, typer.Option(help="Passed to serve.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="Passed to serve.")] = None,
+    backend: Annotated[str | None, typer.Option(help="Passed to serve.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for /ping.")] = 180.0,
+    state_dir: StateDir = None,
+) -> None:
+    """Start an endpoint for MODEL_DIR and wait until it answers (local: a detached server)."""
+    from intentkit.endpoints import get_target
+    from intentkit.endpoints.local import LocalOptions
+
+    args = ["--no-reject"] if no_reject else []
+    for flag, value in (
+        ("--max-wait-ms", max_wait_ms),
+        ("--max-batch-tokens", max_batch_tokens),
+        ("--threads", threads),
+        ("--dtype", dtype),
+        ("--backend", backend),
+    ):
+        if value is not None:
+            args += [flag, str(value)]
+    opts = LocalOptions(
+        host=host,
+        port=port,
+        serve_args=args,
+        api_key=api_key or env("INTENTKIT_API_KEY"),
+        timeout=timeout,
+    )
+    rec = get_target(target, registry(state_dir)).deploy(name, model_dir, opts)
+    print(f"deployed {name} at {rec['url']} (pid {rec['pid']}, log {rec['log']})")
+
+
+@app.command()
+def endpoints(
+    state_dir: StateDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List deployed endpoints of every target with live status (dead local ones are removed)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from intentkit.endpoints import prune, target_of
+
+    reg = registry(state_dir)
+    gone = prune(reg)
+    rows = [
+        {**rec, "target": rec.get("target", "local"), "status": target_of(rec, reg).status(rec)}
+        for rec in reg.all().values()
+    ]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    console = Console()
+    for name in gone:
+        console.print(f"[yellow]removed stale endpoint {name} (process gone)[/yellow]")
+    if not rows:
+        console.print("no endpoints; start one with `intentkit deploy MODEL_DIR --name NAME`")
+        return
+    table = Table("name", "target", "status", "url", "model", "started")
+    for r in rows:
+        table.add_row(r["name"], r["target"], r["status"], r["url"], r["model"], r["started"])
+    console.print(table)
+
+
+@app.command()
+def delete(
+    name: Annotated[str, typer.Argument(help="Endpoint name.")],
+    timeout: Annotated[float, typer.Option(help="Seconds before SIGKILL (local).")] = 30.0,
+    state_dir: StateDir = None,
+) -> None:
+    """Delete an endpoint and what deploy created (local: SIGTERM, in-flight requests finish)."""
+    from intentkit.endpoints import lookup, target_of
+
+    reg = registry(state_dir)
+    rec = lookup(reg, name)
+    how = target_of(rec, reg).delete(rec, timeout=timeout)
+    print(f"deleted {name} ({how})")
+
+
+def _read_texts(path: Path) -> Iterator[str]:
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if line:
+                yield line
+
+
+def _batches(texts: Iterator[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for t in texts:
+        batch.append(t)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class _Local:
+    """Predict in this process (no server)."""
+
+    def __init__(self, model_dir: Path, no_reject: bool, backend: str) -> None:
+        from intentkit.predict import Predictor
+
+        self.predictor = Predictor.from_dir(model_dir, reject=not no_reject, backend=backend)
+
+    def __call__(self, texts: list[str]) -> list[dict[str, Any]]:
+        return [
+            {"predicted_class": a["label"], "confidence": a["confidence"]}
+            for a in self.predictor.predict(texts)
+        ]
+
+
+def _remote(endpoint: str, api_key: str | None, state_dir: Path | None) -> Any:
+    """The invoker for ``--endpoint NAME|URL``: a URL is a local-style HTTP server."""
+    from intentkit.endpoints import target_of
+    from intentkit.endpoints.local import HttpInvoker
+
+    if endpoint.startswith(("http://", "https://")):
+        return HttpInvoker(endpoint, api_key)
+    reg = registry(state_dir)
+    rec = reg.get(endpoint)
+    if rec is None:
+        raise ConfigError(
+            f"--endpoint {endpoint}: no such endpoint; see `intentkit endpoints` or pass a URL"
+        )
+    return target_of(rec, reg).invoker(rec, api_key=api_key)
+
+
+@app.command()
+def predict(
+    texts: Annotated[list[str] | None, typer.Argument(help="Texts to classify.")] = None,
+    endpoint: Annotated[
+        str | None, typer.Option(help="Endpoint name (see `intentkit endpoints`) or URL.")
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Predict locally with this artifact folder.")
+    ] = None,
+    file: Annotated[Path | None, typer.Option(help="Text file, one query per line.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Write JSONL here (default stdout).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Texts per request / forward.")] = 64,
+    api_key: ApiKey = None,
+    no_reject: Annotated[bool, typer.Option("--no-reject", help="Local only.")] = False,
+    backend: Annotated[
+        str, typer.Option(help="Local only: torch | onnx | auto (onnx pays off for big files).")
+    ] = "torch",
+    state_dir: StateDir = None,
+) -> None:
+    """Classify texts via an endpoint (--endpoint) or locally (--model); one JSON line per text."""
+    if (endpoint is None) == (model is None):
+        raise ConfigError("pass exactly one of --endpoint NAME|URL or --model MODEL_DIR")
+    if not texts and file is None:
+        raise ConfigError("give texts as arguments or --file queries.txt")
+    if file is not None and not file.is_file():
+        raise ConfigError(f"--file {file}: no such file")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    if endpoint is not None:
+        run = _remote(endpoint, api_key or env("INTENTKIT_API_KEY"), state_dir)
+    else:
+        assert model is not None
+        run = _Local(model, no_reject, backend)
+
+    out = open(output, "w", encoding="utf-8") if output else sys.stdout
+    try:
+        if file is None:
+            for batch in _batches(iter(texts or []), batch_size):
+                _write(out, batch, run(batch))
+            return
+        from rich.console import Console
+        from rich.progress import Progress
+
+        total = sum(1 for _ in _read_texts(file))  # a cheap pass so the bar has an end
+        # The bar goes to stderr so stdout stays pure JSONL.
+        with Progress(console=Console(stderr=True)) as bar:
+            task = bar.add_task(f"predicting {file.name}", total=total)
+            for batch in _batches(_read_texts(file), batch_size):
+                _write(out, batch, run(batch))
+                bar.advance(task, len(batch))
+    finally:
+        if output:
+            out.close()
+
+
+def _write(out: Any, texts: list[str], answers: list[dict[str, Any]]) -> None:
+    for text, ans in zip(texts, answers, strict=True):
+        row = {"text": text, **ans}
+        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    out.flush()
