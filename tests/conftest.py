@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from aws_helpers import aws, moto_url  # noqa: F401 - fixtures for the SageMaker tests
+
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
