@@ -48,12 +48,16 @@ def resolve_config(
     preset: str | None,
     resume: bool,
     overrides: dict[str, Any],
+    checkpoint_dir: Path | None = None,
 ) -> TrainConfig:
-    """Defaults < preset (or the resumed run's stored config) < ``config`` < explicit overrides."""
-    from intentkit.trainer_utils import CHECKPOINTS_DIR, RUN_CONFIG_FILE
+    """Defaults < preset (or the resumed run's stored config) < ``config`` < explicit overrides.
+
+    The stored config is read from ``checkpoint_dir`` (default ``out/checkpoints``).
+    """
+    from intentkit.trainer_utils import RUN_CONFIG_FILE, checkpoints_dir
 
     base: dict[str, Any] = {}
-    stored = out / CHECKPOINTS_DIR / RUN_CONFIG_FILE
+    stored = checkpoints_dir(out, checkpoint_dir) / RUN_CONFIG_FILE
     if resume and stored.is_file():
         # --resume with no other flags continues the same run, not a default-config one.
         base = json.loads(stored.read_text("utf-8"))
@@ -196,6 +200,7 @@ def train(
     preset: str | None = None,
     force: bool = False,
     resume: bool = False,
+    checkpoint_dir: str | Path | None = None,
     **overrides: Any,
 ) -> Path:
     """Fine-tune on a prepared dataset folder and write the artifact to ``out``; return ``out``.
@@ -203,11 +208,13 @@ def train(
     Args:
         data: a folder written by ``intentkit data prepare`` (train/test[/val].parquet,
             labels.json).
-        out: the model folder; checkpoints go to ``out/checkpoints``, the artifact to ``out``.
+        out: the model folder; the artifact goes to ``out``.
         config: a full TrainConfig (else defaults, or the preset).
         preset: name of a preset in ``intentkit/presets`` whose ``train`` section is applied.
         force: replace a non-empty ``out``.
-        resume: continue from the last complete checkpoint in ``out/checkpoints``.
+        resume: continue from the last complete checkpoint in the checkpoint folder.
+        checkpoint_dir: where checkpoints go (default ``out/checkpoints``); the SageMaker
+            container puts them in ``/opt/ml/checkpoints``, which SageMaker syncs to S3.
         **overrides: TrainConfig fields (``model="minilm"``, ``epochs=1``...); None is ignored.
     """
     import torch
@@ -230,10 +237,20 @@ def train(
     from intentkit.predict import Predictor, resolve_device
 
     out = Path(out)
-    cfg = resolve_config(out, config=config, preset=preset, resume=resume, overrides=overrides)
+    ckpt_arg = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    cfg = resolve_config(
+        out,
+        config=config,
+        preset=preset,
+        resume=resume,
+        overrides=overrides,
+        checkpoint_dir=ckpt_arg,
+    )
     ds = load_prepared(data)  # validates the folder before we touch --out
     device = resolve_device(cfg.device)
-    resume_from = tu.check_run_out(out, force=force, resume=resume, rank=_rank())
+    resume_from = tu.check_run_out(
+        out, force=force, resume=resume, rank=_rank(), checkpoint_dir=ckpt_arg
+    )
 
     labels = list(ds.labels)
     label2id = {name: i for i, name in enumerate(labels)}
@@ -289,10 +306,10 @@ def train(
         attn = getattr(model.config, "_attn_implementation", attn)
         on_cuda = device.startswith("cuda")
         bf16 = bool(on_cuda and torch.cuda.is_bf16_supported())
-        ckpt_dir = out / tu.CHECKPOINTS_DIR
+        ckpt_dir = tu.checkpoints_dir(out, ckpt_arg)
         run_config = to_dict(cfg)
         if force:
-            tu.clear_out(out, rank=_rank())
+            tu.clear_out(out, rank=_rank(), checkpoint_dir=ckpt_arg)
         if _rank() == 0:
             atomic_write_json(ckpt_dir / tu.RUN_CONFIG_FILE, run_config)
         args = TrainingArguments(

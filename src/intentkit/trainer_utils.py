@@ -203,36 +203,74 @@ def complete_checkpoints(checkpoint_dir: Path) -> list[Path]:
 
 
 # ----------------------------------------------------------------------------- run folder
-def check_run_out(out: Path, *, force: bool, resume: bool, rank: int = 0) -> Path | None:
-    """Check ``--out``/``--force``/``--resume`` (no side effects); return the resume checkpoint."""
+def checkpoints_dir(out: Path, checkpoint_dir: Path | None = None) -> Path:
+    """Where a run's checkpoints live: ``checkpoint_dir`` when given, else ``out/checkpoints``."""
+    return Path(checkpoint_dir) if checkpoint_dir is not None else out / CHECKPOINTS_DIR
+
+
+def _is_inside(path: Path, parent: Path) -> bool:
+    path, parent = path.resolve(), parent.resolve()
+    return path == parent or parent in path.parents
+
+
+def check_run_out(
+    out: Path,
+    *,
+    force: bool,
+    resume: bool,
+    rank: int = 0,
+    checkpoint_dir: Path | None = None,
+) -> Path | None:
+    """Check ``--out``/``--checkpoint-dir``/``--force``/``--resume`` (no side effects).
+
+    Returns the checkpoint to resume from (None for a new run). A ``checkpoint_dir`` outside
+    ``out`` (the SageMaker container keeps them apart: ``/opt/ml/model`` is shipped,
+    ``/opt/ml/checkpoints`` is synced to S3) must be empty for a new run too.
+    """
     from intentkit.errors import ConfigError
     from intentkit.fsutil import check_output_dir
 
+    ckpts = checkpoints_dir(out, checkpoint_dir)
     if force and resume:
         raise ConfigError("Can't provide both --force and --resume: --resume keeps the run")
+    if checkpoint_dir is not None and _is_inside(out, ckpts):
+        # clear_out(--force) and write_artifact would then delete or move the checkpoints.
+        raise ConfigError(
+            f"--checkpoint-dir {ckpts} holds --out {out}; choose a folder beside or inside --out"
+        )
     if resume:
-        done = complete_checkpoints(out / CHECKPOINTS_DIR)
+        done = complete_checkpoints(ckpts)
         if not done:
             raise ConfigError(
-                f"--resume: no complete checkpoint in {out / CHECKPOINTS_DIR}; "
+                f"--resume: no complete checkpoint in {ckpts}; "
                 "start a new run without --resume (add --force to replace the folder)"
             )
         return done[-1]
     if rank == 0:  # other ranks would see rank 0's first checkpoint and refuse
         check_output_dir(out, force=force)
+        if not _is_inside(ckpts, out):
+            check_output_dir(ckpts, force=force, flag="--checkpoint-dir")
     return None
 
 
-def clear_out(out: Path, *, rank: int = 0) -> None:
-    """Empty ``out`` for ``--force``; called only once every input has been validated."""
+def clear_out(out: Path, *, rank: int = 0, checkpoint_dir: Path | None = None) -> None:
+    """Empty ``out`` (and a separate ``checkpoint_dir``) for ``--force``.
+
+    Called only once every input has been validated.
+    """
     import shutil
 
-    if rank != 0 or not out.is_dir():
+    if rank != 0:
         return
-    # intentkit.json first: if we die mid-delete the folder reads as incomplete, not as a model.
-    (out / "intentkit.json").unlink(missing_ok=True)
-    for child in out.iterdir():
-        shutil.rmtree(child) if child.is_dir() else child.unlink()
+    if out.is_dir():
+        # intentkit.json first: if we die mid-delete the folder reads as incomplete, not a model.
+        (out / "intentkit.json").unlink(missing_ok=True)
+        for child in out.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    ckpts = checkpoints_dir(out, checkpoint_dir)
+    if ckpts.is_dir():  # a separate checkpoint folder: old checkpoints would be resumed or rotated
+        for child in ckpts.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
 def split_val(train_df: Any, val_size: float, seed: int) -> tuple[Any, Any]:

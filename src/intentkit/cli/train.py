@@ -32,6 +32,10 @@ def train_cmd(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the last checkpoint in --out.")
     ] = False,
+    checkpoint_dir: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(help="Checkpoint folder (default OUT/checkpoints)."),
+    ] = None,
     max_length: Annotated[_Int, typer.Option(help="Truncate inputs (default: data's p99).")] = None,
     epochs: Annotated[_Float, typer.Option(help="Training epochs.")] = None,
     batch_size: Annotated[_Int, typer.Option(help="Batch size per device.")] = None,
@@ -72,16 +76,25 @@ def train_cmd(
 
     Example: intentkit train --data data/clinc150 --model minilm --preset cpu-fast --out model
 
-    Checkpoints go to OUT/checkpoints; the artifact (config.json, model.safetensors, tokenizer,
-    intentkit.json, README.md) appears at OUT's top level only when training has finished.
+    Checkpoints go to OUT/checkpoints (or --checkpoint-dir); the artifact (config.json,
+    model.safetensors, tokenizer, intentkit.json, README.md) appears at OUT's top level only
+    when training has finished.
     Runs unchanged under `torchrun --nproc_per_node N -m intentkit train ...`.
     """
     flags = dict(locals())  # first statement: exactly the options, one per TrainConfig field
-    for name in ("data", "out", "preset", "force", "resume"):
+    for name in ("data", "out", "preset", "force", "resume", "checkpoint_dir"):
         flags.pop(name)
     from intentkit.train import train
 
-    out_dir = train(data, out, preset=preset, force=force, resume=resume, **flags)
+    out_dir = train(
+        data,
+        out,
+        preset=preset,
+        force=force,
+        resume=resume,
+        checkpoint_dir=checkpoint_dir,
+        **flags,
+    )
     typer.echo(f"model written to {out_dir}")
 
 
