@@ -1,0 +1,15 @@
+"""SageMaker's container contract: ``intentkit container train|serve`` over ``/opt/ml``.
+
+SageMaker runs the image with the single argument ``train`` or ``serve``. Every path lives under
+one root (``/opt/ml``, moved by ``$INTENTKIT_OPT_ML`` for tests and local runs, read once when a
+command starts); nothing else differs between tests and production.
+
+* :mod:`~intentkit.container.paths`: the ``/opt/ml`` layout and SageMaker's JSON config files.
+* :mod:`~intentkit.container.hyperparameters`: ``hyperparameters.json`` (all strings) -> typed
+  ``intentkit train`` / ``data prepare`` options.
+* :mod:`~intentkit.container.channels`: the data channel -> a prepared dataset folder.
+* :mod:`~intentkit.container.training`: the training job (resume, multi-host, failure file).
+* :mod:`~intentkit.container.serving`: serve ``/opt/ml/model`` on 0.0.0.0:8080.
+
+Cf. https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-algo.html
+"""

@@ -1,0 +1,284 @@
+"""`intentkit container train|serve` over a temp /opt/ml tree ($INTENTKIT_OPT_ML), no Docker.
+
+Hyperparameters are strings, as SageMaker writes them; the model is the tiny ModernBERT folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from intentkit.artifact import check_artifact_dir
+from intentkit.container.paths import OptMl
+from intentkit.container.training import failure_reported
+from intentkit.trainer_utils import complete_checkpoints
+from serve_helpers import free_port
+from train_helpers import cli_env, keywords_prepared
+
+LABELS = {"flight", "hotel", "car"}
+
+
+def container_cmd(*args: str) -> list[str]:
+    """``intentkit container ARGS``; the import registers the sub-app whatever cli/ loads."""
+    boot = "import intentkit.cli.container; from intentkit.cli import run; run()"
+    return [sys.executable, "-c", boot, "container", *args]
+
+
+def hyperparameters(tiny_model_dir: Path, **more: str) -> dict[str, str]:
+    """FAST-like settings as SageMaker sends them: every value a string."""
+    hp = {
+        "model": str(tiny_model_dir),
+        "epochs": "5",
+        "batch-size": "16",
+        "lr": "0.01",
+        "warmup_ratio": "0.1",
+        "seed": "0",
+        "device": "cpu",
+        "sagemaker_program": "ignored.py",  # the SDK injects these; they must not fail the job
+    }
+    return {**hp, **more}
+
+
+def raw_csv_channel(keywords_jsonl: Path) -> Callable[[Path], None]:
+    """A channel holding one CSV whose columns have non-default names (utterance, intent)."""
+
+    def write(folder: Path) -> None:
+        df = pd.read_json(keywords_jsonl, lines=True)
+        df.rename(columns={"text": "utterance", "label": "intent"}).to_csv(
+            folder / "intents.csv", index=False
+        )
+
+    return write
+
+
+def make_opt_ml(
+    root: Path,
+    hp: dict[str, str],
+    channels: dict[str, Callable[[Path], None]],
+    *,
+    hosts: list[str] | None = None,
+    current_host: str | None = None,
+) -> OptMl:
+    """Write the tree SageMaker mounts: config files and one folder per channel."""
+    paths = OptMl(root)
+    paths.hyperparameters.parent.mkdir(parents=True)
+    paths.hyperparameters.write_text(json.dumps(hp))
+    config = {name: {"TrainingInputMode": "File"} for name in channels}
+    paths.input_data_config.write_text(json.dumps(config))
+    hosts = hosts or ["algo-1"]
+    resources = {"current_host": current_host or hosts[0], "hosts": hosts}
+    paths.resource_config.write_text(json.dumps(resources))
+    for name, write in channels.items():
+        (paths.data / name).mkdir(parents=True)
+        write(paths.data / name)
+    return paths
+
+
+def env_for(paths: OptMl, **more: str) -> dict[str, str]:
+    return {**cli_env(), "INTENTKIT_OPT_ML": str(paths.root), **more}
+
+
+def run_train(paths: OptMl, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        container_cmd("train"), env=env_for(paths), capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+
+
+def assert_servable(paths: OptMl) -> dict:
+    check_artifact_dir(paths.model)
+    assert not (paths.model / "checkpoints").exists()  # they live in ROOT/checkpoints
+    assert complete_checkpoints(paths.checkpoints)
+    assert not paths.failure.exists()
+    return json.loads((paths.model / "intentkit.json").read_text())
+
+
+# ----------------------------------------------------------------------------- train + serve
+@pytest.mark.slow
+def test_train_raw_csv_channel_then_serve(
+    tiny_model_dir: Path, keywords_jsonl: Path, tmp_path: Path
+) -> None:
+    hp = hyperparameters(tiny_model_dir, **{"text-column": "utterance", "label-column": "intent"})
+    paths = make_opt_ml(tmp_path / "opt_ml", hp, {"train": raw_csv_channel(keywords_jsonl)})
+    res = run_train(paths)
+    assert res.returncode == 0, res.stderr[-3000:]
+    meta = assert_servable(paths)
+    assert set(meta["labels"]) == LABELS
+    assert meta["training"]["resumed_from"] is None
+    assert meta["train_config"]["epochs"] == 5.0 and meta["train_config"]["batch_size"] == 16
+    assert meta["data"]["path"].startswith(str(paths.root / "input" / "prepared"))
+    stats = json.loads((paths.root / "input" / "prepared" / "train" / "stats.json").read_text())
+    assert stats["source"]["text_column"] == "utterance" and stats["options"]["seed"] == 0
+
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("w") as fh:
+        proc = subprocess.Popen(
+            container_cmd("serve"), env=env_for(paths, INTENTKIT_PORT=str(port)),
+            stdout=fh, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                if httpx.get(f"{url}/ping", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "container serve never answered /ping"
+            time.sleep(0.1)
+        r = httpx.post(f"{url}/invocations", json={"text": "book a flight to paris"}, timeout=30)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert set(body) >= {"predicted_class", "confidence"}
+        assert body["predicted_class"] in LABELS | {"out_of_scope"}
+        assert 0.0 <= body["confidence"] <= 1.0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    # uvicorn re-raises the signal once its graceful shutdown is done (exit -15, not 0).
+    assert proc.returncode in (0, -signal.SIGTERM), log.read_text()[-3000:]
+    assert "Application shutdown complete" in log.read_text()
+
+
+def test_prepared_dataset_channel_is_used_as_is(
+    tiny_model_dir: Path, keywords_jsonl: Path, tmp_path: Path
+) -> None:
+    def prepared(folder: Path) -> None:
+        keywords_prepared(keywords_jsonl, folder)
+
+    # One channel not named "train": the only channel is the training data.
+    hp = hyperparameters(tiny_model_dir, epochs="1", calibrate="false")
+    paths = make_opt_ml(tmp_path / "opt_ml", hp, {"training": prepared})
+    res = run_train(paths)
+    assert res.returncode == 0, res.stderr[-3000:]
+    meta = assert_servable(paths)
+    assert meta["data"]["path"] == str((paths.data / "training").resolve())
+    assert meta["data"]["n_train"] == 120 and meta["calibration"] is None
+    assert not (paths.root / "input" / "prepared").exists()
+
+
+# ----------------------------------------------------------------------------- user errors
+@pytest.mark.parametrize(
+    ("change", "needles"),
+    [
+        ({"epoch": "3"}, ["'epoch'", "known keys are", "epochs", "batch-size"]),
+        ({"epochs": "three"}, ["'epochs'", "not a number"]),
+    ],
+    ids=["unknown-key", "non-numeric-epochs"],
+)
+def test_bad_hyperparameter_fails_with_one_line(
+    tiny_model_dir: Path,
+    keywords_jsonl: Path,
+    tmp_path: Path,
+    change: dict[str, str],
+    needles: list[str],
+) -> None:
+    hp = {**hyperparameters(tiny_model_dir), **change}
+    paths = make_opt_ml(tmp_path / "opt_ml", hp, {"train": raw_csv_channel(keywords_jsonl)})
+    res = run_train(paths, timeout=120)
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr
+    reason = paths.failure.read_text()
+    assert reason.endswith("\n") and reason.count("\n") == 1
+    for needle in needles:
+        assert needle in reason, reason
+    assert f"error: {reason.strip()}" in res.stderr
+    assert not paths.model.exists() or not any(paths.model.iterdir())
+
+
+def test_unexpected_error_is_reported_and_reraised(tmp_path: Path) -> None:
+    paths = OptMl(tmp_path / "opt_ml")
+    paths.failure.parent.mkdir(parents=True)
+    paths.failure.write_text("stale reason from an earlier run\n")
+    with pytest.raises(ZeroDivisionError), failure_reported(paths):
+        1 / 0  # noqa: B018
+    reason = paths.failure.read_text()
+    assert reason.startswith("ZeroDivisionError: division by zero") and reason.count("\n") == 1
+
+
+# ----------------------------------------------------------------------------- resume
+@pytest.mark.slow
+def test_train_killed_after_checkpoint_resumes_from_it(
+    tiny_model_dir: Path, keywords_jsonl: Path, tmp_path: Path
+) -> None:
+    hp = hyperparameters(
+        tiny_model_dir, epochs="30", lr="3e-3", calibrate="false", **{"eval-steps": "10"}
+    )
+    paths = make_opt_ml(tmp_path / "opt_ml", hp, {"train": raw_csv_channel(keywords_jsonl)})
+    log = tmp_path / "train.log"
+    with log.open("w") as fh:  # a file, not a pipe: tqdm could fill a pipe and stall training
+        proc = subprocess.Popen(
+            container_cmd("train"), env=env_for(paths), stdout=fh, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while not complete_checkpoints(paths.checkpoints):
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint appeared"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)  # a spot interruption without grace
+    finally:
+        proc.wait(timeout=30)
+    assert not (paths.model / "intentkit.json").exists()
+    last = complete_checkpoints(paths.checkpoints)[-1]
+
+    res = run_train(paths)  # the same job started again: no flag says "resume"
+    assert res.returncode == 0, res.stderr[-3000:]
+    meta = assert_servable(paths)
+    resumed = meta["training"]["resumed_from"]
+    assert resumed == str(last) and Path(resumed).parent == paths.checkpoints
+    assert meta["training"]["started_at_step"] == int(last.name.split("-")[1])
+
+
+# ----------------------------------------------------------------------------- multi-host
+@pytest.mark.slow
+def test_two_hosts_train_one_model_with_torchrun(
+    tiny_model_dir: Path, keywords_jsonl: Path, tmp_path: Path
+) -> None:
+    hosts = ["127.0.0.1", "localhost"]  # two names for this machine: two SageMaker hosts
+    hp = hyperparameters(
+        tiny_model_dir, **{"text-column": "utterance", "label-column": "intent", "epochs": "2"}
+    )
+    roots = [
+        make_opt_ml(
+            tmp_path / f"host{i}",
+            hp,
+            {"train": raw_csv_channel(keywords_jsonl)},
+            hosts=hosts,
+            current_host=host,
+        )  # fmt: skip
+        for i, host in enumerate(hosts)
+    ]
+    port = str(free_port())
+    # Logs go to files, not pipes: a full pipe would stall one rank and hang the other.
+    logs = [tmp_path / f"host{i}.log" for i in range(len(hosts))]
+    procs = []
+    for paths, log in zip(roots, logs, strict=True):
+        with log.open("w") as fh:
+            procs.append(
+                subprocess.Popen(
+                    container_cmd("train"),
+                    env=env_for(paths, MASTER_PORT=port),
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                )  # fmt: skip
+            )
+    for proc, log in zip(procs, logs, strict=True):
+        proc.wait(timeout=600)
+        assert proc.returncode == 0, log.read_text()[-3000:]
+    meta = assert_servable(roots[0])
+    assert meta["training"]["world_size"] == 2
+    assert not (roots[1].model / "intentkit.json").exists()  # only rank 0 writes the artifact
