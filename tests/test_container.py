@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,15 +22,14 @@ from intentkit.container.paths import OptMl
 from intentkit.container.training import failure_reported
 from intentkit.trainer_utils import complete_checkpoints
 from serve_helpers import free_port
-from train_helpers import cli_env, keywords_prepared
+from train_helpers import cli_cmd, cli_env, keywords_prepared
 
 LABELS = {"flight", "hotel", "car"}
 
 
 def container_cmd(*args: str) -> list[str]:
-    """``intentkit container ARGS``; the import registers the sub-app whatever cli/ loads."""
-    boot = "import intentkit.cli.container; from intentkit.cli import run; run()"
-    return [sys.executable, "-c", boot, "container", *args]
+    """``python -m intentkit container ARGS``: what the image's entry point runs."""
+    return cli_cmd("container", *args)
 
 
 def hyperparameters(tiny_model_dir: Path, **more: str) -> dict[str, str]:
