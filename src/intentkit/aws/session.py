@@ -35,6 +35,10 @@ DRY_ACCOUNT = "<account-id>"
 class AwsError(IntentkitError):
     """An AWS request failed for a reason the user can act on (credentials, role, quota...)."""
 
+    #: AWS's error code (``ValidationException``, ``ResourceNotFoundException``...) when AWS
+    #: answered with one, so callers can treat "not found" as an answer instead of a failure.
+    code: str | None = None
+
 
 def require_boto3() -> Any:
     """Import boto3, or a one-line error naming the extra to install."""
@@ -106,9 +110,11 @@ def aws_errors(step: str) -> Iterator[None]:
         raise AwsError(f"{step}: cannot reach AWS ({_first_line(exc)})") from None
     except ClientError as exc:
         err = exc.response.get("Error", {})
-        raise AwsError(
+        error = AwsError(
             f"{step}: {err.get('Code', 'error')}: {err.get('Message', _first_line(exc))}"
-        ) from None
+        )
+        error.code = err.get("Code")
+        raise error from None
     except BotoCoreError as exc:
         raise AwsError(f"{step}: {_first_line(exc)}") from None
 

@@ -12,12 +12,29 @@ from typing import Annotated, Optional
 import typer
 
 from intentkit.cli.app import app
+from intentkit.cli.aws_options import Bucket, DryRun, Image, Region, Role
 
 # Optional[...] (not `X | None`): Typer reads these annotations at runtime on Python 3.10.
 _Int = Optional[int]  # noqa: UP045
 _Float = Optional[float]  # noqa: UP045
 _Str = Optional[str]  # noqa: UP045
 _Bool = Optional[bool]  # noqa: UP045
+
+#: Options of ``--target sagemaker`` (popped from the TrainConfig overrides) and their defaults.
+_SAGEMAKER_FLAGS = {
+    "role": None,
+    "image": None,
+    "instance_type": None,
+    "instance_count": None,
+    "spot": False,
+    "max_runtime": None,
+    "volume_size": None,
+    "region": None,
+    "bucket": None,
+    "job_name": None,
+    "no_wait": False,
+    "dry_run": False,
+}
 
 
 @app.command("train")
@@ -71,6 +88,36 @@ def train_cmd(
     calibrate: Annotated[
         _Bool, typer.Option(help="Fit temperature + threshold.", show_default=False)
     ] = None,
+    target: Annotated[
+        str, typer.Option(help="local | sagemaker (a SageMaker training job; see --image).")
+    ] = "local",
+    role: Role = None,
+    image: Image = None,
+    instance_type: Annotated[
+        _Str, typer.Option(help="SageMaker: instance type (default ml.g5.xlarge).")
+    ] = None,
+    instance_count: Annotated[
+        _Int, typer.Option(help="SageMaker: instances (more than 1: DDP across hosts).")
+    ] = None,
+    spot: Annotated[
+        bool,
+        typer.Option("--spot", help="SageMaker: managed spot (cheaper; resumes from checkpoints)."),
+    ] = False,
+    max_runtime: Annotated[
+        _Int, typer.Option(help="SageMaker: seconds before the job is stopped (default 86400).")
+    ] = None,
+    volume_size: Annotated[
+        _Int, typer.Option(help="SageMaker: GB of disk per instance (default 30).")
+    ] = None,
+    region: Region = None,
+    bucket: Bucket = None,
+    job_name: Annotated[
+        _Str, typer.Option(help="SageMaker: job name (default intentkit-<UTC timestamp>).")
+    ] = None,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="SageMaker: print the job name and return.")
+    ] = False,
+    dry_run: DryRun = False,
 ) -> None:
     """Fine-tune a classifier on a prepared dataset and write the model folder to --out.
 
@@ -80,10 +127,23 @@ def train_cmd(
     model.safetensors, tokenizer, intentkit.json, README.md) appears at OUT's top level only
     when training has finished.
     Runs unchanged under `torchrun --nproc_per_node N -m intentkit train ...`.
+
+    --target sagemaker runs the same training as a SageMaker training job (needs --role and
+    --image): uploads --data to S3, waits while printing the job's status and logs, then
+    unpacks the model into --out. Example: intentkit train --data data/clinc150 --out model
+    --target sagemaker --role arn:aws:iam::ACCOUNT:role/NAME --image ECR_URI --spot
     """
     flags = dict(locals())  # first statement: exactly the options, one per TrainConfig field
-    for name in ("data", "out", "preset", "force", "resume", "checkpoint_dir"):
+    for name in ("data", "out", "preset", "force", "resume", "checkpoint_dir", "target"):
         flags.pop(name)
+    sagemaker = {name: flags.pop(name) for name in _SAGEMAKER_FLAGS}
+    if _sagemaker_target(target, sagemaker, resume=resume, checkpoint_dir=checkpoint_dir):
+        from intentkit.aws.training import train_on_sagemaker
+
+        train_on_sagemaker(
+            data, out, preset=preset, force=force, **_sagemaker_args(sagemaker), **flags
+        )
+        return
     from intentkit.train import train
 
     out_dir = train(
@@ -96,6 +156,47 @@ def train_cmd(
         **flags,
     )
     typer.echo(f"model written to {out_dir}")
+
+
+def _sagemaker_target(
+    target: str, sagemaker: dict, *, resume: bool, checkpoint_dir: Path | None
+) -> bool:
+    """True for --target sagemaker; one-line errors for flags that do not fit the target."""
+    from intentkit.errors import ConfigError
+
+    if target not in ("local", "sagemaker"):
+        raise ConfigError(f"--target {target}: unknown target; use local or sagemaker")
+    if target == "local":
+        given = [n for n, v in sagemaker.items() if v != _SAGEMAKER_FLAGS[n]]
+        if given:
+            shown = ", ".join("--" + n.replace("_", "-") for n in given)
+            raise ConfigError(f"{shown}: only for --target sagemaker; add that or drop {shown}")
+        return False
+    if resume or checkpoint_dir is not None:
+        raise ConfigError(
+            "--resume/--checkpoint-dir: a SageMaker job keeps its checkpoints in S3 and resumes "
+            "from them by itself (spot); drop the flag"
+        )
+    return True
+
+
+def _sagemaker_args(sm: dict) -> dict:
+    """``train_on_sagemaker``'s settings and options from the popped CLI flags."""
+    from intentkit.aws.session import AwsSettings
+    from intentkit.aws.training import SageMakerTrainOptions
+
+    settings = AwsSettings.resolve(
+        region=sm["region"], role=sm["role"], bucket=sm["bucket"], dry_run=sm["dry_run"]
+    )
+    given = {
+        k: sm[k]
+        for k in ("instance_type", "instance_count", "max_runtime", "volume_size", "job_name")
+        if sm[k] is not None
+    }
+    options = SageMakerTrainOptions(
+        image=sm["image"], spot=sm["spot"], wait=not sm["no_wait"], **given
+    )
+    return {"settings": settings, "options": options}
 
 
 @app.command("evaluate")
