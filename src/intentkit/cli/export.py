@@ -1,4 +1,4 @@
-"""``intentkit export``: write (or refresh) a model's ONNX files for the ``onnx`` backend."""
+"""``intentkit export``: the ONNX export for the ``onnx`` backend, or a SageMaker model.tar.gz."""
 
 from __future__ import annotations
 
@@ -9,21 +9,68 @@ from typing import Annotated
 import typer
 
 from intentkit.cli.app import app
+from intentkit.errors import ConfigError, OutputExistsError
+
+EXPORT_FORMATS = ("onnx", "sagemaker", "sagemaker-hf")
+#: --format -> pack_model's fmt
+PACK_FORMATS = {"sagemaker": "intentkit", "sagemaker-hf": "sagemaker-hf"}
 
 
 @app.command()
 def export(
     model_dir: Annotated[Path, typer.Argument(help="Trained artifact folder.")],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="onnx: write MODEL_DIR/onnx for `serve`. sagemaker: model.tar.gz for "
+            "intentkit's image (with the ONNX export). sagemaker-hf: model.tar.gz for the "
+            "Hugging Face inference images (with code/inference.py).",
+        ),
+    ] = "onnx",
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            help="The archive to write (sagemaker formats; default: MODEL_DIR-<format>.tar.gz "
+            "beside MODEL_DIR)."
+        ),
+    ] = None,
     int8: Annotated[
         bool, typer.Option("--int8", help="Also write the dynamic-int8 graph (model.int8.onnx).")
     ] = False,
-    force: Annotated[bool, typer.Option("--force", help="Re-export even if up to date.")] = False,
+    no_onnx: Annotated[
+        bool, typer.Option("--no-onnx", help="sagemaker: leave the ONNX export out (GPU hosts).")
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="onnx: re-export even if up to date; sagemaker*: replace --output."
+        ),
+    ] = False,
 ) -> None:
-    """Export MODEL_DIR to ONNX, verified against PyTorch; `serve` then uses it on CPU.
+    """Export MODEL_DIR to ONNX (verified against PyTorch), or pack it for SageMaker.
 
-    `serve --backend auto` (the default) makes this export on first start; run it ahead of time
-    to keep start-up short, or in a build step for a read-only model folder.
+    `serve --backend auto` (the default) makes the ONNX export on first start; run it ahead of
+    time to keep start-up short, or in a build step for a read-only model folder.
+    `--format sagemaker` packs the model and its ONNX export for intentkit's image, so the
+    endpoint starts without exporting; `--format sagemaker-hf` packs it with a handler for the
+    Hugging Face inference images (same answers as `/invocations`).
     """
+    if fmt not in EXPORT_FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt}")
+    if fmt == "onnx":
+        if output is not None or no_onnx:
+            flag = "--output" if output is not None else "--no-onnx"
+            raise ConfigError(
+                f"{flag} applies to --format sagemaker|sagemaker-hf; the ONNX export goes to "
+                "MODEL_DIR/onnx"
+            )
+        _export_onnx(model_dir, int8=int8, force=force)
+        return
+    _pack(model_dir, fmt, output, int8=int8, onnx=not no_onnx, force=force)
+
+
+def _export_onnx(model_dir: Path, *, int8: bool, force: bool) -> None:
     from intentkit.onnx_backend import MANIFEST, export_onnx
 
     path = export_onnx(model_dir, int8=int8, force=force)
@@ -33,3 +80,23 @@ def export(
         size = f.stat().st_size / 2**20
         diff = info["max_abs_logit_diff"]
         print(f"{kind}: {f} ({size:.1f} MiB, max |logit - PyTorch| {diff:.2g})")
+
+
+def _pack(
+    model_dir: Path, fmt: str, output: Path | None, *, int8: bool, onnx: bool, force: bool
+) -> None:
+    from intentkit.artifact import check_artifact_dir
+    from intentkit.packaging import pack_model
+
+    model_dir = check_artifact_dir(model_dir).resolve()
+    if output is None:
+        # Beside MODEL_DIR, never inside it: the archive must not end up packing itself.
+        output = model_dir.parent / f"{model_dir.name}-{fmt}.tar.gz"
+    if output.is_dir():
+        raise ConfigError(f"--output {output} is a folder; pass a file path such as model.tar.gz")
+    if output.exists() and not force:
+        raise OutputExistsError(
+            f"--output {output} exists; pass --force to replace it or choose another path"
+        )
+    path = pack_model(model_dir, output, fmt=PACK_FORMATS[fmt], onnx=onnx, int8=int8)
+    print(f"{path} ({path.stat().st_size / 2**20:.1f} MiB)")
