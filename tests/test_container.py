@@ -280,3 +280,20 @@ def test_two_hosts_train_one_model_with_torchrun(
     meta = assert_servable(roots[0])
     assert meta["training"]["world_size"] == 2
     assert not (roots[1].model / "intentkit.json").exists()  # only rank 0 writes the artifact
+
+
+# ----------------------------------------------------------------------------- parity
+def test_sagemaker_target_hyperparameters_round_trip() -> None:
+    # `train --target sagemaker` writes the resolved config as strings; the container must read
+    # back exactly that config, or the job trains something else than the user asked for.
+    from intentkit.aws.training import hyperparameters as to_hyperparameters
+    from intentkit.config import TrainConfig, to_dict
+    from intentkit.container.hyperparameters import check_train_config, parse_hyperparameters
+
+    cfg = TrainConfig(
+        model="minilm", epochs=2.5, lr=3e-5, warmup_steps=10, calibrate=False,
+        extra={"a": [1, 2]}, oos_label="oos", dropout=0.1,
+    )  # fmt: skip
+    hp = to_hyperparameters(cfg)
+    assert all(isinstance(v, str) for v in hp.values())
+    assert to_dict(check_train_config(parse_hyperparameters(hp))) == to_dict(cfg)
