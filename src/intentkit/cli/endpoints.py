@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from intentkit.cli.app import app
+from intentkit.cli.aws_options import Bucket, DryRun, Image, Region, Role, aws_settings
 from intentkit.cli.common import ApiKey, StateDir, env, registry
 from intentkit.errors import ConfigError
 
@@ -28,20 +29,105 @@ def deploy(
     model_dir: Annotated[Path, typer.Argument(help="Artifact folder to serve.")],
     name: Annotated[str, typer.Option(help="Endpoint name (unique).")],
     target: Target = "local",
-    port: Annotated[int, typer.Option(help="Port to bind.")] = 8080,
-    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Local only: port to bind.")] = 8080,
+    host: Annotated[str, typer.Option(help="Local only: bind address.")] = "127.0.0.1",
     api_key: ApiKey = None,
-    no_reject: Annotated[bool, typer.Option("--no-reject", help="Turn rejection off.")] = False,
-    max_wait_ms: Annotated[float | None, typer.Option(help="Passed to serve.")] = None,
-    max_batch_tokens: Annotated[int | None, typer.Option(help="Passed to serve.")] = None,
-    threads: Annotated[int | None, typer.Option(help="Passed to serve.")] = None,
-    dtype: Annotated[str | None, typer.Option(help="Passed to serve.")] = None,
-    backend: Annotated[str | None, typer.Option(help="Passed to serve.")] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for /ping.")] = 180.0,
+    no_reject: Annotated[
+        bool, typer.Option("--no-reject", help="Local only: turn rejection off.")
+    ] = False,
+    max_wait_ms: Annotated[float | None, typer.Option(help="Local only: passed to serve.")] = None,
+    max_batch_tokens: Annotated[
+        int | None, typer.Option(help="Local only: passed to serve.")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="Local only: passed to serve.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="Local only: passed to serve.")] = None,
+    backend: Annotated[str | None, typer.Option(help="Local only: passed to serve.")] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds to wait until it answers (local: 180, sagemaker: 1800)."),
+    ] = None,
+    region: Region = None,
+    role: Role = None,
+    bucket: Bucket = None,
+    image: Image = None,
+    instance_type: Annotated[
+        str | None, typer.Option(help="SageMaker: instance type (default ml.c7i.large).")
+    ] = None,
+    instance_count: Annotated[
+        int | None, typer.Option(help="SageMaker: instances to start with (default 1).")
+    ] = None,
+    min_instances: Annotated[
+        int | None,
+        typer.Option(help="SageMaker: autoscaling floor (default --instance-count)."),
+    ] = None,
+    max_instances: Annotated[
+        int | None,
+        typer.Option(help="SageMaker: autoscaling ceiling; above 1 adds a target-tracking policy."),
+    ] = None,
+    target_invocations: Annotated[
+        int | None,
+        typer.Option(help="SageMaker: autoscaling target, invocations per instance per minute."),
+    ] = None,
+    dry_run: DryRun = False,
     state_dir: StateDir = None,
 ) -> None:
-    """Start an endpoint for MODEL_DIR and wait until it answers (local: a detached server)."""
+    """Start an endpoint for MODEL_DIR and wait until it answers.
+
+    --target local starts a detached `intentkit serve` (the "Local only" flags are passed to
+    it). --target sagemaker packs MODEL_DIR, uploads it to S3 and creates a SageMaker model,
+    endpoint config and endpoint (billed per instance-hour until `intentkit delete NAME`);
+    local-only flags are refused there, and SageMaker flags with --target local.
+    """
     from intentkit.endpoints import get_target
+
+    local_flags = {
+        "--port": port != 8080,
+        "--host": host != "127.0.0.1",
+        "--api-key": api_key is not None,
+        "--no-reject": no_reject,
+        "--max-wait-ms": max_wait_ms is not None,
+        "--max-batch-tokens": max_batch_tokens is not None,
+        "--threads": threads is not None,
+        "--dtype": dtype is not None,
+        "--backend": backend is not None,
+    }
+    sagemaker_flags = {
+        "--region": region,
+        "--role": role,
+        "--bucket": bucket,
+        "--image": image,
+        "--instance-type": instance_type,
+        "--instance-count": instance_count,
+        "--min-instances": min_instances,
+        "--max-instances": max_instances,
+        "--target-invocations": target_invocations,
+        "--dry-run": dry_run or None,
+    }
+    reg = registry(state_dir)
+    if target == "sagemaker":
+        _refuse(local_flags, "local", "drop them (the image decides how it serves)")
+        opts: Any = _sagemaker_options(
+            aws_settings(region, role, bucket, dry_run),
+            image=image,
+            instance_type=instance_type,
+            instance_count=instance_count,
+            min_instances=min_instances,
+            max_instances=max_instances,
+            target_invocations=target_invocations,
+            timeout=timeout,
+        )
+        rec = get_target(target, reg).deploy(name, model_dir, opts)
+        if dry_run:
+            print("dry run: the requests above were not sent; nothing was created", file=sys.stderr)
+            return
+        scaling = rec["autoscaling"]
+        extra = f", autoscaling {scaling['min']}-{scaling['max']}" if scaling else ""
+        print(
+            f"deployed {name} at {rec['url']} ({rec['instance_type']} x{rec['instance_count']}"
+            f"{extra}; billed until `intentkit delete {name}`)"
+        )
+        return
+    _refuse({k: v is not None for k, v in sagemaker_flags.items()}, "sagemaker", "drop them")
     from intentkit.endpoints.local import LocalOptions
 
     args = ["--no-reject"] if no_reject else []
@@ -54,15 +140,34 @@ def deploy(
     ):
         if value is not None:
             args += [flag, str(value)]
-    opts = LocalOptions(
+    local = LocalOptions(
         host=host,
         port=port,
         serve_args=args,
         api_key=api_key or env("INTENTKIT_API_KEY"),
-        timeout=timeout,
+        timeout=180.0 if timeout is None else timeout,
     )
-    rec = get_target(target, registry(state_dir)).deploy(name, model_dir, opts)
+    rec = get_target(target, reg).deploy(name, model_dir, local)
     print(f"deployed {name} at {rec['url']} (pid {rec['pid']}, log {rec['log']})")
+
+
+def _refuse(given: dict[str, bool], kind: str, fix: str) -> None:
+    """One error naming every flag that only applies to another target."""
+    flags = [flag for flag, was_given in given.items() if was_given]
+    if flags:
+        other = "sagemaker" if kind == "local" else "local"
+        raise ConfigError(
+            f"{', '.join(flags)}: only for --target {kind}, not --target {other}; {fix}"
+        )
+
+
+def _sagemaker_options(settings: Any, image: str | None, **given: Any) -> Any:
+    """The :class:`SageMakerOptions` for the flags given (unset ones keep its defaults)."""
+    from intentkit.endpoints.sagemaker import SageMakerOptions
+
+    return SageMakerOptions(
+        settings=settings, image=image, **{k: v for k, v in given.items() if v is not None}
+    )
 
 
 @app.command()
