@@ -274,10 +274,19 @@ def predict(
         str | None, typer.Option(help="Endpoint name (see `intentkit endpoints`) or URL.")
     ] = None,
     model: Annotated[
-        Path | None, typer.Option(help="Predict locally with this artifact folder.")
+        str | None,
+        typer.Option(
+            help="Predict locally with this artifact folder (sagemaker: a SageMaker model or "
+            "endpoint name, or s3://.../model.tar.gz)."
+        ),
     ] = None,
-    file: Annotated[Path | None, typer.Option(help="Text file, one query per line.")] = None,
-    output: Annotated[Path | None, typer.Option(help="Write JSONL here (default stdout).")] = None,
+    file: Annotated[
+        str | None,
+        typer.Option(help="Text file, one query per line (sagemaker: s3:// JSON Lines)."),
+    ] = None,
+    output: Annotated[
+        str | None, typer.Option(help="Write JSONL here (default stdout; sagemaker: s3:// prefix).")
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Texts per request / forward.")] = 64,
     api_key: ApiKey = None,
     no_reject: Annotated[bool, typer.Option("--no-reject", help="Local only.")] = False,
@@ -285,8 +294,47 @@ def predict(
         str, typer.Option(help="Local only: torch | onnx | auto (onnx pays off for big files).")
     ] = "torch",
     state_dir: StateDir = None,
+    target: Annotated[
+        str, typer.Option(help="local | sagemaker (a batch transform from S3 to S3).")
+    ] = "local",
+    region: Region = None,
+    role: Role = None,
+    image: Image = None,
+    instance_type: Annotated[
+        str | None, typer.Option(help="SageMaker: instance type (default ml.c7i.xlarge).")
+    ] = None,
+    instance_count: Annotated[int | None, typer.Option(help="SageMaker: instances.")] = None,
+    job_name: Annotated[
+        str | None, typer.Option(help="SageMaker: job name (default intentkit-<timestamp>).")
+    ] = None,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="SageMaker: print the job name and return.")
+    ] = False,
+    dry_run: DryRun = False,
 ) -> None:
-    """Classify texts via an endpoint (--endpoint) or locally (--model); one JSON line per text."""
+    """Classify texts via an endpoint (--endpoint) or locally (--model); one JSON line per text.
+
+    --target sagemaker runs a batch transform: --file s3://.../texts.jsonl ({"text": ...} per
+    line) --output s3://.../ --model NAME|s3://.../model.tar.gz (the latter with --image and
+    --role; its temporary SageMaker model is deleted when the job ends).
+    """
+    sagemaker = {
+        "region": region,
+        "role": role,
+        "image": image,
+        "instance_type": instance_type,
+        "instance_count": instance_count,
+        "job_name": job_name,
+        "no_wait": no_wait or None,
+        "dry_run": dry_run or None,
+    }
+    if target != "local":
+        _predict_sagemaker(target, texts, endpoint, model, file, output, sagemaker, state_dir)
+        return
+    given = [f"--{k.replace('_', '-')}" for k, v in sagemaker.items() if v is not None]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: only for --target sagemaker; add that or drop it")
+    file = Path(file) if file is not None else None  # type: ignore[assignment]
     if (endpoint is None) == (model is None):
         raise ConfigError("pass exactly one of --endpoint NAME|URL or --model MODEL_DIR")
     if not texts and file is None:
@@ -299,7 +347,7 @@ def predict(
         run = _remote(endpoint, api_key or env("INTENTKIT_API_KEY"), state_dir)
     else:
         assert model is not None
-        run = _Local(model, no_reject, backend)
+        run = _Local(Path(model), no_reject, backend)
 
     out = open(output, "w", encoding="utf-8") if output else sys.stdout
     try:
@@ -320,6 +368,49 @@ def predict(
     finally:
         if output:
             out.close()
+
+
+def _predict_sagemaker(
+    target: str,
+    texts: list[str] | None,
+    endpoint: str | None,
+    model: str | None,
+    file: str | None,
+    output: str | None,
+    sm: dict[str, Any],
+    state_dir: Path | None,
+) -> None:
+    """``predict --target sagemaker``: a batch transform (``intentkit.aws.transform``)."""
+    from intentkit.aws.session import AwsSettings
+    from intentkit.aws.transform import TransformOptions, transform_on_sagemaker
+
+    if target != "sagemaker":
+        raise ConfigError(f"--target {target}: unknown target; use local or sagemaker")
+    if texts or endpoint is not None:
+        raise ConfigError(
+            "--target sagemaker reads --file s3://...; drop the texts and --endpoint (or use "
+            "--endpoint NAME without --target for a deployed endpoint)"
+        )
+    if not model or not file or not output:
+        raise ConfigError(
+            "--target sagemaker needs --model NAME|s3://.../model.tar.gz, --file "
+            "s3://.../texts.jsonl and --output s3://.../"
+        )
+    if not model.startswith("s3://"):
+        if Path(model).is_dir():
+            raise ConfigError(
+                f"--model {model}: a local folder; package it with `intentkit export {model} "
+                "--format sagemaker`, upload it to S3 and pass its s3:// URI with --image"
+            )
+        rec = registry(state_dir).get(model)
+        if rec is not None and rec.get("target") == "sagemaker" and rec.get("model_name"):
+            model = str(rec["model_name"])  # an intentkit SageMaker endpoint: its model
+    settings = AwsSettings.resolve(
+        region=sm["region"], role=sm["role"], dry_run=bool(sm["dry_run"])
+    )
+    given = {k: sm[k] for k in ("instance_type", "instance_count", "job_name") if sm[k] is not None}
+    options = TransformOptions(image=sm["image"], wait=not sm["no_wait"], **given)
+    transform_on_sagemaker(model, file, output, settings=settings, options=options)
 
 
 def _write(out: Any, texts: list[str], answers: list[dict[str, Any]]) -> None:

@@ -1,0 +1,216 @@
+"""``intentkit predict --target sagemaker``: a SageMaker batch transform over JSON Lines in S3.
+
+Each input line is one ``{"text": ...}`` object; the intentkit container's ``/invocations``
+answers ``application/jsonlines`` with one ``{"predicted_class", "confidence"}`` line per input
+line, in order, so SageMaker can split the input by line and join the answers by line.
+
+Payload size: ``MultiRecord`` packs as many lines into one request as fit ``MaxPayloadInMB``.
+The server refuses bodies over ``ServeConfig.max_body_bytes`` (1,000,000 bytes by default) with
+a 413, so the payload is capped at 1 MB, the smallest whole value SageMaker accepts.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from intentkit.aws.jobs import (
+    JobFailedError,
+    LogTailer,
+    check_image,
+    check_instances,
+    check_name,
+    check_s3_uri,
+    console_url,
+    default_job_name,
+    failure_line,
+    wait_for_job,
+)
+from intentkit.aws.session import Aws, AwsError, AwsSettings
+
+JSONLINES = "application/jsonlines"
+#: MB per request: must not exceed the server's body limit (ServeConfig.max_body_bytes, 1 MB).
+MAX_PAYLOAD_MB = 1
+LOG_GROUP = "/aws/sagemaker/TransformJobs"
+
+
+@dataclass
+class TransformOptions:
+    """How the batch transform runs (the ``--target sagemaker`` flags of ``intentkit predict``)."""
+
+    instance_type: str = "ml.c7i.xlarge"  #: --instance-type (CPU: the server's ONNX/torch path)
+    instance_count: int = 1  #: --instance-count; input files are spread across instances
+    image: str | None = None  #: --image: needed only for an s3:// model
+    job_name: str | None = None  #: --job-name; default intentkit-<UTC timestamp>
+    wait: bool = True  #: False (--no-wait): print the job name and return
+
+
+def transform_job_request(
+    *, job: str, model_name: str, input_uri: str, output_uri: str, options: TransformOptions
+) -> dict[str, Any]:
+    """The ``CreateTransformJob`` parameters (pure: no request is sent)."""
+    from intentkit import __version__
+
+    return {
+        "TransformJobName": job,
+        "ModelName": model_name,
+        # Many lines per request: one HTTP round trip per ~1 MB instead of per text.
+        "BatchStrategy": "MultiRecord",
+        "MaxPayloadInMB": MAX_PAYLOAD_MB,
+        "TransformInput": {
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_uri}},
+            "ContentType": JSONLINES,
+            "SplitType": "Line",
+            "CompressionType": "None",
+        },
+        "TransformOutput": {
+            "S3OutputPath": output_uri,
+            "Accept": JSONLINES,
+            "AssembleWith": "Line",
+        },
+        "TransformResources": {
+            "InstanceType": options.instance_type,
+            "InstanceCount": options.instance_count,
+        },
+        "Tags": [{"Key": "intentkit:version", "Value": __version__}],
+    }
+
+
+def _existing_model(aws: Aws, name: str) -> str:
+    """Check that SageMaker model ``name`` exists (one line naming the fix if it does not)."""
+    check_name(name, "--model")
+    try:
+        aws.call("sagemaker", "describe_model", step=f"--model {name}", ModelName=name)
+    except AwsError as exc:
+        if exc.code != "ValidationException":  # SageMaker's answer for an unknown model
+            raise
+        raise AwsError(
+            f"--model {name}: no SageMaker model of that name in {aws.region}; pass a model "
+            "from `aws sagemaker list-models`, an intentkit SageMaker endpoint name, or "
+            "s3://.../model.tar.gz with --image and --role"
+        ) from None
+    return name
+
+
+def _temporary_model(aws: Aws, name: str, model_data: str, image: str, role: str) -> str:
+    """Create SageMaker model ``name`` serving ``model_data`` with the intentkit image."""
+    aws.call(
+        "sagemaker",
+        "create_model",
+        step=f"creating model {name} from {model_data}",
+        ModelName=name,
+        PrimaryContainer={"Image": image, "ModelDataUrl": model_data, "Mode": "SingleModel"},
+        ExecutionRoleArn=role,
+        Tags=[{"Key": "intentkit:temporary", "Value": "true"}],
+    )
+    return name
+
+
+def transform_on_sagemaker(
+    model: str,
+    input_uri: str,
+    output_uri: str,
+    *,
+    settings: AwsSettings,
+    options: TransformOptions,
+) -> str:
+    """Run a batch transform of ``input_uri`` (JSON Lines) into ``output_uri``; return the job.
+
+    Args:
+        model: a SageMaker model name, or ``s3://.../model.tar.gz`` (then a temporary model is
+            created from it with ``options.image`` and the role, and deleted when the job ends).
+        input_uri: an S3 object or prefix of ``{"text": ...}`` lines.
+        output_uri: an S3 prefix; SageMaker writes ``<input file name>.out`` there.
+        settings: region, role, dry run (:meth:`AwsSettings.resolve`).
+        options: instances, image, job name, wait.
+
+    Raises:
+        JobFailedError: the job ended Failed or Stopped (its FailureReason is the message).
+    """
+    check_s3_uri(input_uri, "--file")
+    check_s3_uri(output_uri, "--output")
+    check_instances(options.instance_type, options.instance_count)
+    aws = Aws(settings)
+    from_s3 = model.startswith("s3://")
+    if from_s3:
+        check_s3_uri(model, "--model")
+        role = aws.role()
+        image = check_image(options.image)
+    job = check_name(options.job_name or default_job_name())
+
+    if from_s3:
+        model_name = _temporary_model(aws, job, model, image, role)
+    else:
+        model_name = _existing_model(aws, model)
+    # The temporary model goes once the job has ended or could not be created; a job still
+    # running (--no-wait, Ctrl-C) needs it, so it stays, with the command to delete it later.
+    created = ended = False
+    try:
+        request = transform_job_request(
+            job=job,
+            model_name=model_name,
+            input_uri=input_uri,
+            output_uri=output_uri,
+            options=options,
+        )
+        aws.call(
+            "sagemaker", "create_transform_job", step=f"creating transform job {job}", **request
+        )
+        created = True
+        if aws.dry_run:
+            print("dry run: the requests above were printed, none sent", file=sys.stderr)
+            return job
+        print(f"transform job {job} created: {console_url(aws.region, 'transform-jobs', job)}")
+        if not options.wait:
+            return job
+        final = _wait(aws, job)
+        ended = True
+    finally:
+        if from_s3:
+            _cleanup(aws, model_name, delete=ended or not created or aws.dry_run)
+    if final.get("TransformJobStatus") != "Completed":
+        raise JobFailedError(
+            f"{failure_line('transform job', job, final, 'TransformJobStatus')}; logs: "
+            f"CloudWatch {LOG_GROUP}, streams {job}/*"
+        )
+    print(f"predictions written under {output_uri} (one <input file>.out per input file)")
+    return job
+
+
+def _cleanup(aws: Aws, model_name: str, *, delete: bool) -> None:
+    """Delete the temporary model, or say how to once the job that uses it has ended."""
+    if not delete:
+        print(
+            f"temporary model {model_name} stays while the job runs; delete it afterwards with "
+            f"`aws sagemaker delete-model --model-name {model_name}`",
+            file=sys.stderr,
+        )
+        return
+    try:
+        aws.call(
+            "sagemaker", "delete_model", step=f"deleting model {model_name}", ModelName=model_name
+        )
+    except AwsError as exc:  # never hide the job's own outcome behind a cleanup failure
+        print(f"warning: {exc}", file=sys.stderr)
+
+
+def _wait(aws: Aws, job: str) -> dict[str, Any]:
+    from rich.console import Console
+
+    def describe() -> dict[str, Any]:
+        return aws.call(
+            "sagemaker",
+            "describe_transform_job",
+            step=f"checking transform job {job}",
+            TransformJobName=job,
+        )
+
+    log_console = Console(stderr=True, highlight=False, markup=False)
+    return wait_for_job(
+        describe,
+        label=f"transform job {job}",
+        status_key="TransformJobStatus",
+        logs=LogTailer(aws, LOG_GROUP, job, log_console.print),
+        stop_hint=f"Stop it with: aws sagemaker stop-transform-job --transform-job-name {job}",
+    )
