@@ -127,7 +127,11 @@ def deploy(
             f"{extra}; billed until `intentkit delete {name}`)"
         )
         return
-    _refuse({k: v is not None for k, v in sagemaker_flags.items()}, "sagemaker", "drop them")
+    _refuse(
+        {k: v is not None for k, v in sagemaker_flags.items()},
+        "sagemaker",
+        "drop them or pass --target sagemaker",
+    )
     from intentkit.endpoints.local import LocalOptions
 
     args = ["--no-reject"] if no_reject else []

@@ -33,6 +33,8 @@ from intentkit.errors import ConfigError, IntentkitError, ModelError
 ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 #: Endpoint states that will not turn into InService by waiting.
 FAILED_STATES = ("Failed", "OutOfService", "RollingBack", "UpdateRollbackFailed", "Deleting")
+#: Longer AWS messages are cut (one line that still fits a terminal's scrollback).
+MAX_REASON = 300
 #: Invocations per instance per minute the autoscaling policy aims at. ModernBERT-base fp32 served
 #: ~100 single-text req/s on 2 physical cores (bench/RESULTS.md); an ml.c7i.large has 2 vCPUs, i.e.
 #: one core, so ~50 req/s. AWS suggests targeting about half the measured peak (~1500/min), and
@@ -211,8 +213,10 @@ class SageMakerTarget(Target):
             undone = (
                 "; nothing was left behind" if not left else "; left behind: " + ", ".join(left)
             )
-            step = str(exc) if str(exc).startswith(f"deploy {name}") else f"deploy {name}: {exc}"
-            raise type(exc)(step + (undone if created else "")) from None
+            text = str(exc) if str(exc).startswith(f"deploy {name}") else f"deploy {name}: {exc}"
+            if len(text) > MAX_REASON:  # e.g. an invalid instance type: AWS lists every valid one
+                text = text[:MAX_REASON] + "..."
+            raise type(exc)(text + (undone if created else "")) from None
         if aws.dry_run:
             return record
         record["status"] = "InService"
