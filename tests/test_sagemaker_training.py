@@ -240,6 +240,7 @@ def _check_transform(job: dict, model_name: str, count: int) -> None:
     assert job["ModelName"] == model_name
     assert job["BatchStrategy"] == "MultiRecord"
     assert job["MaxPayloadInMB"] == 1  # the server's 1,000,000-byte body limit
+    assert job["MaxConcurrentTransforms"] == 1
     assert job["TransformInput"]["DataSource"]["S3DataSource"] == {
         "S3DataType": "S3Prefix",
         "S3Uri": "s3://in-bucket/texts.jsonl",

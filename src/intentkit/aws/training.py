@@ -287,6 +287,8 @@ def train_on_sagemaker(
         return job
     print(f"training job {job} created: {console_url(aws.region, 'jobs', job)}")
     if not options.wait:
+        output = request["OutputDataConfig"]["S3OutputPath"]
+        print(f"the model will be at {output}{job}/output/model.tar.gz once the job completes")
         return job
 
     def describe() -> dict[str, Any]:

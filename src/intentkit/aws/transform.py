@@ -6,7 +6,10 @@ line, in order, so SageMaker can split the input by line and join the answers by
 
 Payload size: ``MultiRecord`` packs as many lines into one request as fit ``MaxPayloadInMB``.
 The server refuses bodies over ``ServeConfig.max_body_bytes`` (1,000,000 bytes by default) with
-a 413, so the payload is capped at 1 MB, the smallest whole value SageMaker accepts.
+a 413, so the payload is capped at 1 MB, the smallest whole value SageMaker accepts. Caveats the
+container's server must cover (it reads neither from the job today): SageMaker's MB is 2**20
+bytes, 4.9 % above that limit, and a 1 MB batch of short texts holds far more lines than
+``ServeConfig.max_texts_per_request`` (1024).
 """
 
 from __future__ import annotations
@@ -58,6 +61,9 @@ def transform_job_request(
         # Many lines per request: one HTTP round trip per ~1 MB instead of per text.
         "BatchStrategy": "MultiRecord",
         "MaxPayloadInMB": MAX_PAYLOAD_MB,
+        # One request in flight per instance: the server queues at most ServeConfig.max_queue
+        # (1024) texts and answers 429 beyond, which would fail the job.
+        "MaxConcurrentTransforms": 1,
         "TransformInput": {
             "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_uri}},
             "ContentType": JSONLINES,
