@@ -143,6 +143,18 @@ def test_train_raw_csv_channel_then_serve(
         assert set(body) >= {"predicted_class", "confidence"}
         assert body["predicted_class"] in LABELS | {"out_of_scope"}
         assert 0.0 <= body["confidence"] <= 1.0
+        # A batch-transform MultiRecord request: ~1.1 MiB, 30,000 lines, far over `intentkit
+        # serve`'s 1 MB / 1024-text limits; the container admits what SageMaker sends.
+        lines = [json.dumps({"text": f"book flight number {i} to paris"}) for i in range(30000)]
+        payload = "\n".join(lines).encode()
+        assert len(payload) > 2**20
+        r = httpx.post(
+            f"{url}/invocations", content=payload, timeout=300,
+            headers={"content-type": "application/jsonlines", "accept": "application/jsonlines"},
+        )  # fmt: skip
+        assert r.status_code == 200, r.text[:500]
+        answers = [json.loads(x) for x in r.text.splitlines()]
+        assert len(answers) == 30000 and set(answers[-1]) >= {"predicted_class", "confidence"}
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)

@@ -52,9 +52,10 @@ def serve_cmd() -> None:
 
     The same server as `intentkit serve`: GET /ping, POST /invocations ({"text": ...} ->
     {"predicted_class", "confidence"}), /predict, /info, /health, /metrics.
-    $INTENTKIT_PORT overrides the port.
+    $INTENTKIT_PORT overrides the port. Request limits follow SageMaker's payload sizes
+    (6 MB, or $SAGEMAKER_MAX_PAYLOAD_IN_MB in batch transform) instead of serve's 1 MB.
     """
     from intentkit.container.paths import opt_ml_from_env
     from intentkit.container.serving import port_from_env, serve_model
 
-    serve_model(opt_ml_from_env(), port=port_from_env(os.environ))
+    serve_model(opt_ml_from_env(), port=port_from_env(os.environ), environ=os.environ)

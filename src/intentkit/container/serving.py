@@ -7,12 +7,20 @@ defaults differ: every interface (SageMaker reaches the container from outside) 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from intentkit.container.paths import OptMl
 from intentkit.errors import ConfigError
 
 SAGEMAKER_PORT = 8080
 PORT_ENV = "INTENTKIT_PORT"
+#: Set by SageMaker batch transform in the container: the largest request body it will send.
+PAYLOAD_ENV = "SAGEMAKER_MAX_PAYLOAD_IN_MB"
+#: SageMaker caps a real-time request at 6 MB; batch transform at MaxPayloadInMB (<= 100).
+REALTIME_PAYLOAD_MB = 6
+#: The shortest JSON Lines record (`{"text":"a"}` + newline) is 13 bytes; a body of N bytes
+#: holds at most N // 13 texts, and the server must admit all of them in one request.
+MIN_LINE_BYTES = 13
 
 
 def port_from_env(environ: Mapping[str, str]) -> int:
@@ -25,9 +33,34 @@ def port_from_env(environ: Mapping[str, str]) -> int:
     return int(text)
 
 
-def serve_model(paths: OptMl, *, port: int = SAGEMAKER_PORT) -> None:
-    """Serve ``paths.model`` on 0.0.0.0:``port`` until SIGTERM (blocking)."""
+def container_serve_config(environ: Mapping[str, str], *, port: int = SAGEMAKER_PORT) -> Any:
+    """The :class:`~intentkit.config.ServeConfig` for SageMaker: 0.0.0.0, and request limits
+    sized to what SageMaker sends (6 MB real-time, ``MaxPayloadInMB`` in batch transform).
+
+    ``intentkit serve``'s defaults (1 MB, 1024 texts per request) protect a public endpoint,
+    but SageMaker itself splits batch-transform input into MultiRecord requests of up to
+    ``MaxPayloadInMB`` MiB, and a request refused with 413 fails the whole job.
+    """
     from intentkit.config import ServeConfig
+
+    text = environ.get(PAYLOAD_ENV) or str(REALTIME_PAYLOAD_MB)
+    try:
+        payload_mb = max(REALTIME_PAYLOAD_MB, int(text))
+    except ValueError:
+        raise ConfigError(f"${PAYLOAD_ENV} must be a whole number of MB, got {text!r}") from None
+    body = payload_mb * 2**20
+    texts = body // MIN_LINE_BYTES
+    return ServeConfig(
+        host="0.0.0.0",
+        port=port,
+        max_body_bytes=body + 4096,  # headroom for the JSON wrapper around a full payload
+        max_texts_per_request=texts,
+        max_queue=texts,  # one full request must fit the queue, or it would 429 for ever
+    )
+
+
+def serve_model(paths: OptMl, *, port: int = SAGEMAKER_PORT, environ: Mapping[str, str]) -> None:
+    """Serve ``paths.model`` on 0.0.0.0:``port`` until SIGTERM (blocking)."""
     from intentkit.serve.server import serve_forever
 
-    serve_forever(paths.model, ServeConfig(host="0.0.0.0", port=port))
+    serve_forever(paths.model, container_serve_config(environ, port=port))
