@@ -201,19 +201,27 @@ def _refuse_create_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(BaseClient, "_make_api_call", refuse)
 
 
-@pytest.mark.parametrize("step", ["creating the endpoint", "creating the endpoint config"])
+@pytest.mark.parametrize(
+    "step", ["uploading", "creating the endpoint", "creating the endpoint config"]
+)
 def test_failed_step_deletes_what_it_created(
     step: str, aws: str, artifact: Path, tmp_path: Path, capsys, monkeypatch
 ):
     state = tmp_path / "state"
-    if step == "creating the endpoint":
+    if step == "uploading":  # the bucket vanished between the check and the upload
+        from intentkit.aws.session import Aws
+
+        monkeypatch.setattr(Aws, "bucket", lambda self: "vanished-bucket")
+        rc = _deploy(artifact, state)
+    elif step == "creating the endpoint":
         _refuse_create_endpoint(monkeypatch)
         rc = _deploy(artifact, state, "--max-instances", "2")
     else:  # moto validates instance types in CreateEndpointConfig
         rc = _deploy(artifact, state, "--instance-type", "ml.nope.large")
     assert rc == 2
     err = _one_line_error(capsys)
-    assert f"deploy e1: {step}:" in err and "nothing was left behind" in err
+    said = {"uploading": "uploading /", "creating the endpoint": "creating the endpoint: Resource"}
+    assert f"deploy e1: {said.get(step, step + ':')}" in err and "nothing was left behind" in err
     assert _left_behind() == NOTHING
     assert Registry(state).all() == {}
 
@@ -323,3 +331,32 @@ def test_name_used_outside_the_registry(aws: str, artifact: Path, tmp_path: Path
     assert "SageMaker already has an endpoint e1" in _one_line_error(capsys)
     assert len(_client("sagemaker").list_models()["Models"]) == 1
     assert main(["delete", "e1", "--state-dir", str(tmp_path / "a")]) == 0
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [("Failed", "the endpoint is Failed: image pull failed"), ("Creating", "still Creating after")],
+)
+def test_endpoint_that_never_serves_is_deleted(
+    state: str, expected: str, aws: str, artifact: Path, tmp_path: Path, capsys, monkeypatch
+):
+    """moto's endpoints are InService at once: fake what DescribeEndpoint answers after create."""
+    from botocore.client import BaseClient
+
+    original = BaseClient._make_api_call
+    calls: list[str] = []
+
+    def describe(self, operation_name, api_params):  # noqa: ANN001, ANN202 - botocore's signature
+        calls.append(operation_name)
+        answer = original(self, operation_name, api_params)
+        if operation_name == "DescribeEndpoint" and "CreateEndpoint" in calls:
+            return {**answer, "EndpointStatus": state, "FailureReason": "image pull failed"}
+        return answer
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", describe)
+    assert _deploy(artifact, tmp_path / "s", "--timeout", "0.2", "--max-instances", "2") == 2
+    err = _one_line_error(capsys)
+    assert f"deploy e1: waiting for InService: {expected}" in err
+    assert "nothing was left behind" in err
+    assert "DeleteEndpoint" in calls and "RegisterScalableTarget" not in calls
+    assert _left_behind() == NOTHING and Registry(tmp_path / "s").all() == {}

@@ -234,8 +234,14 @@ class Aws:
         if self.dry_run:
             self.call("s3", "upload_file", Filename=str(path), Bucket=bucket, Key=key)
             return uri
-        with aws_errors(f"uploading {path} to {uri}"):
-            self.client("s3").upload_file(str(path), bucket, key)
+        from boto3.exceptions import S3UploadFailedError
+
+        step = f"uploading {path} to {uri}"
+        with aws_errors(step):
+            try:
+                self.client("s3").upload_file(str(path), bucket, key)
+            except S3UploadFailedError as exc:  # boto3's transfer wraps the ClientError in this
+                raise AwsError(f"{step}: {_first_line(exc)}") from None
         return uri
 
     def download(self, uri: str, path: Path) -> Path:

@@ -209,7 +209,7 @@ def is_gone(exc: AwsError) -> bool:
     found``).
     """
     code = getattr(exc, "code", None)
-    if code in ("ObjectNotFoundException", "ResourceNotFound", "NoSuchKey", "404"):
+    if code in ("ObjectNotFoundException", "ResourceNotFound", "NoSuchKey", "NoSuchBucket", "404"):
         return True
     text = str(exc)
     return code in ("ValidationException", "ValidationError") and (
