@@ -208,16 +208,19 @@ class Aws:
             return name
         from botocore.exceptions import ClientError
 
-        try:
-            self.client("s3").head_bucket(Bucket=name)
-            return name
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code not in ("404", "NoSuchBucket", "NotFound"):
-                raise AwsError(
-                    f"--bucket {name}: cannot use it ({code or _first_line(exc)}); pass a bucket "
-                    "you own with --bucket"
-                ) from None
+        # aws_errors around the whole look-up: without credentials head_bucket raises
+        # NoCredentialsError, which must be a one-line error too, not a traceback.
+        with aws_errors(f"--bucket {name}"):
+            try:
+                self.client("s3").head_bucket(Bucket=name)
+                return name
+            except ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                if code not in ("404", "NoSuchBucket", "NotFound"):
+                    raise AwsError(
+                        f"--bucket {name}: cannot use it ({code or _first_line(exc)}); pass a "
+                        "bucket you own with --bucket"
+                    ) from None
         params: dict[str, Any] = {"Bucket": name}
         if self.region != "us-east-1":  # us-east-1 refuses an explicit LocationConstraint
             params["CreateBucketConfiguration"] = {"LocationConstraint": self.region}

@@ -5,11 +5,9 @@ answers ``application/jsonlines`` with one ``{"predicted_class", "confidence"}``
 line, in order, so SageMaker can split the input by line and join the answers by line.
 
 Payload size: ``MultiRecord`` packs as many lines into one request as fit ``MaxPayloadInMB``.
-The server refuses bodies over ``ServeConfig.max_body_bytes`` (1,000,000 bytes by default) with
-a 413, so the payload is capped at 1 MB, the smallest whole value SageMaker accepts. Caveats the
-container's server must cover (it reads neither from the job today): SageMaker's MB is 2**20
-bytes, 4.9 % above that limit, and a 1 MB batch of short texts holds far more lines than
-``ServeConfig.max_texts_per_request`` (1024).
+``intentkit container serve`` sizes its request limits to that (6 MB, or the job's
+``SAGEMAKER_MAX_PAYLOAD_IN_MB``: :func:`intentkit.container.serving.container_serve_config`),
+so a full request of short lines is admitted instead of refused with a 413 that fails the job.
 """
 
 from __future__ import annotations
@@ -33,8 +31,8 @@ from intentkit.aws.jobs import (
 from intentkit.aws.session import Aws, AwsError, AwsSettings
 
 JSONLINES = "application/jsonlines"
-#: MB per request: must not exceed the server's body limit (ServeConfig.max_body_bytes, 1 MB).
-MAX_PAYLOAD_MB = 1
+#: MB per request: SageMaker's real-time cap, which the container's server always admits.
+MAX_PAYLOAD_MB = 6
 LOG_GROUP = "/aws/sagemaker/TransformJobs"
 
 
@@ -58,11 +56,12 @@ def transform_job_request(
     return {
         "TransformJobName": job,
         "ModelName": model_name,
-        # Many lines per request: one HTTP round trip per ~1 MB instead of per text.
+        # Many lines per request: one HTTP round trip per ~6 MB instead of per text.
         "BatchStrategy": "MultiRecord",
         "MaxPayloadInMB": MAX_PAYLOAD_MB,
-        # One request in flight per instance: the server queues at most ServeConfig.max_queue
-        # (1024) texts and answers 429 beyond, which would fail the job.
+        # One request in flight per instance: the container's queue holds one full payload
+        # (a 429 for a second one would fail the job), and one request already keeps every
+        # core busy through the micro-batcher.
         "MaxConcurrentTransforms": 1,
         "TransformInput": {
             "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_uri}},

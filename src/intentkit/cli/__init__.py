@@ -1,9 +1,9 @@
 """Command-line entry point: ``intentkit <command>``.
 
-Each command group lives in a small module (``cli/data.py``, ``cli/train.py``, ``cli/serve.py``,
-``cli/endpoints.py``, ``cli/quickstart.py``, ``cli/container.py``, ``cli/export.py``); a command
-is one function whose docstring is its ``--help``. User errors (:class:`IntentkitError`) print one
-line and exit with code 2; nothing else is swallowed.
+Each command group lives in a small module of ``cli/`` (data, train, serve, endpoints, predict,
+quickstart, container, export); a command is one function whose docstring is its ``--help``.
+User errors (:class:`IntentkitError`) print one line and exit with code 2; nothing else is
+swallowed.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ def _load_commands() -> None:
     # imports (torch, transformers) inside the command function so `--help` stays fast.
     import importlib
 
-    for name in ("data", "train", "serve", "endpoints", "quickstart", "container", "export"):
+    groups = ("data", "train", "serve", "endpoints", "predict", "quickstart", "container", "export")
+    for name in groups:
         try:
             importlib.import_module(f"intentkit.cli.{name}")
         except ModuleNotFoundError as exc:

@@ -1,0 +1,224 @@
+"""``intentkit predict``: texts through an endpoint (any target), locally, or as a batch transform.
+
+``--endpoint NAME|URL`` sends them to a deployed endpoint through its target's invoker,
+``--model MODEL_DIR`` predicts in this process, and ``--target sagemaker`` runs a SageMaker
+batch transform from S3 to S3. One JSON line per text, whichever way.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from intentkit.cli.app import app
+from intentkit.cli.aws_options import DryRun, Image, Region, Role
+from intentkit.cli.common import ApiKey, StateDir, env, registry
+from intentkit.errors import ConfigError
+
+
+def _read_texts(path: Path) -> Iterator[str]:
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if line:
+                yield line
+
+
+def _batches(texts: Iterator[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for t in texts:
+        batch.append(t)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class _Local:
+    """Predict in this process (no server)."""
+
+    def __init__(self, model_dir: Path, no_reject: bool, backend: str) -> None:
+        from intentkit.predict import Predictor
+
+        self.predictor = Predictor.from_dir(model_dir, reject=not no_reject, backend=backend)
+
+    def __call__(self, texts: list[str]) -> list[dict[str, Any]]:
+        return [
+            {"predicted_class": a["label"], "confidence": a["confidence"]}
+            for a in self.predictor.predict(texts)
+        ]
+
+
+def _remote(endpoint: str, api_key: str | None, state_dir: Path | None) -> Any:
+    """The invoker for ``--endpoint NAME|URL``: a URL is a local-style HTTP server."""
+    from intentkit.endpoints import target_of
+    from intentkit.endpoints.local import HttpInvoker
+
+    if endpoint.startswith(("http://", "https://")):
+        return HttpInvoker(endpoint, api_key)
+    reg = registry(state_dir)
+    rec = reg.get(endpoint)
+    if rec is None:
+        raise ConfigError(
+            f"--endpoint {endpoint}: no such endpoint; see `intentkit endpoints` or pass a URL"
+        )
+    return target_of(rec, reg).invoker(rec, api_key=api_key)
+
+
+@app.command()
+def predict(
+    texts: Annotated[list[str] | None, typer.Argument(help="Texts to classify.")] = None,
+    endpoint: Annotated[
+        str | None, typer.Option(help="Endpoint name (see `intentkit endpoints`) or URL.")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Predict locally with this artifact folder (sagemaker: a SageMaker model or "
+            "endpoint name, or s3://.../model.tar.gz)."
+        ),
+    ] = None,
+    file: Annotated[
+        str | None,
+        typer.Option(help="Text file, one query per line (sagemaker: s3:// JSON Lines)."),
+    ] = None,
+    output: Annotated[
+        str | None, typer.Option(help="Write JSONL here (default stdout; sagemaker: s3:// prefix).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Texts per request / forward.")] = 64,
+    api_key: ApiKey = None,
+    no_reject: Annotated[bool, typer.Option("--no-reject", help="Local only.")] = False,
+    backend: Annotated[
+        str, typer.Option(help="Local only: torch | onnx | auto (onnx pays off for big files).")
+    ] = "torch",
+    state_dir: StateDir = None,
+    target: Annotated[
+        str, typer.Option(help="local | sagemaker (a batch transform from S3 to S3).")
+    ] = "local",
+    region: Region = None,
+    role: Role = None,
+    image: Image = None,
+    instance_type: Annotated[
+        str | None, typer.Option(help="SageMaker: instance type (default ml.c7i.xlarge).")
+    ] = None,
+    instance_count: Annotated[int | None, typer.Option(help="SageMaker: instances.")] = None,
+    job_name: Annotated[
+        str | None, typer.Option(help="SageMaker: job name (default intentkit-<timestamp>).")
+    ] = None,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="SageMaker: print the job name and return.")
+    ] = False,
+    dry_run: DryRun = False,
+) -> None:
+    """Classify texts via an endpoint (--endpoint) or locally (--model); one JSON line per text.
+
+    --target sagemaker runs a batch transform: --file s3://.../texts.jsonl ({"text": ...} per
+    line) --output s3://.../ --model NAME|s3://.../model.tar.gz (the latter with --image and
+    --role; its temporary SageMaker model is deleted when the job ends).
+    """
+    sagemaker = {
+        "region": region,
+        "role": role,
+        "image": image,
+        "instance_type": instance_type,
+        "instance_count": instance_count,
+        "job_name": job_name,
+        "no_wait": no_wait or None,
+        "dry_run": dry_run or None,
+    }
+    if target != "local":
+        _predict_sagemaker(target, texts, endpoint, model, file, output, sagemaker, state_dir)
+        return
+    given = [f"--{k.replace('_', '-')}" for k, v in sagemaker.items() if v is not None]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: only for --target sagemaker; add that or drop it")
+    file = Path(file) if file is not None else None  # type: ignore[assignment]
+    if (endpoint is None) == (model is None):
+        raise ConfigError("pass exactly one of --endpoint NAME|URL or --model MODEL_DIR")
+    if not texts and file is None:
+        raise ConfigError("give texts as arguments or --file queries.txt")
+    if file is not None and not file.is_file():
+        raise ConfigError(f"--file {file}: no such file")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    if endpoint is not None:
+        run = _remote(endpoint, api_key or env("INTENTKIT_API_KEY"), state_dir)
+    else:
+        assert model is not None
+        run = _Local(Path(model), no_reject, backend)
+
+    out = open(output, "w", encoding="utf-8") if output else sys.stdout
+    try:
+        if file is None:
+            for batch in _batches(iter(texts or []), batch_size):
+                _write(out, batch, run(batch))
+            return
+        from rich.console import Console
+        from rich.progress import Progress
+
+        total = sum(1 for _ in _read_texts(file))  # a cheap pass so the bar has an end
+        # The bar goes to stderr so stdout stays pure JSONL.
+        with Progress(console=Console(stderr=True)) as bar:
+            task = bar.add_task(f"predicting {file.name}", total=total)
+            for batch in _batches(_read_texts(file), batch_size):
+                _write(out, batch, run(batch))
+                bar.advance(task, len(batch))
+    finally:
+        if output:
+            out.close()
+
+
+def _predict_sagemaker(
+    target: str,
+    texts: list[str] | None,
+    endpoint: str | None,
+    model: str | None,
+    file: str | None,
+    output: str | None,
+    sm: dict[str, Any],
+    state_dir: Path | None,
+) -> None:
+    """``predict --target sagemaker``: a batch transform (``intentkit.aws.transform``)."""
+    from intentkit.aws.session import AwsSettings
+    from intentkit.aws.transform import TransformOptions, transform_on_sagemaker
+
+    if target != "sagemaker":
+        raise ConfigError(f"--target {target}: unknown target; use local or sagemaker")
+    if texts or endpoint is not None:
+        raise ConfigError(
+            "--target sagemaker reads --file s3://...; drop the texts and --endpoint (or use "
+            "--endpoint NAME without --target for a deployed endpoint)"
+        )
+    if not model or not file or not output:
+        raise ConfigError(
+            "--target sagemaker needs --model NAME|s3://.../model.tar.gz, --file "
+            "s3://.../texts.jsonl and --output s3://.../"
+        )
+    if not model.startswith("s3://"):
+        if Path(model).is_dir():
+            raise ConfigError(
+                f"--model {model}: a local folder; package it with `intentkit export {model} "
+                "--format sagemaker`, upload it to S3 and pass its s3:// URI with --image"
+            )
+        rec = registry(state_dir).get(model)
+        if rec is not None and rec.get("target") == "sagemaker" and rec.get("model_name"):
+            model = str(rec["model_name"])  # an intentkit SageMaker endpoint: its model
+    settings = AwsSettings.resolve(
+        region=sm["region"], role=sm["role"], dry_run=bool(sm["dry_run"])
+    )
+    given = {k: sm[k] for k in ("instance_type", "instance_count", "job_name") if sm[k] is not None}
+    options = TransformOptions(image=sm["image"], wait=not sm["no_wait"], **given)
+    transform_on_sagemaker(model, file, output, settings=settings, options=options)
+
+
+def _write(out: Any, texts: list[str], answers: list[dict[str, Any]]) -> None:
+    for text, ans in zip(texts, answers, strict=True):
+        row = {"text": text, **ans}
+        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    out.flush()
