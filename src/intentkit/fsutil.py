@@ -27,20 +27,9 @@ def _public_mode(path: str | Path, *, is_dir: bool) -> None:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        _public_mode(tmp, is_dir=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``text`` (UTF-8) to ``path`` via a temp file in the same folder and ``os.replace``."""
+    with atomic_open(path) as fh:
+        fh.write(text.encode("utf-8"))
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:

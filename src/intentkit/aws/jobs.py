@@ -209,3 +209,45 @@ def failure_line(kind: str, name: str, job: dict[str, Any], status_key: str) -> 
             else ("no FailureReason given (stopped by a user or a time limit)")
         )
     return f"{kind} {name} {str(status).lower()}: {reason}"
+
+
+def _names(kind: str) -> tuple[str, str]:
+    """(``Training``/``Transform``, its CloudWatch log group) for ``kind`` training|transform."""
+    cap = kind.capitalize()
+    return cap, f"/aws/sagemaker/{cap}Jobs"
+
+
+def follow_job(aws: Aws, kind: str, job: str) -> dict[str, Any]:
+    """Wait for the ``kind`` job (``training`` or ``transform``) to end, printing its CloudWatch
+    lines on stderr; return its last ``Describe*Job`` answer."""
+    from rich.console import Console
+
+    cap, group = _names(kind)
+
+    def describe() -> dict[str, Any]:
+        return aws.call(
+            "sagemaker",
+            f"describe_{kind}_job",
+            step=f"checking {kind} job {job}",
+            **{f"{cap}JobName": job},
+        )
+
+    log_console = Console(stderr=True, highlight=False, markup=False)
+    return wait_for_job(
+        describe,
+        label=f"{kind} job {job}",
+        status_key=f"{cap}JobStatus",
+        logs=LogTailer(aws, group, job, log_console.print),
+        stop_hint=f"Stop it with: aws sagemaker stop-{kind}-job --{kind}-job-name {job}",
+    )
+
+
+def raise_unless_completed(kind: str, job: str, final: dict[str, Any]) -> None:
+    """:class:`JobFailedError` with the FailureReason and where the logs are, unless Completed."""
+    cap, group = _names(kind)
+    key = f"{cap}JobStatus"
+    if final.get(key) != "Completed":
+        raise JobFailedError(
+            f"{failure_line(f'{kind} job', job, final, key)}; logs: CloudWatch {group}, "
+            f"streams {job}/*"
+        )

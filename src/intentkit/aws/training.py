@@ -23,14 +23,13 @@ from typing import Any
 
 from intentkit.aws.jobs import (
     JobFailedError,
-    LogTailer,
     check_image,
     check_instances,
     check_name,
     console_url,
     default_job_name,
-    failure_line,
-    wait_for_job,
+    follow_job,
+    raise_unless_completed,
 )
 from intentkit.aws.session import Aws, AwsSettings
 from intentkit.config import TrainConfig
@@ -40,7 +39,6 @@ from intentkit.errors import ConfigError, ModelError
 S3_PREFIX = "intentkit"
 TRAIN_CHANNEL = "train"  #: the channel the container reads (``container/channels.py``)
 CHECKPOINT_LOCAL = "/opt/ml/checkpoints"  #: where the container writes checkpoints
-LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 #: SageMaker's hard ceiling on MaxRuntimeInSeconds (28 days; accounts start lower, 5 days).
 MAX_RUNTIME_LIMIT = 28 * 24 * 3600
 #: SageMaker's limits on HyperParameters.
@@ -291,29 +289,8 @@ def train_on_sagemaker(
         print(f"the model will be at {output}{job}/output/model.tar.gz once the job completes")
         return job
 
-    def describe() -> dict[str, Any]:
-        return aws.call(
-            "sagemaker",
-            "describe_training_job",
-            step=f"checking training job {job}",
-            TrainingJobName=job,
-        )
-
-    from rich.console import Console
-
-    log_console = Console(stderr=True, highlight=False, markup=False)
-    final = wait_for_job(
-        describe,
-        label=f"training job {job}",
-        status_key="TrainingJobStatus",
-        logs=LogTailer(aws, LOG_GROUP, job, log_console.print),
-        stop_hint=f"Stop it with: aws sagemaker stop-training-job --training-job-name {job}",
-    )
-    if final.get("TrainingJobStatus") != "Completed":
-        raise JobFailedError(
-            f"{failure_line('training job', job, final, 'TrainingJobStatus')}; logs: "
-            f"CloudWatch {LOG_GROUP}, streams {job}/*"
-        )
+    final = follow_job(aws, "training", job)
+    raise_unless_completed("training", job, final)
     uri = (final.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
     if not uri:
         raise JobFailedError(f"training job {job} completed without ModelArtifacts; see its logs")

@@ -17,23 +17,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from intentkit.aws.jobs import (
-    JobFailedError,
-    LogTailer,
     check_image,
     check_instances,
     check_name,
     check_s3_uri,
     console_url,
     default_job_name,
-    failure_line,
-    wait_for_job,
+    follow_job,
+    raise_unless_completed,
 )
 from intentkit.aws.session import Aws, AwsError, AwsSettings
 
 JSONLINES = "application/jsonlines"
 #: MB per request: SageMaker's real-time cap, which the container's server always admits.
 MAX_PAYLOAD_MB = 6
-LOG_GROUP = "/aws/sagemaker/TransformJobs"
 
 
 @dataclass
@@ -169,16 +166,12 @@ def transform_on_sagemaker(
         print(f"transform job {job} created: {console_url(aws.region, 'transform-jobs', job)}")
         if not options.wait:
             return job
-        final = _wait(aws, job)
+        final = follow_job(aws, "transform", job)
         ended = True
     finally:
         if from_s3:
             _cleanup(aws, model_name, delete=ended or not created or aws.dry_run)
-    if final.get("TransformJobStatus") != "Completed":
-        raise JobFailedError(
-            f"{failure_line('transform job', job, final, 'TransformJobStatus')}; logs: "
-            f"CloudWatch {LOG_GROUP}, streams {job}/*"
-        )
+    raise_unless_completed("transform", job, final)
     print(f"predictions written under {output_uri} (one <input file>.out per input file)")
     return job
 
@@ -198,24 +191,3 @@ def _cleanup(aws: Aws, model_name: str, *, delete: bool) -> None:
         )
     except AwsError as exc:  # never hide the job's own outcome behind a cleanup failure
         print(f"warning: {exc}", file=sys.stderr)
-
-
-def _wait(aws: Aws, job: str) -> dict[str, Any]:
-    from rich.console import Console
-
-    def describe() -> dict[str, Any]:
-        return aws.call(
-            "sagemaker",
-            "describe_transform_job",
-            step=f"checking transform job {job}",
-            TransformJobName=job,
-        )
-
-    log_console = Console(stderr=True, highlight=False, markup=False)
-    return wait_for_job(
-        describe,
-        label=f"transform job {job}",
-        status_key="TransformJobStatus",
-        logs=LogTailer(aws, LOG_GROUP, job, log_console.print),
-        stop_hint=f"Stop it with: aws sagemaker stop-transform-job --transform-job-name {job}",
-    )

@@ -34,6 +34,12 @@ Image = Annotated[
     _Str,
     typer.Option(help="SageMaker: container image URI (the intentkit image pushed to ECR)."),
 ]
+JobName = Annotated[
+    _Str, typer.Option(help="SageMaker: job name (default intentkit-<UTC timestamp>).")
+]
+NoWait = Annotated[
+    bool, typer.Option("--no-wait", help="SageMaker: print the job name and return.")
+]
 DryRun = Annotated[
     bool,
     typer.Option("--dry-run", help="SageMaker: print the API requests as JSON lines; send none."),

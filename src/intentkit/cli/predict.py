@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from intentkit.cli.app import app
-from intentkit.cli.aws_options import DryRun, Image, Region, Role
+from intentkit.cli.aws_options import DryRun, Image, JobName, NoWait, Region, Role
 from intentkit.cli.common import ApiKey, StateDir, env, registry
 from intentkit.errors import ConfigError
 
@@ -108,12 +108,8 @@ def predict(
         str | None, typer.Option(help="SageMaker: instance type (default ml.c7i.xlarge).")
     ] = None,
     instance_count: Annotated[int | None, typer.Option(help="SageMaker: instances.")] = None,
-    job_name: Annotated[
-        str | None, typer.Option(help="SageMaker: job name (default intentkit-<timestamp>).")
-    ] = None,
-    no_wait: Annotated[
-        bool, typer.Option("--no-wait", help="SageMaker: print the job name and return.")
-    ] = False,
+    job_name: JobName = None,
+    no_wait: NoWait = False,
     dry_run: DryRun = False,
 ) -> None:
     """Classify texts via an endpoint (--endpoint) or locally (--model); one JSON line per text.

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from intentkit.cli.app import app
-from intentkit.cli.aws_options import Bucket, DryRun, Image, Region, Role
+from intentkit.cli.aws_options import Bucket, DryRun, Image, JobName, NoWait, Region, Role
 
 # Optional[...] (not `X | None`): Typer reads these annotations at runtime on Python 3.10.
 _Int = Optional[int]  # noqa: UP045
@@ -111,12 +111,8 @@ def train_cmd(
     ] = None,
     region: Region = None,
     bucket: Bucket = None,
-    job_name: Annotated[
-        _Str, typer.Option(help="SageMaker: job name (default intentkit-<UTC timestamp>).")
-    ] = None,
-    no_wait: Annotated[
-        bool, typer.Option("--no-wait", help="SageMaker: print the job name and return.")
-    ] = False,
+    job_name: JobName = None,
+    no_wait: NoWait = False,
     dry_run: DryRun = False,
 ) -> None:
     """Fine-tune a classifier on a prepared dataset and write the model folder to --out.
