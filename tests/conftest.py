@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from aws_helpers import aws, moto_url  # noqa: F401 - fixtures for the SageMaker tests
+from browser_helpers import browser, page  # noqa: F401 - a real Chromium for page tests
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -1,0 +1,82 @@
+"""A real Chromium (Debian's package) driven by Playwright, for the page tests.
+
+Playwright's own browser download cannot work here, so the launch points at the system
+Chromium (``/usr/bin/chromium``, or ``$INTENTKIT_CHROMIUM``). A missing browser is never a
+silent pass: the ``browser`` fixture **fails** the test with the install command, unless
+``INTENTKIT_ALLOW_NO_BROWSER=1`` is set, in which case it skips with a loud reason that ``-ra``
+prints in the summary. ``.ci/run`` installs Chromium when it is missing.
+
+The flags keep Chromium off the network it cannot reach (no background services, no QUIC),
+so a page test sees only the requests the page itself makes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # we run as root in CI
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+]
+
+
+def chromium_path() -> str | None:
+    """The system Chromium: ``$INTENTKIT_CHROMIUM``, else ``chromium`` on PATH."""
+    return os.environ.get("INTENTKIT_CHROMIUM") or shutil.which("chromium")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the session (Playwright's sync API)."""
+    path = chromium_path()
+    if path is None:
+        message = (
+            "NO BROWSER: Debian's chromium is not installed, so the page tests cannot run; "
+            "install it with `apt-get install -y chromium` (.ci/run does this)"
+        )
+        if os.environ.get("INTENTKIT_ALLOW_NO_BROWSER") == "1":
+            pytest.skip(message)
+        pytest.fail(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+class PageWatch:
+    """A page with its console errors and every network request it made, for assertions."""
+
+    def __init__(self, page: Any) -> None:
+        """Record console errors, uncaught page errors and requests of ``page``."""
+        self.page = page
+        self.console_errors: list[str] = []
+        self.requests: list[str] = []
+        page.on(
+            "console", lambda m: self.console_errors.append(m.text) if m.type == "error" else None
+        )
+        page.on("pageerror", lambda e: self.console_errors.append(str(e)))
+        page.on("request", lambda r: self.requests.append(r.url))
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[PageWatch]:
+    """A fresh browser context + page per test, watched (see :class:`PageWatch`)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        yield PageWatch(context.new_page())
+    finally:
+        context.close()
