@@ -352,6 +352,9 @@ def train(
             state = json.loads((resume_from / "trainer_state.json").read_text("utf-8"))
             resumed_step = int(state.get("global_step", 0))
         result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        # Snapshot before evaluate(): its log entry re-scores the best checkpoint at the last
+        # step, which would read as one more point of the validation curve.
+        history = tu.compact_log_history(trainer.state.log_history)
         scores = trainer.evaluate()  # the best checkpoint's metrics (it was loaded at the end)
         best = {k: float(scores[f"eval_{k}"]) for k in ("loss", *METRICS) if f"eval_{k}" in scores}
         runtime = time.perf_counter() - started
@@ -397,6 +400,9 @@ def train(
                     "device": device,
                     "precision": "bf16" if bf16 else "fp32",
                     "attention": attn,
+                    # Loss and validation metrics per logging step/evaluation: the report's
+                    # training curves (the checkpoints holding trainer_state.json are temporary).
+                    "log_history": history,
                 },
                 "versions": library_versions(),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -147,6 +147,39 @@ def compute_metrics(eval_pred: Any) -> dict[str, float]:
     return classification_metrics(np.asarray(logits).argmax(axis=-1), np.asarray(labels))
 
 
+#: Keys of the Trainer's log entries worth keeping in ``intentkit.json`` (the report's curves);
+#: runtimes and throughputs are noise there.
+LOG_KEYS = ("loss", "grad_norm", "learning_rate", "eval_loss") + tuple(
+    f"eval_{m}" for m in ("accuracy", "macro_f1", "weighted_f1")
+)
+
+
+def compact_log_history(history: Sequence[dict[str, Any]], max_train: int = 500) -> list[dict]:
+    """The Trainer's ``state.log_history`` reduced to step, epoch and :data:`LOG_KEYS`.
+
+    Values are rounded to 5 significant digits and training-loss entries are thinned evenly to
+    at most ``max_train`` (every evaluation is kept), so a long run adds a few tens of KB.
+    """
+    rows = []
+    for entry in history:
+        kept = {
+            k: float(f"{entry[k]:.5g}") for k in LOG_KEYS if isinstance(entry.get(k), float | int)
+        }
+        if kept:
+            rows.append(
+                {
+                    "step": int(entry.get("step", 0)),
+                    "epoch": round(float(entry.get("epoch") or 0), 4),
+                    **kept,
+                }
+            )
+    train = [i for i, r in enumerate(rows) if "eval_loss" not in r]
+    if len(train) > max_train:
+        keep = {train[int(j)] for j in np.linspace(0, len(train) - 1, max_train)}
+        rows = [r for i, r in enumerate(rows) if "eval_loss" in r or i in keep]
+    return rows
+
+
 # ----------------------------------------------------------------------------- max length
 def p99_max_length(lengths: Sequence[int], limit: int) -> int:
     """99th percentile of token lengths rounded up to a multiple of 8, within [8, limit]."""
