@@ -86,14 +86,14 @@ def evaluate(
     out: str | Path | None = None,
     reject: bool = True,
 ) -> dict[str, Any]:
-    """Score an artifact on ``split`` of a prepared folder; write ``report.json`` + figures.
+    """Score an artifact on ``split``; write ``report.json``, predictions, ``report.html``, figures.
 
     Args:
         model_dir: a folder written by ``intentkit train``.
         data: a prepared dataset folder.
         split: ``test`` (default), ``val`` or ``train``.
-        out: folder for ``report.json``, ``confusion_matrix.png`` and ``reliability.png``
-            (default ``MODEL_DIR/eval``).
+        out: folder for ``report.json``, ``predictions.parquet``, ``report.html``,
+            ``confusion_matrix.png`` and ``reliability.png`` (default ``MODEL_DIR/eval``).
         reject: False answers the top class even below the threshold (``--no-reject``).
 
     Returns:
@@ -104,6 +104,9 @@ def evaluate(
     from intentkit.dataset import load_prepared
     from intentkit.evalplots import confusion_matrix_png, reliability_diagram
     from intentkit.fsutil import atomic_write_json
+    from intentkit.report.evaldir import PREDICTIONS_FILE
+    from intentkit.report.page import write_report
+    from intentkit.report.predictions import predictions_frame, write_predictions
 
     model_dir = check_artifact_dir(model_dir)
     ds = load_prepared(data)
@@ -124,8 +127,11 @@ def evaluate(
         )
     predictor = _quiet_load(model_dir, reject)
 
-    logits = predictor.logits(frame["text"].tolist())
-    pred = [a["label"] for a in predictor.decide(logits, top_k=1, reject=reject)]
+    texts = frame["text"].tolist()
+    logits = predictor.logits(texts)
+    # top-3 scores for predictions.parquet; the label/confidence are the top_k=1 answers.
+    answers = predictor.decide(logits, top_k=3, reject=reject)
+    pred = [a["label"] for a in answers]
     oos_in_data = oos_names & set(true)
     report = score(true, pred, oos=oos_names, reject_label=reject_label)
     report.update(
@@ -181,7 +187,15 @@ def evaluate(
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
     )
+    # One row per text (answers, confidences, top-3): what report.html, `intentkit report` and
+    # `intentkit compare` read, so none of them needs the model again.
+    raw_conf = softmax(logits, 1.0).max(axis=1) if len(true) else np.zeros(0)
+    rows = predictions_frame(
+        texts, true, answers, raw_conf, oos_names=oos_names, reject_label=reject_label
+    )
+    write_predictions(rows, out / PREDICTIONS_FILE)
     atomic_write_json(out / "report.json", report)
+    write_report(out)
     return report
 
 

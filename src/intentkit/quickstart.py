@@ -1,8 +1,9 @@
 """``intentkit quickstart``: the whole job offline, as the reference notebook did it on SageMaker.
 
-prepare the bundled ``clinc150-travel`` set -> fine-tune briefly on CPU -> evaluate on test ->
-deploy a local endpoint -> the reference's three predictions -> delete the endpoint; then a
-summary table. The endpoint is always deleted, even when a step after deploy fails.
+prepare the bundled ``clinc150-travel`` set -> fine-tune briefly on CPU -> evaluate on test
+(``report.html``) -> deploy a local endpoint -> the reference's three predictions -> delete the
+endpoint; then a summary table ending with the report's path. The endpoint is always deleted,
+even when a step after deploy fails.
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ def run_quickstart(
     report = evaluate(model_dir, out / "data", split="test")
     summary["accuracy"] = report["accuracy"]
     summary["macro_f1"] = report["macro_f1"]
+    summary["report"] = str(model_dir / "eval" / "report.html")
     timings["evaluate"] = time.perf_counter() - t
 
     t = step("4/5 deploy a local endpoint")
@@ -123,6 +125,8 @@ def run_quickstart(
     timings["deploy"] = time.perf_counter() - t
     try:
         t = step("5/5 predict through the endpoint")
+        # The playground page (GET /) lives only while the endpoint does: say so while it is up.
+        console.print(f"playground: {rec['url']}/ (open it in a browser while this step runs)")
         import httpx
 
         r = httpx.post(f"{rec['url']}/invocations", json={"text": list(DEMO_QUERIES)}, timeout=60)
@@ -157,6 +161,8 @@ def render_summary(summary: dict[str, Any], console: Any) -> None:
     table.add_row("endpoint", endpoint)
     for p in summary.get("predictions", []):
         table.add_row(f"'{p['text']}'", f"{p['predicted_class']} ({p['confidence']:.3f})")
+    if summary.get("report"):
+        table.add_row("report", f"{summary['report']} (open in a browser; works offline)")
     timings = summary.get("timings", {})
     table.add_row(
         "time",
@@ -164,3 +170,6 @@ def render_summary(summary: dict[str, Any], console: Any) -> None:
         + f" (total {sum(timings.values()):.0f}s)",
     )
     console.print(table)
+    if summary.get("report"):
+        # Last line on purpose: the one thing to open next.
+        console.print(f"report: {summary['report']}")

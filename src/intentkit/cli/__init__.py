@@ -1,7 +1,8 @@
 """Command-line entry point: ``intentkit <command>``.
 
 Each command group lives in a small module of ``cli/`` (data, train, serve, endpoints, predict,
-quickstart, container, export); a command is one function whose docstring is its ``--help``.
+quickstart, container, export, report); a command is one function whose docstring is its
+``--help``.
 User errors (:class:`IntentkitError`) print one line and exit with code 2; nothing else is
 swallowed.
 """
@@ -20,6 +21,7 @@ def _load_commands() -> None:
     import importlib
 
     groups = ("data", "train", "serve", "endpoints", "predict", "quickstart", "container", "export")
+    groups += ("report",)
     for name in groups:
         try:
             importlib.import_module(f"intentkit.cli.{name}")

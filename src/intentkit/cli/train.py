@@ -208,7 +208,7 @@ def evaluate_cmd(
         bool, typer.Option("--reject/--no-reject", help="Apply out-of-scope rejection.")
     ] = True,
 ) -> None:
-    """Score a trained model on a split: report.json, confusion_matrix.png, reliability.png.
+    """Score a trained model on a split: report.json, report.html, predictions.parquet, PNGs.
 
     Example: intentkit evaluate model --data data/clinc150 --split test
 
@@ -228,4 +228,6 @@ def evaluate_cmd(
     )
     console.print(f"{split} n={report['n']}  {shown}")
     console.print(worst_classes_table(report))
-    console.print(f"report: {Path(out) if out else Path(model_dir) / 'eval'}/report.json")
+    folder = Path(out) if out else Path(model_dir) / "eval"
+    console.print(f"report: {folder / 'report.json'}")
+    console.print(f"page: {folder / 'report.html'} (open it in a browser; works offline)")
