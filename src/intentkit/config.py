@@ -150,6 +150,7 @@ class ServeConfig:
     backend: str = "auto"  #: --backend auto|torch|onnx (auto: ONNX Runtime on CPU if installed)
     timeout_graceful_s: float = 30.0  #: --graceful-timeout s in-flight requests get on SIGTERM
     log_level: str = "info"  #: --log-level for uvicorn and intentkit loggers
+    playground: bool = True  #: --no-playground turns off the test page at GET /
 
     def __post_init__(self) -> None:
         problems = []

@@ -35,6 +35,9 @@ def deploy(
     no_reject: Annotated[
         bool, typer.Option("--no-reject", help="Local only: turn rejection off.")
     ] = False,
+    no_playground: Annotated[
+        bool, typer.Option("--no-playground", help="Local only: no test page at GET /.")
+    ] = False,
     max_wait_ms: Annotated[float | None, typer.Option(help="Local only: passed to serve.")] = None,
     max_batch_tokens: Annotated[
         int | None, typer.Option(help="Local only: passed to serve.")
@@ -85,6 +88,7 @@ def deploy(
         "--host": host != "127.0.0.1",
         "--api-key": api_key is not None,
         "--no-reject": no_reject,
+        "--no-playground": no_playground,
         "--max-wait-ms": max_wait_ms is not None,
         "--max-batch-tokens": max_batch_tokens is not None,
         "--threads": threads is not None,
@@ -135,6 +139,8 @@ def deploy(
     from intentkit.endpoints.local import LocalOptions
 
     args = ["--no-reject"] if no_reject else []
+    if no_playground:
+        args.append("--no-playground")
     for flag, value in (
         ("--max-wait-ms", max_wait_ms),
         ("--max-batch-tokens", max_batch_tokens),

@@ -63,8 +63,14 @@ def serve(
         float, typer.Option(help="Seconds in-flight requests get on SIGTERM.")
     ] = 30.0,
     log_level: Annotated[str, typer.Option(help="debug|info|warning|error")] = "info",
+    no_playground: Annotated[
+        bool, typer.Option("--no-playground", help="No test page at GET / (the API only).")
+    ] = False,
 ) -> None:
-    """Serve a trained model over HTTP (SageMaker /invocations + TEI /predict) until stopped."""
+    """Serve a trained model over HTTP (SageMaker /invocations + TEI /predict) until stopped.
+
+    Open http://HOST:PORT/ in a browser for the playground page (live predictions, batch mode).
+    """
     from intentkit.config import ServeConfig
     from intentkit.serve.server import serve_forever
 
@@ -91,6 +97,7 @@ def serve(
         threads=threads,
         timeout_graceful_s=graceful_timeout,
         log_level=log_level,
+        playground=not no_playground,
     )
     path = model_dir or Path(env("INTENTKIT_MODEL_DIR") or SAGEMAKER_MODEL_DIR)
     serve_forever(path, config)

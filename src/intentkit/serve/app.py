@@ -6,9 +6,10 @@ graceful shutdown is mature (SIGTERM stops accepting, lets in-flight requests fi
 the lifespan shutdown that drains the micro-batcher).
 
 Routes: ``GET /ping`` and ``POST /invocations`` (SageMaker), ``POST /predict`` (TEI), ``GET /info``,
-``GET /health``, ``GET /metrics`` (Prometheus), ``/docs``. The model loads in a background thread
-at start-up; ``/ping`` and ``/health`` answer 503 until it is ready. Error bodies come from
-:mod:`intentkit.serve.errors`.
+``GET /health``, ``GET /metrics`` (Prometheus), ``/docs``, and the playground page at ``GET /``
+(:mod:`intentkit.serve.playground`; off with ``--no-playground``). The model loads in a
+background thread at start-up; ``/ping`` and ``/health`` answer 503 until it is ready. Error
+bodies come from :mod:`intentkit.serve.errors`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from intentkit.config import ServeConfig
 from intentkit.serve.batcher import BatchResult, MicroBatcher
 from intentkit.serve.errors import ServeError, error_body
 from intentkit.serve.metrics import Metrics, MetricsMiddleware
-from intentkit.serve.middleware import AuthMiddleware, BodyLimitMiddleware
+from intentkit.serve.middleware import OPEN_PATHS, AuthMiddleware, BodyLimitMiddleware
+from intentkit.serve.playground import PAGE_PATHS, add_playground
 from intentkit.serve.schemas import (
     ErrorResponse,
     Info,
@@ -205,10 +207,14 @@ def create_app(
     # add_middleware wraps: the last added runs first (metrics see auth and size rejections).
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
     if config.api_key:
-        app.add_middleware(AuthMiddleware, api_key=config.api_key)
+        # The playground page is static and holds no data: it opens without the token.
+        opened = OPEN_PATHS | (PAGE_PATHS if config.playground else frozenset())
+        app.add_middleware(AuthMiddleware, api_key=config.api_key, open_paths=opened)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     _add_error_handlers(app)
     _add_routes(app, state)
+    if config.playground:
+        add_playground(app, auth=bool(config.api_key))
     return app
 
 

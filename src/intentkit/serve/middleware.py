@@ -23,15 +23,17 @@ async def _send_error(send: Any, scope: dict, receive: Any, exc: ServeError) -> 
 
 
 class AuthMiddleware:
-    """Bearer-token check for every route but :data:`OPEN_PATHS` (constant-time comparison)."""
+    """Bearer-token check for every route but the open paths (constant-time comparison)."""
 
-    def __init__(self, app: Any, api_key: str) -> None:
+    def __init__(self, app: Any, api_key: str, open_paths: frozenset[str] = OPEN_PATHS) -> None:
+        """Wrap ``app``; ``open_paths`` (exact paths) answer without the token."""
         self.app = app
         self.expected = f"Bearer {api_key}".encode()
+        self.open_paths = open_paths
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         """Answer 401 unless the Authorization header carries the token."""
-        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+        if scope["type"] == "http" and scope["path"] not in self.open_paths:
             got = dict(scope["headers"]).get(b"authorization", b"")
             if not hmac.compare_digest(got, self.expected):
                 exc = ServeError(
