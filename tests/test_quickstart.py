@@ -25,6 +25,9 @@ def test_quickstart_end_to_end(tiny_model_dir: Path, tmp_path: Path, capsys) -> 
     assert (out / "data" / "train.parquet").is_file()
     assert (out / "model" / "model.safetensors").is_file()
     assert (out / "model" / "eval" / "report.json").is_file()
+    # The summary ends with the page to open next.
+    page = out / "model" / "eval" / "report.html"
+    assert page.is_file() and printed.rstrip().endswith(f"report: {page}")
     assert Registry(state).all() == {}  # the endpoint was deleted
     # A second run refuses to overwrite without --force (one-line error, exit 2).
     assert main([*args, "--state-dir", str(state)]) == 2

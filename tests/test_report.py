@@ -249,8 +249,8 @@ def test_compare_page_lists_disagreements_and_mcnemar(page, noisy_eval: Path, tm
     _open(page, path)
     page.page.screenshot(path=tmp_path / "compare.png", full_page=True)
     _assert_clean(page, path)
-    a_right = page.page.locator("#a-right tbody td:first-child").all_inner_texts()
-    b_right = page.page.locator("#b-right tbody td:first-child").all_inner_texts()
+    a_right = page.page.locator("#a-right tbody tr:not(.none) td:first-child").all_inner_texts()
+    b_right = page.page.locator("#b-right tbody tr:not(.none) td:first-child").all_inner_texts()
     assert (
         sorted(a_right) == sorted(r["t"] for r in result["a_right_b_wrong"]) and len(a_right) == b
     )

@@ -126,7 +126,10 @@ def run_quickstart(
     try:
         t = step("5/5 predict through the endpoint")
         # The playground page (GET /) lives only while the endpoint does: say so while it is up.
-        console.print(f"playground: {rec['url']}/ (open it in a browser while this step runs)")
+        console.print(
+            f"playground: {rec['url']}/ (open it in a browser while this step runs)",
+            soft_wrap=True,
+        )
         import httpx
 
         r = httpx.post(f"{rec['url']}/invocations", json={"text": list(DEMO_QUERIES)}, timeout=60)
@@ -172,4 +175,4 @@ def render_summary(summary: dict[str, Any], console: Any) -> None:
     console.print(table)
     if summary.get("report"):
         # Last line on purpose: the one thing to open next.
-        console.print(f"report: {summary['report']}")
+        console.print(f"report: {summary['report']}", soft_wrap=True)  # a path must not wrap

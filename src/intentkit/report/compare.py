@@ -128,9 +128,13 @@ def compare_evaluations(a: Evaluation, b: Evaluation) -> dict[str, Any]:
             {"class": name, "f1_a": fa, "f1_b": fb, "delta": delta, "support": support}
         )
     per_class.sort(key=lambda r: (r["delta"] if r["delta"] is not None else 0.0, r["class"]))
+    name_a, name_b = a.name, b.name
+    if name_a == name_b:  # one model evaluated twice (e.g. with and without --no-reject)
+        name_a = f"{a.name} ({a.eval_dir.parent.name}/{a.eval_dir.name})"
+        name_b = f"{b.name} ({b.eval_dir.parent.name}/{b.eval_dir.name})"
     return {
-        "a": {"name": a.name, "eval_dir": str(a.eval_dir), "model_dir": str(a.model_dir)},
-        "b": {"name": b.name, "eval_dir": str(b.eval_dir), "model_dir": str(b.model_dir)},
+        "a": {"name": name_a, "eval_dir": str(a.eval_dir), "model_dir": str(a.model_dir)},
+        "b": {"name": name_b, "eval_dir": str(b.eval_dir), "model_dir": str(b.model_dir)},
         "n": len(pa),
         "split": a.report.get("split"),
         "data": a.report.get("data"),

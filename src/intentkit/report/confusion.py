@@ -52,6 +52,9 @@ def confusion_svg(
     margin = int(min(220, max(len(classes[i]) for i in idx) * font * 0.58 + 12)) if n else 40
     x0, y0 = margin, margin
     size = int(x0 + n * cell + 8)
+    # Column names are rotated -60 degrees: the last ones reach ~cos(60) of their length past
+    # the grid's right edge.
+    width = int(size + margin * 0.5)
     rows = cm.sum(axis=1)
     parts = [
         f'<rect class="cm-bg" x="{x0}" y="{y0}" width="{n * cell:.1f}" height="{n * cell:.1f}"/>'
@@ -94,9 +97,9 @@ def confusion_svg(
                 )
     parts.append('<rect class="cm-sel" x="-99" y="-99" width="0" height="0"/>')
     data = ",".join(str(i) for i in idx)
-    scale = min(1.0, max_px / size)
+    scale = min(1.0, max_px / width)
     return (
-        f'<svg id="{css_id}" class="cm" viewBox="0 0 {size} {size}" width="{size * scale:.0f}" '
+        f'<svg id="{css_id}" class="cm" viewBox="0 0 {width} {size}" width="{width * scale:.0f}" '
         f'height="{size * scale:.0f}" data-idx="{data}" data-x0="{x0}" data-y0="{y0}" '
         f'data-cell="{cell}" role="img" aria-label="confusion matrix">{"".join(parts)}</svg>'
     )

@@ -95,7 +95,7 @@ def _summary(ev: Evaluation) -> str:
     runtime = training.get("runtime_s")
     versions = meta.get("versions") or {}
     rows = [
-        ("model", f"{ev.name} ({cfg.get('model_resolved') or cfg.get('model') or '?'})"),
+        ("model", f"{ev.name} ({cfg.get('model') or cfg.get('model_resolved') or '?'})"),
         ("model folder", str(ev.model_dir) if ev.model_dir else "not found (moved?)"),
         ("data", r.get("data")),
         ("data fingerprint", data.get("fingerprint") or (ev.inspect or {}).get("fingerprint")),

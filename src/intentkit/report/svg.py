@@ -164,7 +164,10 @@ def line_chart(
         lo, hi = min(ys), max(ys)
         pad = (hi - lo) * 0.08 or 0.5
         y_range = (lo - pad if lo - pad > 0 or lo < 0 else 0.0, hi + pad)
-    f = Frame(width, height, x_range or (min(xs), max(xs)), y_range)
+    if x_range is None:
+        # A single evaluation (one epoch) has one x: give it room instead of a zero-width axis.
+        x_range = (min(xs), max(xs)) if max(xs) > min(xs) else (min(xs) - 1, max(xs) + 1)
+    f = Frame(width, height, x_range, y_range)
     parts = [
         f.axes(x_label, y_label),
         f.legend([(s.name, s.color) for s in series], dashed=[s.dashed for s in series]),

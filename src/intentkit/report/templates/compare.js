@@ -6,6 +6,10 @@ sortableTable(document.getElementById("class-table"), document.getElementById("c
   const input = document.getElementById("dis-filter"), count = document.getElementById("dis-count");
   const fill = (tbody, items, other, conf) => {
     tbody.replaceChildren();
+    if (!items.length) {
+      const tr = el("tr", {"class": "none"}); tr.appendChild(el("td", {"colspan": "4", "class": "muted"}, "none"));
+      tbody.appendChild(tr);
+    }
     items.forEach((it) => {
       const tr = el("tr");
       tr.appendChild(el("td", {"class": "text"}, it.t));
