@@ -87,39 +87,44 @@ def _sha256_files(paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
+def pick_column(
+    columns: list[str], given: str | None, aliases: tuple[str, ...], what: str, where: str
+) -> tuple[str, str | None]:
+    """Choose one column: ``given`` (the ``--{what}-column`` flag) if set, else the first alias.
+
+    Returns ``(column, note)``; the note says which column was detected (None when it is the
+    obvious one or was given). Also used by bulk prediction, which needs only a text column.
+    """
+    flag = f"--{what}-column"
+    if given is not None:
+        if given not in columns:
+            raise DataError(
+                f"{flag} {given}: no such column in {where}; columns are "
+                f"{', '.join(columns)}; pass {flag} with one of them"
+            )
+        return given, None
+    lower = {c.lower(): c for c in reversed(columns)}
+    found = next((lower[a] for a in aliases if a in lower), None)
+    if found is None:
+        raise DataError(
+            f"no {what} column in {where} (looked for {', '.join(aliases)}); columns are "
+            f"{', '.join(columns)}; pass {flag} NAME"
+        )
+    if found != what:
+        return found, f"{what} column {found!r} detected (pass {flag} to choose another)"
+    return found, None
+
+
 def pick_columns(columns: list[str], cfg: DataConfig, where: str) -> tuple[str, str, list[str]]:
     """Choose the text and label columns: the flags when given, else the first known alias.
 
     Returns ``(text_column, label_column, notes)``; notes say which columns were detected.
     """
-    notes = []
-    picked = []
-    for what, given, aliases in (
-        ("text", cfg.text_column, TEXT_ALIASES),
-        ("label", cfg.label_column, LABEL_ALIASES),
-    ):
-        flag = f"--{what}-column"
-        if given is not None:
-            if given not in columns:
-                raise DataError(
-                    f"{flag} {given}: no such column in {where}; columns are "
-                    f"{', '.join(columns)}; pass {flag} with one of them"
-                )
-            picked.append(given)
-            continue
-        lower = {c.lower(): c for c in reversed(columns)}
-        found = next((lower[a] for a in aliases if a in lower), None)
-        if found is None:
-            raise DataError(
-                f"no {what} column in {where} (looked for {', '.join(aliases)}); columns are "
-                f"{', '.join(columns)}; pass {flag} NAME"
-            )
-        if found != what:
-            notes.append(f"{what} column {found!r} detected (pass {flag} to choose another)")
-        picked.append(found)
-    if picked[0] == picked[1]:
-        raise ConfigError(f"--text-column and --label-column are both {picked[0]!r}; pick two")
-    return picked[0], picked[1], notes
+    text, text_note = pick_column(columns, cfg.text_column, TEXT_ALIASES, "text", where)
+    label, label_note = pick_column(columns, cfg.label_column, LABEL_ALIASES, "label", where)
+    if text == label:
+        raise ConfigError(f"--text-column and --label-column are both {text!r}; pick two")
+    return text, label, [n for n in (text_note, label_note) if n]
 
 
 def _to_frame(table: Any, text_col: str, label_col: str, where: str) -> Any:

@@ -1,8 +1,9 @@
 """``intentkit predict``: texts through an endpoint (any target), locally, or as a batch transform.
 
 ``--endpoint NAME|URL`` sends them to a deployed endpoint through its target's invoker,
-``--model MODEL_DIR`` predicts in this process, and ``--target sagemaker`` runs a SageMaker
-batch transform from S3 to S3. One JSON line per text, whichever way.
+``--model MODEL_DIR`` predicts in this process (``--file``: a streaming, resumable bulk run,
+:mod:`intentkit.bulk`), and ``--target sagemaker`` runs a SageMaker batch transform from S3 to
+S3. One JSON line (or Parquet row) per text, whichever way.
 """
 
 from __future__ import annotations
@@ -86,17 +87,52 @@ def predict(
     ] = None,
     file: Annotated[
         str | None,
-        typer.Option(help="Text file, one query per line (sagemaker: s3:// JSON Lines)."),
+        typer.Option(
+            help="Texts to classify: .txt (one per line; with --endpoint only .txt), .csv, .tsv, "
+            ".jsonl or .parquet, streamed whatever its size (sagemaker: s3:// JSON Lines)."
+        ),
     ] = None,
     output: Annotated[
-        str | None, typer.Option(help="Write JSONL here (default stdout; sagemaker: s3:// prefix).")
+        str | None,
+        typer.Option(
+            help="Write JSONL here, or Parquet with --model --file OUT.parquet (default stdout; "
+            "sagemaker: s3:// prefix)."
+        ),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Texts per request / forward.")] = 64,
+    text_column: Annotated[
+        str | None,
+        typer.Option(help="--model --file: the text column of CSV/TSV/JSONL/Parquet (detected)."),
+    ] = None,
+    on_error: Annotated[
+        str | None,
+        typer.Option(
+            help="--model --file: skip a bad line (listed in OUT.errors.jsonl) or fail on it "
+            "(exit 2). skip | fail [default: skip]"
+        ),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="--model --file: continue an interrupted run into the same --output."
+        ),
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="--model --file: overwrite an existing --output.")
+    ] = False,
+    chunk_size: Annotated[
+        int,
+        typer.Option(help="--model --file: texts per committed chunk, length-sorted into batches."),
+    ] = 4096,
     api_key: ApiKey = None,
     no_reject: Annotated[bool, typer.Option("--no-reject", help="Local only.")] = False,
     backend: Annotated[
-        str, typer.Option(help="Local only: torch | onnx | auto (onnx pays off for big files).")
-    ] = "torch",
+        str | None,
+        typer.Option(
+            help="Local only: torch | onnx | auto [default: auto with --file (ONNX Runtime on "
+            "CPU), else torch]"
+        ),
+    ] = None,
     state_dir: StateDir = None,
     target: Annotated[
         str, typer.Option(help="local | sagemaker (a batch transform from S3 to S3).")
@@ -113,6 +149,11 @@ def predict(
     dry_run: DryRun = False,
 ) -> None:
     """Classify texts via an endpoint (--endpoint) or locally (--model); one JSON line per text.
+
+    --model MODEL_DIR --file BIG.txt|.csv|.tsv|.jsonl|.parquet --output OUT.jsonl|.parquet
+    streams any file size in constant memory, with a progress bar; each row is {line, text,
+    predicted_class, confidence, rejected}, in input order. Bad lines are skipped and listed
+    (--on-error fail stops at the first); an interrupted run continues with --resume.
 
     --target sagemaker runs a batch transform: --file s3://.../texts.jsonl ({"text": ...} per
     line) --output s3://.../ --model NAME|s3://.../model.tar.gz (the latter with --image and
@@ -143,11 +184,39 @@ def predict(
         raise ConfigError(f"--file {file}: no such file")
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    if model is not None and file is not None:
+        if texts:
+            raise ConfigError("give texts as arguments or --file, not both")
+        from intentkit.bulk import predict_file, summary_line
+
+        result = predict_file(
+            Path(model),
+            file,
+            output,
+            text_column=text_column,
+            on_error=on_error or "skip",
+            resume=resume,
+            force=force,
+            batch_size=batch_size,
+            chunk_size=chunk_size,
+            backend=backend or "auto",
+            reject=not no_reject,
+        )
+        print(summary_line(result), file=sys.stderr)
+        return
+    bulk_only = {
+        "--text-column": text_column,
+        "--on-error": on_error,
+        "--resume": resume or None,
+        "--force": force or None,
+    }
+    if given := [k for k, v in bulk_only.items() if v is not None]:
+        raise ConfigError(f"{', '.join(given)}: only with --model MODEL_DIR --file FILE")
     if endpoint is not None:
         run = _remote(endpoint, api_key or env("INTENTKIT_API_KEY"), state_dir)
     else:
         assert model is not None
-        run = _Local(Path(model), no_reject, backend)
+        run = _Local(Path(model), no_reject, backend or "torch")
 
     out = open(output, "w", encoding="utf-8") if output else sys.stdout
     try:
