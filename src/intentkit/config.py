@@ -192,15 +192,44 @@ def list_presets() -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in root.iterdir() if p.name.endswith(".yaml"))
 
 
+def _is_preset_path(name: str) -> bool:
+    # A bundled name never has a suffix or a separator, so those always mean a file.
+    return name.endswith((".yaml", ".yml")) or "/" in name or "\\" in name
+
+
 def load_preset(name: str) -> dict[str, Any]:
-    """Read preset ``name`` as ``{"data": {...}, "train": {...}, "serve": {...}}`` sections."""
+    """Read preset ``name`` as ``{"data": {...}, "train": {...}, "serve": {...}}`` sections.
+
+    ``name`` is a bundled preset (:func:`list_presets`) or a path to a YAML file of the same
+    shape, e.g. the ``best-preset.yaml`` that ``intentkit tune`` writes.
+    """
+    from pathlib import Path
+
     import yaml
 
-    names = list_presets()
-    if name not in names:
-        raise ConfigError(f"--preset {name}: unknown preset; choose one of {', '.join(names)}")
-    text = (resources.files("intentkit") / "presets" / f"{name}.yaml").read_text("utf-8")
-    doc = yaml.safe_load(text) or {}
+    if _is_preset_path(name):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                f"--preset {name}: no such file; pass a YAML file or a bundled preset "
+                f"({', '.join(list_presets())})"
+            )
+        text = path.read_text("utf-8")
+    else:
+        names = list_presets()
+        if name not in names:
+            raise ConfigError(f"--preset {name}: unknown preset; choose one of {', '.join(names)}")
+        text = (resources.files("intentkit") / "presets" / f"{name}.yaml").read_text("utf-8")
+    try:
+        doc = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise ConfigError(f"--preset {name}: not valid YAML{line}; fix the file") from exc
+    if not isinstance(doc, dict) or not all(isinstance(v, dict | str) for v in doc.values()):
+        raise ConfigError(
+            f"--preset {name}: expected a mapping with data/train/serve sections; fix the file"
+        )
     unknown = set(doc) - {"description", "data", "train", "serve"}
     if unknown:
         raise ConfigError(f"preset {name} has unknown sections: {', '.join(sorted(unknown))}")

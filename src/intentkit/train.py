@@ -201,6 +201,7 @@ def train(
     force: bool = False,
     resume: bool = False,
     checkpoint_dir: str | Path | None = None,
+    callbacks: list[Any] | None = None,
     **overrides: Any,
 ) -> Path:
     """Fine-tune on a prepared dataset folder and write the artifact to ``out``; return ``out``.
@@ -215,6 +216,8 @@ def train(
         resume: continue from the last complete checkpoint in the checkpoint folder.
         checkpoint_dir: where checkpoints go (default ``out/checkpoints``); the SageMaker
             container puts them in ``/opt/ml/checkpoints``, which SageMaker syncs to S3.
+        callbacks: extra ``TrainerCallback`` objects appended to the Trainer's (``intentkit
+            tune`` reports each evaluation to Optuna through one).
         **overrides: TrainConfig fields (``model="minilm"``, ``epochs=1``...); None is ignored.
     """
     import torch
@@ -318,7 +321,7 @@ def train(
         weights = tu.class_weights(train_set["labels"], len(labels), cfg.class_weights)
         cbs = tu.callbacks_module()
         start = cbs.StartStepCallback()
-        callbacks: list[Any] = [cbs.RunConfigCallback(run_config), start]
+        callbacks = [cbs.RunConfigCallback(run_config), start, *(callbacks or [])]
         if cfg.patience:
             callbacks.append(
                 EarlyStoppingCallback(cfg.patience, cfg.early_stopping_threshold or 0.0)

@@ -21,7 +21,7 @@ def _load_commands() -> None:
     import importlib
 
     groups = ("data", "train", "serve", "endpoints", "predict", "quickstart", "container", "export")
-    groups += ("report",)
+    groups += ("report", "tune")
     for name in groups:
         try:
             importlib.import_module(f"intentkit.cli.{name}")

@@ -44,7 +44,9 @@ def train_cmd(
     model: Annotated[
         _Str, typer.Option(help="Alias (modernbert-base, minilm), local folder or hub id.")
     ] = None,
-    preset: Annotated[_Str, typer.Option(help="Preset from intentkit/presets.")] = None,
+    preset: Annotated[
+        _Str, typer.Option(help="Preset name (intentkit/presets) or a YAML file.")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a non-empty --out.")] = False,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the last checkpoint in --out.")
