@@ -11,7 +11,6 @@ from aws_helpers import aws, moto_url  # noqa: F401 - fixtures for the SageMaker
 from browser_helpers import browser, page  # noqa: F401 - a real Chromium for page tests
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -63,14 +62,6 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def keywords_jsonl() -> Path:
     """3-label fixture separable by one keyword per label (flight / hotel / car)."""
     return FIXTURES / "keywords.jsonl"
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """The real datasets beside the checkout (CLINC150, Banking77)."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared datasets not found at {SHARED_DATA}")
-    return SHARED_DATA
 
 
 @pytest.fixture(scope="session")

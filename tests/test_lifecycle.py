@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,18 +19,27 @@ import pytest
 from intentkit.cli import main
 from intentkit.endpoints.local import process_alive
 from intentkit.endpoints.registry import Registry
-from serve_helpers import REJECT_ALL, free_port, make_artifact
+from serve_helpers import free_port, make_artifact
 
 QUERIES = [
     "what time is my flight ?",
     "where is the gate of my flight ?",
     "where can i store my bags ?",
+    # The keyword model's own words (boarding/room/car): answered, with different labels.
+    "cancel the boarding now",
+    "add a note to the room",
+    "return the car in paris",
 ]
 
 
 @pytest.fixture(scope="module")
-def artifact(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_artifact(tiny_model_dir, tmp_path_factory.mktemp("art"), calibration=REJECT_ALL)
+def artifact(kw_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # A copy of the keyword model (its ONNX export must not land in the shared fixture): a
+    # trained, calibrated artifact whose answers and confidences vary, so served-vs-local and
+    # ONNX-vs-PyTorch comparisons can actually disagree.
+    out = tmp_path_factory.mktemp("art") / "model"
+    shutil.copytree(kw_model, out, ignore=shutil.ignore_patterns("checkpoints", "eval", "onnx"))
+    return out
 
 
 def _json_lines(text: str) -> list[dict]:
@@ -76,6 +86,10 @@ def test_deploy_endpoints_predict_delete(artifact: Path, tmp_path: Path, capsys,
     assert main(["predict", "--model", str(artifact), "--backend", "onnx", *QUERIES]) == 0
     local_onnx = _json_lines(capsys.readouterr().out)
     assert [r["predicted_class"] for r in local_onnx] == [r["predicted_class"] for r in local]
+    for o, t in zip(local_onnx, local, strict=True):
+        assert o["confidence"] == pytest.approx(t["confidence"], abs=1e-4)
+    # Not a vacuous comparison: the artifact answers several different labels.
+    assert len({r["predicted_class"] for r in local}) >= 3
 
     # A file streamed in batches to JSONL, by URL this time.
     queries = tmp_path / "q.txt"

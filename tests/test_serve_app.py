@@ -25,8 +25,8 @@ TEXTS = [
 
 @pytest.fixture(autouse=True, scope="module")
 def _restore_torch_threads():
-    # The server sets torch's process-wide thread count (cores - 1); later test modules in this
-    # pytest process (training) must get the full count back.
+    # The server sets torch's process-wide thread count (all cores, or all but one for torch
+    # int8); later test modules in this pytest process (training) must get the count back.
     import torch
 
     before = torch.get_num_threads()
