@@ -187,25 +187,19 @@ def test_pruned_trial_stops_training_at_first_evaluation(
 
 
 # ----------------------------------------------------------------------------- resume after kill
-def _wait_for_running_after_complete(
-    db: Path, proc: subprocess.Popen, timeout: float = 180
-) -> None:
-    from optuna.trial import TrialState
+def _wait_for_second_trial(out: Path, proc: subprocess.Popen, timeout: float = 180) -> None:
+    """Until trial 0 is finished (tune.json says so) and trial 1 trains (its folder exists).
 
-    from intentkit.tune import STUDY_NAME
-
+    Files, not the study DB: polling SQLite while the DB is being created races its tables.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"tune exited ({proc.returncode}) before a second trial started")
-        if db.is_file():
-            try:
-                states = [t.state for t in optuna.load_study(
-                    study_name=STUDY_NAME, storage=f"sqlite:///{db}").trials]  # fmt: skip
-            except KeyError:  # the study row is not written yet
-                states = []
-            if TrialState.COMPLETE in states and TrialState.RUNNING in states:
-                return
+        report = out / "tune" / "tune.json"
+        if report.is_file() and (out / "tune" / "trials" / "1").is_dir():
+            assert read_results(out)["counts"] == {"complete": 1}
+            return
         time.sleep(0.05)
     pytest.fail("no finished trial appeared")
 
@@ -219,7 +213,7 @@ def test_killed_tune_resumes_the_study(kw_data: Path, tiny_model_dir: Path, tmp_
         cli_cmd(*args), env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
-        _wait_for_running_after_complete(out / "tune" / "study.db", proc)
+        _wait_for_second_trial(out, proc)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=30)
