@@ -97,6 +97,24 @@ def render_model_card(meta: dict[str, Any]) -> str:
             "- `transformers.pipeline` returns the raw (uncalibrated, never rejecting) top class;",
             "  intentkit's Predictor and server apply the temperature and threshold.",
         ]
+    phases = training.get("phases")
+    if phases:
+        # Where the run's wall time went (issue #12: overhead outside the training steps).
+        lines += [
+            "",
+            "## Training time",
+            "",
+            f"{_fmt(phases.get('total_s'))} s in all, "
+            f"{phases.get('outside_train_steps_share', 0.0):.0%} outside the training steps.",
+            "",
+            "| phase | seconds |",
+            "|---|---|",
+        ]
+        lines += [
+            f"| {k} | {v:.2f} |"
+            for k, v in phases.items()
+            if k not in ("total_s", "outside_train_steps_share")
+        ]
     versions = meta.get("versions", {})
     lines += [
         "",

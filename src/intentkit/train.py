@@ -202,6 +202,7 @@ def train(
     resume: bool = False,
     checkpoint_dir: str | Path | None = None,
     callbacks: list[Any] | None = None,
+    started_at: float | None = None,
     **overrides: Any,
 ) -> Path:
     """Fine-tune on a prepared dataset folder and write the artifact to ``out``; return ``out``.
@@ -218,8 +219,13 @@ def train(
             container puts them in ``/opt/ml/checkpoints``, which SageMaker syncs to S3.
         callbacks: extra ``TrainerCallback`` objects appended to the Trainer's (``intentkit
             tune`` reports each evaluation to Optuna through one).
+        started_at: ``time.time()`` at which the process started (the CLI passes it) so the
+            phases in ``intentkit.json`` include interpreter start-up and the CLI's imports.
         **overrides: TrainConfig fields (``model="minilm"``, ``epochs=1``...); None is ignored.
     """
+    from intentkit import train_overhead as lo
+
+    timer = lo.PhaseTimer(started_at)
     import torch
     from datasets import Dataset
     from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
@@ -239,6 +245,7 @@ def train(
     )
     from intentkit.predict import Predictor, resolve_device
 
+    timer.mark("imports")
     out = Path(out)
     ckpt_arg = Path(checkpoint_dir) if checkpoint_dir is not None else None
     cfg = resolve_config(
@@ -271,6 +278,7 @@ def train(
         train_df, val_df = tu.split_val(ds.train, cfg.val_size, cfg.seed)
         val_source = f"{cfg.val_size:g} of train (stratified, seed {cfg.seed})"
 
+    timer.mark("data")
     tokenizer = load_tokenizer(cfg.model)
     model_config = load_config(cfg.model)
     limit = model_max_length(tokenizer, model_config)
@@ -297,6 +305,10 @@ def train(
         )
 
     train_set, val_set = encode(train_df), encode(val_df)
+    # Length-sorted like the Predictor's batches: the best evaluation's logits are then the
+    # calibration's (train_overhead), and shorter rows share batches (less padding).
+    val_set, val_order = lo.sort_by_length(val_set)
+    timer.mark("tokenise")
     if len(val_set) == 0:
         raise DataError(f"--data {ds.path}: the validation split is empty; raise --val-size")
 
@@ -332,7 +344,7 @@ def train(
                 model, cfg.lr, cfg.layerwise_lr_decay, cfg.weight_decay
             )
             optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
-        trainer = tu.weighted_trainer_class()(
+        trainer = lo.lean_trainer_class(tu.weighted_trainer_class())(
             model=model,
             args=args,
             data_collator=tu.PadCollator(
@@ -346,9 +358,12 @@ def train(
             loss_weights=weights,
             label_smoothing=cfg.label_smoothing,
             optimizers=(optimizer, None),
+            predictor_batches=not on_cuda,  # CUDA pads to multiples of 8, the Predictor not
+            world_size=_world_size(),
         )
         trainer.remove_callback(cbs.ProgressCallback)
         trainer.add_callback(cbs.QuietProgressCallback())
+        timer.mark("model_load")
         started = time.perf_counter()
         resumed_step = None
         if resume_from is not None:
@@ -358,8 +373,14 @@ def train(
         # Snapshot before evaluate(): its log entry re-scores the best checkpoint at the last
         # step, which would read as one more point of the validation curve.
         history = tu.compact_log_history(trainer.state.log_history)
-        scores = trainer.evaluate()  # the best checkpoint's metrics (it was loaded at the end)
-        best = {k: float(scores[f"eval_{k}"]) for k in ("loss", *METRICS) if f"eval_{k}" in scores}
+        timer.charge_trainer(trainer)
+        # The best checkpoint's metrics, from the evaluation that chose it (not a second pass).
+        best = lo.best_scores(trainer, ("loss", *METRICS))
+        if best is None:
+            scores = trainer.evaluate()  # the best checkpoint (loaded at the end)
+            keys = ("loss", *METRICS)
+            best = {k: float(scores[f"eval_{k}"]) for k in keys if f"eval_{k}" in scores}
+        timer.mark("evaluation")
         runtime = time.perf_counter() - started
 
         if trainer.is_world_process_zero():
@@ -368,10 +389,14 @@ def train(
             predictor = Predictor(
                 model, tokenizer, meta={"max_length": max_length}, device=model_device
             )
-            val_logits = predictor.logits(val_df["text"].tolist(), batch_size=cfg.eval_batch_size)
+            val_logits = lo.best_val_logits(trainer, val_order)
+            if val_logits is None:
+                texts = val_df["text"].tolist()
+                val_logits = predictor.logits(texts, batch_size=cfg.eval_batch_size)
             calibration = None
             if cfg.calibrate:
                 calibration = _calibrate(cfg, predictor, val_logits, val_df, oos_val, labels)
+            timer.mark("calibration")
             counts = ds.stats.get("label_counts") or {
                 "train": {str(k): int(v) for k, v in ds.train["label"].value_counts().items()}
             }
@@ -400,6 +425,7 @@ def train(
                     "train_loss": float(result.training_loss),
                     "runtime_s": round(runtime, 2),
                     "world_size": _world_size(),
+                    "phases": None,  # filled in once the artifact is written (lo.finish)
                     "device": device,
                     "precision": "bf16" if bf16 else "fp32",
                     "attention": attn,
@@ -417,6 +443,7 @@ def train(
                 meta=meta,
                 model_card=render_model_card(meta),
             )
+            lo.finish(out, meta, timer, render_model_card)
         # Other ranks must not return (and exit) before rank 0 has written the artifact.
         trainer.accelerator.wait_for_everyone()
     return out

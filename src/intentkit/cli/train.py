@@ -143,6 +143,7 @@ def train_cmd(
         )
         return
     from intentkit.train import train
+    from intentkit.train_overhead import process_start_time, summary_line
 
     out_dir = train(
         data,
@@ -151,9 +152,23 @@ def train_cmd(
         force=force,
         resume=resume,
         checkpoint_dir=checkpoint_dir,
+        started_at=process_start_time(),  # the phases then include start-up and imports
         **flags,
     )
     typer.echo(f"model written to {out_dir}")
+    phases = _phases(out_dir)
+    if phases:
+        typer.echo(summary_line(phases))
+
+
+def _phases(out_dir: Path) -> dict | None:
+    """The phase breakdown the run recorded (None on ranks > 0, which write no artifact)."""
+    from intentkit.artifact import read_meta
+
+    try:
+        return read_meta(out_dir).get("training", {}).get("phases")
+    except Exception:  # noqa: BLE001 - a summary line is never worth failing a finished run
+        return None
 
 
 def _sagemaker_target(
