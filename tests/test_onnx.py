@@ -66,7 +66,9 @@ def test_export_is_reused_until_the_weights_change(artifact: Path) -> None:
 
 
 def test_int8_graph_is_smaller_and_close_to_fp32(artifact: Path) -> None:
-    int8 = onnx_backend.export_onnx(artifact, int8=True)
+    # No validation data recorded for this artifact: accepted unmeasured (tests/test_int8.py
+    # covers the agreement gate).
+    int8 = onnx_backend.export_onnx(artifact, int8=True, min_agreement=0.0)
     fp32 = artifact / "onnx" / "model.onnx"
     assert int8.name == "model.int8.onnx" and fp32.is_file()
     # The tiny encoder's embeddings stay fp32; its linear layers shrink 4x.
@@ -151,7 +153,7 @@ def test_server_on_onnx_backend_answers_like_pytorch(artifact: Path) -> None:
 
 
 def test_export_cli(artifact: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    assert main(["export", str(artifact), "--int8"]) == 0
+    assert main(["export", str(artifact), "--int8", "--min-agreement", "0"]) == 0
     out = capsys.readouterr().out
     assert "fp32:" in out and "int8:" in out and "max |logit - PyTorch|" in out
     assert main(["export", str(tmp_path / "missing")]) == 2

@@ -7,8 +7,9 @@ reaches ~210 GFLOP/s while ONNX Runtime's MLAS reaches ~460, and a ModernBERT-ba
 Exporting and quantizing are done by the libraries (``torch.onnx``, ``onnxruntime.quantization``);
 this module only caches, verifies and loads their output.
 
-Layout: ``MODEL_DIR/onnx/model.onnx`` (fp32), ``model.int8.onnx`` (dynamic int8 weights) and
-``export.json`` (the source fingerprint, versions and the measured max |logit difference|).
+Layout: ``MODEL_DIR/onnx/model.onnx`` (fp32), ``model.int8.onnx`` (int8 weights, see
+:mod:`intentkit.quantize`) and ``export.json`` (the source fingerprint, versions, the measured max
+|logit difference|, and for int8 the recipe and its measured agreement with fp32's answers).
 An export is reused while the artifact's config and weights are unchanged. When ``MODEL_DIR``
 is read-only the export goes to the user cache folder instead; the artifact is never modified
 apart from adding ``onnx/``.
@@ -85,8 +86,18 @@ def export_dir(model_dir: Path) -> Path:
 
 
 def _has(manifest: dict[str, Any], folder: Path, kind: str) -> bool:
-    """Whether the manifest lists the ``kind`` graph and its file is there."""
-    return kind in manifest.get("files", {}) and (folder / FILES[kind]).is_file()
+    """Whether the manifest lists the ``kind`` graph and its file is there (int8: made with the
+    current recipe and its agreement measured)."""
+    from intentkit.quantize import RECIPE
+
+    info = manifest.get("files", {}).get(kind)
+    if info is None or not (folder / FILES[kind]).is_file():
+        return False
+    if kind == "int8":  # an int8 graph from an older recipe is remade, not served
+        return (info.get("quantization") or {}).get("name") == RECIPE["name"] and bool(
+            info.get("agreement")
+        )
+    return True
 
 
 def _fresh(folder: Path, model_dir: Path, kind: str) -> Path | None:
@@ -173,18 +184,41 @@ def _max_diff(model: Any, onnx_path: Path, batches: list[tuple[np.ndarray, np.nd
     return worst
 
 
-def export_onnx(model_dir: str | Path, *, int8: bool = False, force: bool = False) -> Path:
+def export_onnx(
+    model_dir: str | Path,
+    *,
+    int8: bool = False,
+    force: bool = False,
+    min_agreement: float | None = None,
+    data: str | Path | None = None,
+) -> Path:
     """Export ``model_dir`` to ONNX (and int8 when asked); return the requested ``.onnx`` path.
 
     Reused when ``export.json`` matches the artifact's current config and weights, unless
     ``force``. The fp32 graph is checked against PyTorch on batches of several sizes, lengths
     and paddings (up to the artifact's ``max_length``); a difference above ``TOLERANCE`` raises
     ModelError, so a graph that traced a shape-specific branch is never served.
+
+    int8: the graph's answers are compared with fp32's on validation texts (``data``, else the
+    artifact's recorded data folder; :func:`intentkit.quantize.agreement_texts`) and the result
+    is recorded. Under ``min_agreement`` (None: the one recorded, else
+    :data:`~intentkit.quantize.DEFAULT_MIN_AGREEMENT`) the graph stays on disk for inspection,
+    marked refused, and :class:`~intentkit.quantize.Int8Refused` is raised, here and by every
+    later load, until an export accepts it with a lower ``min_agreement``.
     """
+    from intentkit.quantize import check_accepted, gate
+
     model_dir = check_artifact_dir(model_dir)
     require_onnx()
     kind = "int8" if int8 else "fp32"
     shipped = None if force else _fresh(model_dir / ONNX_DIR, model_dir, kind)
+    if shipped is not None and kind == "int8":
+        info = _read_manifest(shipped.parent)["files"]["int8"]
+        regated = info if min_agreement is None else gate(info, min_agreement)
+        if data is not None or regated["agreement"] != info["agreement"]:
+            shipped = None  # measure again / record the new decision: below, under the lock
+        else:
+            check_accepted(info, model_dir)
     if shipped is not None:  # exported ahead of time (`intentkit export`), maybe read-only now
         return shipped
     from filelock import FileLock
@@ -194,16 +228,37 @@ def export_onnx(model_dir: str | Path, *, int8: bool = False, force: bool = Fals
     # Two servers starting on one model (deploy of fp32 and int8, say) export once: the second
     # waits for the lock, then finds the export fresh.
     with FileLock(str(folder / ".export.lock"), timeout=1800):
-        return _export_locked(model_dir, folder, kind=kind, force=force)
+        path = _export_locked(
+            model_dir, folder, kind=kind, force=force, min_agreement=min_agreement, data=data
+        )
+    if kind == "int8":  # raised after the manifest is written: the refusal is on record
+        check_accepted(_read_manifest(folder)["files"]["int8"], model_dir)
+    return path
 
 
-def _export_locked(model_dir: Path, folder: Path, *, kind: str, force: bool) -> Path:
+def _export_locked(
+    model_dir: Path,
+    folder: Path,
+    *,
+    kind: str,
+    force: bool,
+    min_agreement: float | None,
+    data: str | Path | None,
+) -> Path:
+    from intentkit.quantize import DEFAULT_MIN_AGREEMENT, gate
+
     target = folder / FILES[kind]
     current = fingerprint(model_dir)
     manifest = _read_manifest(folder)
     if force or manifest.get("source") != current:
         manifest = {"source": current, "files": {}}  # stale or forced: every graph is remade
-    elif _has(manifest, folder, kind):  # another process exported it while we waited
+    elif _has(manifest, folder, kind) and (data is None or kind == "fp32"):
+        if kind == "fp32":  # another process exported it while we waited
+            return target
+        info = manifest["files"]["int8"]
+        if min_agreement is not None:  # the same graph, judged against a new minimum
+            manifest["files"]["int8"] = gate(info, min_agreement)
+            atomic_write_json(folder / MANIFEST, manifest)
         return target
 
     import torch
@@ -233,16 +288,14 @@ def _export_locked(model_dir: Path, folder: Path, *, kind: str, force: bool) -> 
         finally:
             tmp.unlink(missing_ok=True)
         manifest["files"]["fp32"] = {"file": FILES["fp32"], "max_abs_logit_diff": diff}
-    if kind == "int8" and not _has(manifest, folder, "int8"):
-        log.info("quantizing %s to int8 (ONNX Runtime dynamic quantization)", fp32)
-        tmp = folder / f".{FILES['int8']}.tmp-{os.getpid()}"
-        try:
-            _quantize(fp32, tmp)
-            diff = _max_diff(model, tmp, batches)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-        manifest["files"]["int8"] = {"file": FILES["int8"], "max_abs_logit_diff": diff}
+    if kind == "int8":
+        previous = manifest["files"].get("int8") or {}
+        if not _has(manifest, folder, "int8"):
+            previous = _quantize_verified(model, fp32, target, batches)
+        agreement = _measure_agreement(fp32, target, tokenizer, model.config, model_dir, data)
+        floor = (previous.get("agreement") or {}).get("min", DEFAULT_MIN_AGREEMENT)
+        info = {**previous, "agreement": agreement}
+        manifest["files"]["int8"] = gate(info, floor if min_agreement is None else min_agreement)
     manifest.update(
         opset=OPSET,
         versions={m: _version(m) for m in ("torch", "transformers", "onnx", "onnxruntime")},
@@ -251,19 +304,46 @@ def _export_locked(model_dir: Path, folder: Path, *, kind: str, force: bool) -> 
     return target
 
 
-def _quantize(src: Path, dst: Path) -> None:
-    """Dynamic int8 weights for MatMul/Gemm (activations quantized per batch at run time)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def _quantize_verified(
+    model: Any, fp32: Path, target: Path, batches: list[tuple[np.ndarray, np.ndarray]]
+) -> dict[str, Any]:
+    """Quantise ``fp32`` into ``target`` (atomically); its manifest entry, agreement to come."""
+    from intentkit.quantize import quantize
 
-    # quantize_dynamic logs a "run pre-processing first" hint through the root logger; the
-    # shape-inference pre-pass it suggests changes nothing for these graphs' MatMuls.
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
+    log.info("quantizing %s to int8 (ONNX Runtime, per-channel weights)", fp32)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+        recipe = quantize(fp32, tmp)
+        diff = _max_diff(model, tmp, batches)
+        os.replace(tmp, target)
     finally:
-        root.setLevel(level)
+        tmp.unlink(missing_ok=True)
+    return {"file": target.name, "max_abs_logit_diff": diff, "quantization": recipe}
+
+
+def _measure_agreement(
+    fp32: Path, int8: Path, tokenizer: Any, config: Any, model_dir: Path, data: str | Path | None
+) -> dict[str, Any]:
+    """How often the int8 graph serves fp32's answer on the validation texts (the gate's input)."""
+    from intentkit.predict import Predictor
+    from intentkit.quantize import agreement_texts, answer_agreement
+
+    meta = read_meta(model_dir)
+    texts, source = agreement_texts(meta, data)
+    if not texts:
+        log.warning("int8 export of %s: no validation data found to measure agreement", model_dir)
+        return {**source, "value": None}
+    logits = [
+        Predictor(
+            None, tokenizer, meta=meta, runner=OnnxRunner(p, threads=None), config=config
+        ).logits(texts)
+        for p in (fp32, int8)
+    ]
+    calibration = meta.get("calibration")
+    labels = [str(config.id2label[i]) for i in range(len(config.id2label))]
+    value = answer_agreement(logits[0], logits[1], labels, calibration)
+    log.info("int8 gives fp32's answer on %.2f%% of %d texts", 100 * value, len(texts))
+    return {**source, "value": value, "rejection": bool(calibration)}
 
 
 def _version(module: str) -> str:

@@ -85,11 +85,14 @@ def _onnx_runner(path: Path, dtype: str, threads: int | None, *, strict: bool) -
     import logging
 
     from intentkit.onnx_backend import OnnxRunner, export_onnx
+    from intentkit.quantize import Int8Refused
 
     try:
         onnx_path = export_onnx(path, int8=dtype == "int8")
     except Exception as exc:
-        if strict:
+        # A refused int8 graph is no reason to fall back to PyTorch int8, which moves the
+        # answers at least as much (bench/RESULTS.md): the user must choose fp32 or accept it.
+        if strict or isinstance(exc, Int8Refused):
             raise
         logging.getLogger(__name__).warning(
             "ONNX backend unavailable for %s (%s: %s); using PyTorch", path, type(exc).__name__, exc

@@ -92,14 +92,20 @@ def _add_dir(tar: tarfile.TarFile, arcname: str, mtime: int) -> None:
     tar.addfile(info)
 
 
-def _onnx_export(model_dir: Path, int8: bool) -> tuple[Path, dict[str, Any], dict[str, Any]]:
-    """Export (or reuse) the ONNX graphs: (their folder, manifest, source fingerprint)."""
+def _onnx_export(
+    model_dir: Path, int8: bool, min_agreement: float | None, data: Path | None
+) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """Export (or reuse) the ONNX graphs: (their folder, manifest, source fingerprint).
+
+    An int8 graph is shipped only if accepted (its agreement with fp32 at least
+    ``min_agreement``): otherwise ``Int8Refused`` is raised and nothing is packed."""
     if not onnx_available():
         raise ConfigError(
             "packing for intentkit's image includes the ONNX export, which needs onnxruntime "
             "and onnx: pip install 'intentkit[onnx]' (or pass --no-onnx)"
         )
-    folder = export_onnx(model_dir, int8=int8).parent  # model_dir/onnx or the user cache
+    # model_dir/onnx or the user cache
+    folder = export_onnx(model_dir, int8=int8, min_agreement=min_agreement, data=data).parent
     manifest = json.loads((folder / MANIFEST).read_text("utf-8"))
     source = fingerprint(model_dir)
     if manifest.get("source") != source:
@@ -131,6 +137,8 @@ def pack_model(
     fmt: str = "intentkit",
     onnx: bool = True,
     int8: bool = False,
+    min_agreement: float | None = None,
+    data: Path | None = None,
 ) -> Path:
     """Write ``dest`` (a ``model.tar.gz``) for SageMaker from the artifact ``model_dir``.
 
@@ -139,7 +147,10 @@ def pack_model(
         dest: the archive to write; replaced atomically if it exists. Not inside ``model_dir``.
         fmt: ``intentkit`` (intentkit's image) or ``sagemaker-hf`` (Hugging Face inference image).
         onnx: ``intentkit`` only: ship the ONNX export (made now if missing or stale).
-        int8: ``intentkit`` only: ship the dynamic-int8 graph too (for ``--dtype int8``).
+        int8: ``intentkit`` only: ship the int8 graph too (for ``--dtype int8``), which must
+            have passed the agreement gate (:func:`intentkit.onnx_backend.export_onnx`).
+        min_agreement: int8 only: the gate's minimum (None: the recorded one, else 99.5 %).
+        data: int8 only: prepared data to measure agreement on (None: the training data).
 
     Returns:
         ``dest``. Archive members sit at the root: artifact files (see :func:`artifact_files`),
@@ -158,7 +169,7 @@ def pack_model(
         raise ConfigError(f"--output {dest} is inside MODEL_DIR; write the archive elsewhere")
     folder = manifest = source = None
     if fmt == "intentkit" and onnx:
-        folder, manifest, source = _onnx_export(model_dir, int8)
+        folder, manifest, source = _onnx_export(model_dir, int8, min_agreement, data)
     # Listed after the export, which may take a while: this snapshot is what gets packed.
     files = artifact_files(model_dir)
     mtimes = {p.name: _whole_seconds(p) for p in files}
