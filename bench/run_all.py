@@ -20,6 +20,9 @@ BENCHES = {
     "serve": ["serve_load.py", "run"],
     "backend": ["backend_forward.py"],
     "predictor": ["predictor_throughput.py"],
+    "train-overhead": ["train_overhead.py"],
+    "report": ["report_speed.py"],
+    "bulk": ["bulk_predict.py", "--n", "100000"],
 }
 QUALITY = {
     "quality-clinc150": ["quality.py", "--dataset", "clinc150"],
