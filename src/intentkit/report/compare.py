@@ -173,7 +173,8 @@ def render_compare(result: dict[str, Any]) -> str:
     significant = p < 0.05
     verdict = (
         f'<div class="verdict {"sig" if significant else "noise"}" id="verdict">'
-        f"{test['b']} rows only A gets right, {test['c']} only B gets right: McNemar p = "
+        f"{test['b']} {'row' if test['b'] == 1 else 'rows'} only A gets right, {test['c']} "
+        f"only B gets right: McNemar p = "
         f'<b id="p-value" data-value="{p!r}">{p:.4g}</b> ({esc(test["method"])}). '
         + (
             "The accuracy difference is unlikely to be noise (p &lt; 0.05)."
