@@ -35,9 +35,14 @@ def chromium_path() -> str | None:
     return os.environ.get("INTENTKIT_CHROMIUM") or shutil.which("chromium")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the session (Playwright's sync API)."""
+    """One headless Chromium per test module (Playwright's sync API).
+
+    Module, not session, scope: while Playwright's sync API is running it holds an asyncio
+    loop as the thread's running loop, so a later module's ``asyncio.run`` (the socket tests'
+    load generators) would fail with "cannot be called from a running event loop".
+    """
     path = chromium_path()
     if path is None:
         message = (
