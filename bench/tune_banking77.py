@@ -22,28 +22,14 @@ import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from quality import run  # the same logged, fail-fast subprocess runner
+
 PRESET = "banking77-minilm"
-
-
-def run(cmd: list[str], log: Path, env: dict[str, str]) -> float:
-    """Run ``cmd`` with its output in ``log``; exit with the log's tail on failure."""
-    print(f"$ {shlex.join(cmd)}", flush=True)
-    started = time.perf_counter()
-    with log.open("w", encoding="utf-8") as fh:
-        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, check=False)
-    wall = time.perf_counter() - started
-    if proc.returncode != 0:
-        tail = log.read_text("utf-8", errors="replace")[-3000:]
-        sys.exit(f"command failed (rc {proc.returncode}) after {wall:.0f}s:\n{tail}")
-    print(f"  {wall:.1f}s", flush=True)
-    return wall
 
 
 def scores(model: Path, metric: str) -> dict[str, Any]:

@@ -13,6 +13,15 @@ from typing import Any
 
 LABELS = ["book_flight", "lost_luggage", "flight_status"]
 #: Threshold above any 3-class probability of a random model: every text is rejected.
+#: Short and long intent-like texts for backend parity checks (the last is over max_length 32).
+SAMPLE_TEXTS = [
+    "what time is my flight ?",
+    "my bag never arrived",
+    "book me a flight to paris next friday please",
+    "is flight ua 90 on time",
+    "hi",
+    "i need to rebook the connection that i missed because my first flight was late",
+]
 REJECT_ALL = {"temperature": 1.0, "threshold": 0.99, "reject_label": "out_of_scope"}
 
 

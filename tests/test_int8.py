@@ -13,16 +13,9 @@ from intentkit import onnx_backend, quantize
 from intentkit.cli import main
 from intentkit.predict import Predictor
 from intentkit.quantize import Int8Refused
-from serve_helpers import make_artifact
+from serve_helpers import SAMPLE_TEXTS, make_artifact
 
-TEXTS = [
-    "what time is my flight ?",
-    "my bag never arrived",
-    "book me a flight to paris next friday please",
-    "is flight ua 90 on time",
-    "hi",
-    "i need to rebook the connection that i missed because my first flight was late",
-]
+TEXTS = SAMPLE_TEXTS
 #: The tiny random encoder's int8 logits stay within this share of its fp32 logit range.
 LOGIT_TOLERANCE = 0.1
 

@@ -18,16 +18,9 @@ from intentkit.config import ServeConfig
 from intentkit.errors import ConfigError, ModelError
 from intentkit.predict import Predictor, resolve_backend
 from intentkit.serve.app import create_app
-from serve_helpers import make_artifact, running, wait_ready
+from serve_helpers import SAMPLE_TEXTS, make_artifact, running, wait_ready
 
-TEXTS = [
-    "what time is my flight ?",
-    "my bag never arrived",
-    "book me a flight to paris next friday please",
-    "is flight ua 90 on time",
-    "hi",
-    "i need to rebook the connection that i missed because my first flight was late",
-]
+TEXTS = SAMPLE_TEXTS
 
 
 @pytest.fixture()
