@@ -13,27 +13,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from train_helpers import FAST, cli_cmd, cli_env, keywords_prepared
+from train_helpers import (
+    FAST,
+    assert_one_line_error,
+    cli_cmd,
+    cli_env,
+    keywords_prepared,
+    run_cli,
+)
 
 
 @pytest.fixture(scope="module")
 def kw_data(tmp_path_factory: pytest.TempPathFactory, keywords_jsonl: Path) -> Path:
     return keywords_prepared(keywords_jsonl, tmp_path_factory.mktemp("kw") / "data")
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    from intentkit.cli import main
-
-    code = main(list(argv))
-    return code, capsys.readouterr().err
-
-
-def assert_one_line_error(code: int, err: str, *needles: str) -> None:
-    assert code == 2, err
-    lines = [x for x in err.strip().splitlines() if x.startswith("error:")]
-    assert len(lines) == 1, err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 # ----------------------------------------------------------------------------- bad input

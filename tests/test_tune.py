@@ -17,24 +17,9 @@ from typing import Any
 
 import pytest
 
-from train_helpers import cli_cmd, cli_env
+from train_helpers import assert_one_line_error, cli_cmd, cli_env, run_cli
 
 optuna = pytest.importorskip("optuna")
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    from intentkit.cli import main
-
-    code = main(list(argv))
-    return code, capsys.readouterr().err
-
-
-def assert_one_line_error(code: int, err: str, *needles: str) -> None:
-    assert code == 2, err
-    lines = [x for x in err.strip().splitlines() if x.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def tune_args(data: Path, out: Path, model: Path, *extra: str) -> list[str]:

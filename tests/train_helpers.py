@@ -64,3 +64,20 @@ def cli_env() -> dict[str, str]:
 def cli_cmd(*args: str) -> list[str]:
     """``python -m intentkit ARGS`` with the running interpreter."""
     return [sys.executable, "-m", "intentkit", *args]
+
+
+def run_cli(capsys: Any, *argv: str) -> tuple[int, str]:
+    """``intentkit.cli.main(argv)`` in this process; its exit code and captured stderr."""
+    from intentkit.cli import main
+
+    code = main(list(argv))
+    return code, capsys.readouterr().err
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    """Exit code 2, exactly one ``error:`` line containing every needle, no traceback."""
+    assert code == 2, err
+    lines = [x for x in err.strip().splitlines() if x.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
