@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from intentkit.tune import SPACE
 from quality import run  # the same logged, fail-fast subprocess runner
 
 PRESET = "banking77-minilm"
@@ -39,19 +40,8 @@ def scores(model: Path, metric: str) -> dict[str, Any]:
     return {
         "val": {k: meta["metrics"].get(k) for k in ("accuracy", "macro_f1", metric)},
         "test": {k: report.get(k) for k in ("accuracy", "macro_f1", "weighted_f1")},
-        "train_config": {
-            k: meta["train_config"].get(k)
-            for k in (
-                "lr",
-                "epochs",
-                "batch_size",
-                "warmup_ratio",
-                "weight_decay",
-                "label_smoothing",
-                "layerwise_lr_decay",
-                "class_weights",
-            )
-        },  # fmt: skip
+        # The searched settings: the tune search space's own keys, so the two cannot drift.
+        "train_config": {k: meta["train_config"].get(k) for k in SPACE},
     }
 
 

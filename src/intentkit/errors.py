@@ -27,3 +27,12 @@ class ModelError(IntentkitError):
 
 class OutputExistsError(IntentkitError):
     """Refusing to overwrite a non-empty output without --force."""
+
+
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """An exception's first message line (cut to ``limit`` characters), else its type name.
+
+    Library errors can span many lines; user-facing errors here are one line.
+    """
+    text = str(exc).strip().splitlines()
+    return text[0][:limit] if text else type(exc).__name__

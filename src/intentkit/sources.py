@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from intentkit.config import DataConfig
-from intentkit.errors import ConfigError, DataError
+from intentkit.errors import ConfigError, DataError, first_line
 
 TEXT_ALIASES = ("text", "instruction", "utterance", "sentence", "query", "question", "prompt")
 LABEL_ALIASES = ("label", "category", "intent", "class", "labels")
@@ -73,8 +73,7 @@ class RawSource:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
+    return first_line(exc, limit=300)  # a parser's message can quote a whole record
 
 
 def _sha256_files(paths: list[Path]) -> str:

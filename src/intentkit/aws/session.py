@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from intentkit.errors import ConfigError, IntentkitError
+from intentkit.errors import ConfigError, IntentkitError, first_line
 
 ENV_PREFIX = "INTENTKIT_SAGEMAKER_"
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
@@ -77,11 +77,6 @@ class AwsSettings:
         return cls(pick(region, "REGION"), pick(role, "ROLE"), pick(bucket, "BUCKET"), dry_run)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 @contextmanager
 def aws_errors(step: str) -> Iterator[None]:
     """Turn botocore failures inside ``step`` into one-line :class:`AwsError` messages."""
@@ -107,16 +102,16 @@ def aws_errors(step: str) -> Iterator[None]:
             "AWS_REGION)"
         ) from None
     except EndpointConnectionError as exc:
-        raise AwsError(f"{step}: cannot reach AWS ({_first_line(exc)})") from None
+        raise AwsError(f"{step}: cannot reach AWS ({first_line(exc)})") from None
     except ClientError as exc:
         err = exc.response.get("Error", {})
         error = AwsError(
-            f"{step}: {err.get('Code', 'error')}: {err.get('Message', _first_line(exc))}"
+            f"{step}: {err.get('Code', 'error')}: {err.get('Message', first_line(exc))}"
         )
         error.code = err.get("Code")
         raise error from None
     except BotoCoreError as exc:
-        raise AwsError(f"{step}: {_first_line(exc)}") from None
+        raise AwsError(f"{step}: {first_line(exc)}") from None
 
 
 @dataclass
@@ -218,7 +213,7 @@ class Aws:
                 code = str(exc.response.get("Error", {}).get("Code", ""))
                 if code not in ("404", "NoSuchBucket", "NotFound"):
                     raise AwsError(
-                        f"--bucket {name}: cannot use it ({code or _first_line(exc)}); pass a "
+                        f"--bucket {name}: cannot use it ({code or first_line(exc)}); pass a "
                         "bucket you own with --bucket"
                     ) from None
         params: dict[str, Any] = {"Bucket": name}
@@ -244,7 +239,7 @@ class Aws:
             try:
                 self.client("s3").upload_file(str(path), bucket, key)
             except S3UploadFailedError as exc:  # boto3's transfer wraps the ClientError in this
-                raise AwsError(f"{step}: {_first_line(exc)}") from None
+                raise AwsError(f"{step}: {first_line(exc)}") from None
         return uri
 
     def download(self, uri: str, path: Path) -> Path:
