@@ -1,7 +1,8 @@
 """One forward pass, PyTorch eager vs ONNX Runtime, fp32 on CPU: why ``--backend auto`` picks ONNX.
 
 Model: the serve benchmark's ModernBERT-base config with random weights (and optionally MiniLM),
-saved as an intentkit artifact and exported with ``intentkit.onnx_backend.export_onnx``. Inputs:
+saved as an intentkit artifact and exported with ``intentkit.inference.onnx_backend.export_onnx``.
+Inputs:
 ``batch`` rows of ``--length`` random token ids. Both backends run side by side in one process
 with the same thread count, interleaved per repeat; also the 2048^2 matmul rate of each library
 (the CPU's fp32 peak is the larger one).
@@ -59,7 +60,7 @@ def main() -> None:
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from intentkit.onnx_backend import OnnxRunner, export_onnx
+    from intentkit.inference.onnx_backend import OnnxRunner, export_onnx
     from serve_load import matmul_peak_gflops, prepare_models
 
     threads = args.threads or torch.get_num_threads()

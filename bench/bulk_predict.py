@@ -46,7 +46,7 @@ def _stats(values: list[float]) -> dict[str, float]:
 
 def run_bare(model_dir: Path, texts: list[str], backend: str, batch_size: int) -> float:
     """Texts/s of ``Predictor.logits`` over ``texts`` in memory (after a small warm-up)."""
-    from intentkit.predict import Predictor
+    from intentkit.inference.predictor import Predictor
 
     pred = Predictor.from_dir(model_dir, backend=backend)
     pred.logits(texts[: batch_size * 4], batch_size=batch_size)

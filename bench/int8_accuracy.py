@@ -8,11 +8,12 @@ Side by side, in one process, on the same texts:
 * ``fp32``: the artifact's verified ONNX export (the reference);
 * ``int8-dynamic-old``: what ``--dtype int8`` served before issue #12, ONNX Runtime's
   ``quantize_dynamic`` with its defaults (per-tensor weight scales, embedding tables included);
-* ``int8``: the export's current recipe (:mod:`intentkit.quantize`), measured here even where
+* ``int8``: the export's current recipe (:mod:`intentkit.inference.quantize`), measured here even
+  where
   the export gate refuses it (the gate's recorded verdict is not changed).
 
 For each: test accuracy (top-1, no rejection), the share of answers identical to fp32's (answers
-as served: ``calibration.apply``, rejection included; and plain top-1), the largest logit
+as served: ``decision.apply``, rejection included; and plain top-1), the largest logit
 difference, and texts/s at ``--batch-size`` (median and min-max of ``--repeats`` timed passes
 over the split, variants interleaved within each repeat so load changes hit all of them).
 Agreement is deterministic; texts/s needs a quiet machine.
@@ -56,11 +57,17 @@ def main() -> None:
     from transformers import AutoConfig, AutoTokenizer
 
     from intentkit.artifact import read_meta
-    from intentkit.calibration import apply
-    from intentkit.dataset import load_prepared
-    from intentkit.onnx_backend import FILES, MANIFEST, OnnxRunner, export_dir, export_onnx
-    from intentkit.predict import Predictor
-    from intentkit.quantize import Int8Refused
+    from intentkit.data.dataset import load_prepared
+    from intentkit.inference.decision import apply
+    from intentkit.inference.onnx_backend import (
+        FILES,
+        MANIFEST,
+        OnnxRunner,
+        export_dir,
+        export_onnx,
+    )
+    from intentkit.inference.predictor import Predictor
+    from intentkit.inference.quantize import Int8Refused
 
     frame = load_prepared(args.data).split(args.split)
     texts, truth = frame["text"].tolist(), np.array(frame["label"].tolist())

@@ -46,7 +46,7 @@ def build(device: str, dtype: str, tokenizer_dir: str | None) -> Any:
     from transformers import AutoTokenizer, ModernBertForSequenceClassification
 
     from bench_models import modernbert_config
-    from intentkit.predict import Predictor, resolve_device, resolve_dtype
+    from intentkit.inference.predictor import Predictor, resolve_device, resolve_dtype
 
     if tokenizer_dir is None:
         from intentkit.modeling import resolve_model

@@ -4,7 +4,8 @@ Issue #10's target: report generation takes < 5 s beyond the evaluation itself. 
 timed): prepare the bundled ``clinc150`` set into bench/out/, build an artifact (``--model
 DIR``: an existing trained one; default: MiniLM with a randomly initialised 150-class head and
 a calibration fitted on val, which answers mostly wrong and so is the worst case for the page's
-error list), run ``intentkit.evaluate`` once. Timed: ``write_report`` on that evaluation folder,
+error list), run ``intentkit.evaluation.evaluate`` once. Timed: ``write_report`` on that evaluation
+folder,
 ``--repeats`` times. Prints one JSON object (median and min-max seconds, page size).
 
     python bench/report_speed.py [--model DIR] [--repeats 5]
@@ -29,10 +30,10 @@ def random_head_artifact(data: Path, out: Path) -> Path:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from intentkit.artifact import library_versions, write_artifact
-    from intentkit.calibration import calibrate
-    from intentkit.dataset import load_prepared
+    from intentkit.data.dataset import load_prepared
+    from intentkit.evaluation.calibration import calibrate
+    from intentkit.inference.predictor import Predictor
     from intentkit.modeling import resolve_model
-    from intentkit.predict import Predictor
 
     ds = load_prepared(data)
     labels = list(ds.labels)
@@ -62,9 +63,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=HERE / "out" / "report_speed")
     args = parser.parse_args()
 
-    from intentkit.data import prepare
-    from intentkit.evaluate import evaluate
-    from intentkit.report.page import write_report
+    from intentkit.data.prepare import prepare
+    from intentkit.evaluation.evaluate import evaluate
+    from intentkit.evaluation.report.page import write_report
 
     data = args.work / "data"
     if not (data / "test.parquet").is_file():

@@ -120,8 +120,8 @@ def _train_minilm(out: Path, path: Path) -> None:
     """A real trained artifact: MiniLM on the bundled clinc150-travel set (quickstart's recipe,
     max length 64 like the reference handler), with its calibration; ~1 min on 2 cores."""
     from intentkit.config import DataConfig
-    from intentkit.data import prepare
-    from intentkit.train import train
+    from intentkit.data.prepare import prepare
+    from intentkit.training.train import train
 
     data = out / "clinc150-travel-data"
     prepare("clinc150-travel", data, config=DataConfig(), force=True)

@@ -5,7 +5,7 @@ Runs, N times (default 3), in a fresh subprocess each:
     intentkit train --data DATA --model minilm --preset cpu-fast --epochs 1 --out OUT --force
 
 and prints JSON: median and min-max seconds of each phase (``intentkit.json["training"]
-["phases"]``, see ``intentkit.train_overhead``), of the wall time measured here, of ``exit``
+["phases"]``, see ``intentkit.training.overhead``), of the wall time measured here, of ``exit``
 (wall minus the recorded phases: interpreter teardown) and of the share of the wall time
 outside training steps. DATA defaults to /tmp/lean/data (``intentkit data prepare
 clinc150-travel --out /tmp/lean/data`` first).
@@ -41,13 +41,13 @@ def timed(name, owner, attr):
         finally:
             acc[name] = acc.get(name, 0.0) + time.time() - t
     setattr(owner, attr, w)
-import intentkit.train as it
+import intentkit.training.train as it
 inner = it.train
 def train(*a, **k):
     marks["enter"] = time.time()
     from transformers import Trainer
     from transformers.trainer_callback import CallbackHandler
-    import intentkit.artifact as ar, intentkit.predict as pr
+    import intentkit.artifact as ar, intentkit.inference.predictor as pr
     for name, owner, attr in (("evaluation", Trainer, "evaluate"),
                               ("checkpoints", Trainer, "_save_checkpoint"),
                               ("checkpoints", Trainer, "_load_best_model"),

@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from intentkit.tune import SPACE
+from intentkit.training.tune import SPACE
 from quality import run  # the same logged, fail-fast subprocess runner
 
 PRESET = "banking77-minilm"

@@ -75,7 +75,7 @@ def kw_data(tmp_path_factory: pytest.TempPathFactory, keywords_jsonl: Path) -> P
 @pytest.fixture(scope="session")
 def kw_model(tmp_path_factory: pytest.TempPathFactory, kw_data: Path, tiny_model_dir: Path) -> Path:
     """The tiny ModernBERT trained on the keyword fixture (once per session; treat read-only)."""
-    from intentkit.train import train
+    from intentkit.training.train import train
     from train_helpers import FAST
 
     out = tmp_path_factory.mktemp("kw-model") / "model"

@@ -16,9 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from intentkit.bulk import predict_file, progress_path
 from intentkit.cli import main
-from intentkit.predict import Predictor
+from intentkit.inference.bulk import predict_file, progress_path
+from intentkit.inference.predictor import Predictor
 from serve_helpers import make_artifact
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -233,8 +233,8 @@ MEMORY_SCRIPT = textwrap.dedent(
     """
     import json, resource, sys
     from pathlib import Path
-    from intentkit.bulk import predict_file
-    from intentkit.predict import Predictor
+    from intentkit.inference.bulk import predict_file
+    from intentkit.inference.predictor import Predictor
 
     art, small, big, out, headroom = sys.argv[1:6]
     pred = Predictor.from_dir(art, backend="auto")

@@ -9,8 +9,10 @@ import time
 import numpy as np
 import pytest
 
-from intentkit import calibration as cal
 from intentkit.errors import ConfigError
+from intentkit.evaluation import calibration as cal
+from intentkit.evaluation import metrics
+from intentkit.inference import decision
 
 LABELS = ["flight", "hotel", "car"]
 
@@ -23,7 +25,7 @@ def sample_calibrated(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray
     rng = np.random.default_rng(seed)
     logits = rng.normal(0.0, 1.0, (n, k))
     logits[np.arange(n), rng.integers(0, k, n)] += 3.0  # one favoured class: ~75% accuracy
-    probs = cal.softmax(logits)
+    probs = decision.softmax(logits)
     u = rng.random((n, 1))
     labels = (probs.cumsum(axis=1) < u).sum(axis=1).clip(max=k - 1)  # inverse-CDF sampling
     return logits, labels
@@ -31,12 +33,12 @@ def sample_calibrated(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray
 
 # ----------------------------------------------------------------------------- softmax / T
 def test_softmax_is_stable_and_tempered() -> None:
-    p = cal.softmax(np.array([[1000.0, 0.0], [0.0, 0.0]]))
+    p = decision.softmax(np.array([[1000.0, 0.0], [0.0, 0.0]]))
     assert np.allclose(p, [[1.0, 0.0], [0.5, 0.5]])
-    hot = cal.softmax(np.array([[2.0, 0.0]]), temperature=2.0)
+    hot = decision.softmax(np.array([[2.0, 0.0]]), temperature=2.0)
     assert hot[0, 0] == pytest.approx(1 / (1 + math.exp(-1.0)))
     with pytest.raises(ValueError, match="temperature"):
-        cal.softmax(np.zeros((1, 2)), temperature=0.0)
+        decision.softmax(np.zeros((1, 2)), temperature=0.0)
 
 
 def test_temperature_near_one_on_calibrated_logits() -> None:
@@ -52,8 +54,8 @@ def test_temperature_fixes_overconfident_logits() -> None:
     assert t > 1.0
     assert t == pytest.approx(5.0, rel=0.15)  # it undoes the scaling
     assert cal._nll(over, labels, t) < cal._nll(over, labels, 1.0) - 0.5
-    ece_before = cal.expected_calibration_error(cal.softmax(over), labels)
-    ece_after = cal.expected_calibration_error(cal.softmax(over, t), labels)
+    ece_before = metrics.expected_calibration_error(decision.softmax(over), labels)
+    ece_after = metrics.expected_calibration_error(decision.softmax(over, t), labels)
     assert ece_after < ece_before / 3
     assert cal.fit_temperature(over, labels) == t  # deterministic
 
@@ -86,11 +88,11 @@ def test_ece_hand_worked() -> None:
     # (.6,.8]: acc 1/2, conf (.70+.75)/2 = .725  -> 2/7 * |.5 - .725|  = 2/7 * .225 = .45/7
     # (.8,1]:  acc 2/3, conf (.9+1+.85)/3 = 2.75/3 -> 3/7 * |2/3 - 2.75/3| = 3/7 * .25 = .75/7
     # ECE = (.25 + .45 + .75) / 7 = 1.45 / 7
-    assert cal.expected_calibration_error(probs, labels, n_bins=5) == pytest.approx(
+    assert metrics.expected_calibration_error(probs, labels, n_bins=5) == pytest.approx(
         1.45 / 7, abs=1e-9
     )
     # One bin: |acc - mean conf| over everything = |4/7 - 4.95/7|.
-    assert cal.expected_calibration_error(probs, labels, n_bins=1) == pytest.approx(
+    assert metrics.expected_calibration_error(probs, labels, n_bins=1) == pytest.approx(
         0.95 / 7, abs=1e-9
     )
 
@@ -228,8 +230,8 @@ def val_with_oos_class(seed: int, n: int = 3000):
 
 
 def answers_report(logits, labels_true, names, calibration, oos_labels):
-    answered, _, _ = cal.apply(logits, names, calibration)
-    return cal.oos_report(
+    answered, _, _ = decision.apply(logits, names, calibration)
+    return metrics.oos_report(
         answered,
         labels_true,
         oos_labels=oos_labels,
@@ -296,33 +298,33 @@ def test_apply_threshold_boundary_and_switches() -> None:
     names = ["yes", "oos"]
     c = {"temperature": 2.0, "threshold": 0.7, "reject_label": "out_of_scope", "oos_label": None}
     logits = np.array([two_class_logit(0.7 + 1e-6, 2.0), two_class_logit(0.7 - 1e-6, 2.0)])
-    answered, conf, probs = cal.apply(logits, names, c)
+    answered, conf, probs = decision.apply(logits, names, c)
     assert answered == ["yes", "out_of_scope"]
     assert conf[0] > 0.7 > conf[1]
     assert np.allclose(probs.sum(axis=1), 1.0)
     # A confidence exactly on the threshold is answered (reject only when conf < threshold).
     c_on = {**c, "threshold": float(conf[0])}
-    assert cal.apply(logits[:1], names, c_on)[0] == ["yes"]
+    assert decision.apply(logits[:1], names, c_on)[0] == ["yes"]
     # The model's own oos class maps to the reject label even when confident.
     c_oos = {**c, "oos_label": "oos", "threshold": 0.0}
-    assert cal.apply(np.array([[0.0, 9.0]]), names, c_oos)[0] == ["out_of_scope"]
+    assert decision.apply(np.array([[0.0, 9.0]]), names, c_oos)[0] == ["out_of_scope"]
     # reject=False and calibration=None both answer the raw top class.
-    assert cal.apply(logits, names, c, reject=False)[0] == ["yes", "yes"]
-    answered, conf, probs = cal.apply(logits, names, None)
+    assert decision.apply(logits, names, c, reject=False)[0] == ["yes", "yes"]
+    answered, conf, probs = decision.apply(logits, names, None)
     assert answered == ["yes", "yes"]
-    assert np.allclose(probs, cal.softmax(logits))  # T = 1
+    assert np.allclose(probs, decision.softmax(logits))  # T = 1
     # An empty batch is fine (the predictor sends one for an empty request).
-    empty = cal.apply(np.zeros((0, 2), dtype=np.float32), names, c)
+    empty = decision.apply(np.zeros((0, 2), dtype=np.float32), names, c)
     assert empty[0] == [] and empty[1].shape == (0,) and empty[2].shape == (0, 2)
     with pytest.raises(ValueError, match="columns"):
-        cal.apply(np.zeros((1, 3)), names, c)
+        decision.apply(np.zeros((1, 3)), names, c)
 
 
 # ----------------------------------------------------------------------------- report / plot
 def test_oos_report_hand_example() -> None:
     pred = ["a", "b", "out_of_scope", "oos", "a", "out_of_scope", "oos"]
     true = ["a", "a", "b", "oos", "oos", "oos", "c"]
-    rep = cal.oos_report(pred, true, oos_labels={"oos"}, reject_label="out_of_scope")
+    rep = metrics.oos_report(pred, true, oos_labels={"oos"}, reject_label="out_of_scope")
     # in-scope rows 0,1,2,6: only row 0 answered right -> 1/4
     # oos rows 3,4,5: rows 3 and 5 flagged -> recall 2/3
     # flagged rows 2,3,5,6: rows 3 and 5 truly oos -> precision 2/4
@@ -333,21 +335,21 @@ def test_oos_report_hand_example() -> None:
         "n_in_scope": 4,
         "n_oos": 3,
     }
-    none = cal.oos_report(["a"], ["a"], oos_labels={"oos"}, reject_label="out_of_scope")
+    none = metrics.oos_report(["a"], ["a"], oos_labels={"oos"}, reject_label="out_of_scope")
     assert none["oos_recall"] is None and none["oos_precision"] is None
     with pytest.raises(ValueError, match="rows"):
-        cal.oos_report(["a"], [], oos_labels=set(), reject_label="x")
+        metrics.oos_report(["a"], [], oos_labels=set(), reject_label="x")
 
 
 def test_reliability_diagram_writes_png(tmp_path) -> None:
     logits, labels = sample_calibrated(3000, 5, seed=5)
     over = 5.0 * logits
     t = cal.fit_temperature(over, labels)
-    from intentkit.evalplots import reliability_diagram
+    from intentkit.evaluation.figures import reliability_diagram
 
     out = reliability_diagram(
-        cal.softmax(over), labels, tmp_path / "plots" / "reliability.png",
-        probs_after=cal.softmax(over, t), title="val",
+        decision.softmax(over), labels, tmp_path / "plots" / "reliability.png",
+        probs_after=decision.softmax(over, t), title="val",
     )  # fmt: skip
     assert out == tmp_path / "plots" / "reliability.png"
     data = out.read_bytes()

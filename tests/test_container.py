@@ -20,7 +20,7 @@ import pytest
 from intentkit.artifact import check_artifact_dir
 from intentkit.container.paths import OptMl
 from intentkit.container.training import failure_reported
-from intentkit.trainer_utils import complete_checkpoints
+from intentkit.training.checkpoints import complete_checkpoints
 from serve_helpers import free_port
 from train_helpers import cli_cmd, cli_env, keywords_prepared
 

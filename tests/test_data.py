@@ -11,8 +11,9 @@ import pytest
 
 from intentkit.cli import main
 from intentkit.config import DataConfig, build, load_preset
-from intentkit.data import TEST, TRAIN, VAL, prepare, stratified_split
-from intentkit.dataset import load_prepared
+from intentkit.data.dataset import load_prepared
+from intentkit.data.prepare import prepare
+from intentkit.data.split import TEST, TRAIN, VAL, stratified_split
 
 
 def _labels(sizes: dict[str, int]) -> list[str]:

@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 
 from intentkit.cli import main
-from intentkit.data import inspect, prepare, recommend_max_length, token_lengths
+from intentkit.data.inspect import inspect
+from intentkit.data.lengths import p99_max_length, recommend_max_length, token_lengths
+from intentkit.data.prepare import prepare
+from intentkit.errors import DataError
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +99,11 @@ def test_recommend_max_length(minilm_tokenizer) -> None:
     assert rec % 8 == 0 and rec >= p99 and rec - p99 < 8
     assert recommend_max_length(texts, minilm_tokenizer, limit=12) == 8  # capped, still x8
     assert recommend_max_length(["a"] * 10, minilm_tokenizer, limit=512) == 8  # floor of 8
+
+
+def test_p99_max_length_rounds_up_to_8() -> None:
+    assert p99_max_length([5] * 90 + [13] * 10, 512) == 16
+    assert p99_max_length(list(range(1, 301)), 64) == 64  # capped by the model
+    assert p99_max_length([3], 512) == 8
+    with pytest.raises(DataError):
+        p99_max_length([], 512)

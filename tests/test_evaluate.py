@@ -13,7 +13,7 @@ from train_helpers import write_prepared
 
 
 def test_report_keys_values_and_figures(kw_model: Path, kw_data: Path, tmp_path: Path) -> None:
-    from intentkit.evaluate import evaluate
+    from intentkit.evaluation.evaluate import evaluate
 
     report = evaluate(kw_model, kw_data, out=tmp_path / "ev", reject=False)
     on_disk = json.loads((tmp_path / "ev" / "report.json").read_text())
@@ -47,8 +47,8 @@ def test_eval_equals_serving_decisions(kw_model: Path, kw_data: Path, tmp_path: 
     """With rejection on, evaluate scores exactly the Predictor's answers."""
     import pandas as pd
 
-    from intentkit.evaluate import evaluate
-    from intentkit.predict import Predictor
+    from intentkit.evaluation.evaluate import evaluate
+    from intentkit.inference.predictor import Predictor
 
     test = pd.read_parquet(kw_data / "test.parquet")
     answers = [a["label"] for a in Predictor.from_dir(kw_model).predict(test["text"].tolist())]
@@ -64,7 +64,7 @@ def test_unseen_test_labels_listed_but_oos_allowed(
     import pandas as pd
 
     from intentkit.cli import main
-    from intentkit.evaluate import evaluate
+    from intentkit.evaluation.evaluate import evaluate
 
     train = pd.read_parquet(kw_data / "train.parquet")
     test = pd.read_parquet(kw_data / "test.parquet")
@@ -85,7 +85,7 @@ def test_unseen_test_labels_listed_but_oos_allowed(
     report = evaluate(kw_model, ok, out=tmp_path / "ev")
     assert report["n_oos"] == 1 and report["oos_labels"] == ["oos"]
     # The one oos row counts as caught exactly when the served decision rejects it.
-    from intentkit.predict import Predictor
+    from intentkit.inference.predictor import Predictor
 
     predictor = Predictor.from_dir(kw_model)
     answer = predictor.predict(["tell me a joke"])[0]["label"]
@@ -94,7 +94,7 @@ def test_unseen_test_labels_listed_but_oos_allowed(
 
 
 def test_oos_scoring_rules() -> None:
-    from intentkit.evaluate import score
+    from intentkit.evaluation.evaluate import score
 
     true = ["a", "a", "b", "oos", "oos"]
     pred = ["a", "out_of_scope", "b", "out_of_scope", "b"]
@@ -127,7 +127,7 @@ def test_missing_model_files(
 
 
 def test_confusion_matrix_shows_most_confused_of_150(tmp_path: Path) -> None:
-    from intentkit.evalplots import confusion_matrix_png, most_confused
+    from intentkit.evaluation.figures import confusion_matrix_png, most_confused
 
     labels = [f"intent_{i:03d}" for i in range(150)]
     rng = np.random.default_rng(0)
@@ -150,7 +150,7 @@ def test_confusion_matrix_shows_most_confused_of_150(tmp_path: Path) -> None:
 
 
 def test_report_files_are_world_readable(kw_model: Path, kw_data: Path, tmp_path: Path) -> None:
-    from intentkit.evaluate import evaluate
+    from intentkit.evaluation.evaluate import evaluate
 
     evaluate(kw_model, kw_data, out=tmp_path / "ev")
     for name in ("report.json", "confusion_matrix.png", "reliability.png"):
@@ -164,7 +164,7 @@ def test_int8_predictor_agrees_with_fp32(kw_model: Path, kw_data: Path) -> None:
     import torch
 
     from intentkit.errors import ConfigError
-    from intentkit.predict import Predictor, resolve_dtype
+    from intentkit.inference.predictor import Predictor, resolve_dtype
 
     texts = pd.read_parquet(kw_data / "test.parquet")["text"].tolist()
     fp32 = Predictor.from_dir(kw_model, device="cpu")

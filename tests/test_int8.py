@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from intentkit import onnx_backend, quantize
 from intentkit.cli import main
-from intentkit.predict import Predictor
-from intentkit.quantize import Int8Refused
+from intentkit.inference import onnx_backend, quantize
+from intentkit.inference.predictor import Predictor
+from intentkit.inference.quantize import Int8Refused
 from serve_helpers import SAMPLE_TEXTS, make_artifact
 
 TEXTS = SAMPLE_TEXTS

@@ -12,11 +12,11 @@ import httpx
 import numpy as np
 import pytest
 
-from intentkit import onnx_backend
 from intentkit.cli import main
 from intentkit.config import ServeConfig
 from intentkit.errors import ConfigError, ModelError
-from intentkit.predict import Predictor, resolve_backend
+from intentkit.inference import onnx_backend
+from intentkit.inference.predictor import Predictor, resolve_backend
 from intentkit.serve.app import create_app
 from serve_helpers import SAMPLE_TEXTS, make_artifact, running, wait_ready
 
@@ -80,7 +80,7 @@ def test_mismatching_export_is_refused_and_auto_falls_back_to_torch(
         Predictor.from_dir(artifact, device="cpu", backend="onnx")
     assert not (artifact / "onnx" / "model.onnx").exists()  # nothing half-verified is kept
     assert not list((artifact / "onnx").glob(".*.tmp-*"))
-    with caplog.at_level(logging.WARNING, logger="intentkit.predict"):
+    with caplog.at_level(logging.WARNING, logger="intentkit.inference.predictor"):
         pred = Predictor.from_dir(artifact, device="cpu", backend="auto")
     assert pred.backend == "torch"
     assert "ONNX backend unavailable" in caplog.text
@@ -118,7 +118,7 @@ def test_read_only_model_dir_uses_a_shipped_export_or_the_user_cache(
 
 def test_concurrent_starts_export_once(artifact: Path, caplog: pytest.LogCaptureFixture) -> None:
     results: list[Path] = []
-    with caplog.at_level(logging.INFO, logger="intentkit.onnx_backend"):
+    with caplog.at_level(logging.INFO, logger="intentkit.inference.onnx_backend"):
         threads = [
             threading.Thread(target=lambda: results.append(onnx_backend.export_onnx(artifact)))
             for _ in range(3)

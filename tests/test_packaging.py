@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from intentkit import onnx_backend
 from intentkit.cli import main
+from intentkit.inference import onnx_backend
+from intentkit.inference.predictor import Predictor
 from intentkit.packaging import hf_inference as handler
 from intentkit.packaging import is_hf_image, pack_model
-from intentkit.predict import Predictor
 from serve_helpers import make_artifact
 
 TEXTS = [
@@ -173,7 +173,7 @@ def _calibrated_artifact(tiny_model_dir: Path, out: Path) -> tuple[Path, dict]:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from intentkit.calibration import softmax
+    from intentkit.inference.decision import softmax
 
     model = make_artifact(tiny_model_dir, out, labels=LABELS)
     logits = Predictor.from_dir(model, device="cpu").logits(TEXTS)

@@ -22,7 +22,7 @@ import pytest
 
 from intentkit.cli import main
 from intentkit.config import ServeConfig
-from intentkit.predict import Predictor
+from intentkit.inference.predictor import Predictor
 from intentkit.serve.app import create_app
 from serve_helpers import ThreadedServer, running, wait_ready
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from intentkit.errors import ConfigError
-from intentkit.predict import Predictor, resolve_dtype
+from intentkit.inference.predictor import Predictor, resolve_dtype
 from intentkit.serve.batcher import plan_batches
 from serve_helpers import LABELS, REJECT_ALL, make_artifact
 

@@ -22,7 +22,7 @@ def test_preset_builds_every_section(name: str) -> None:
         for key, value in doc[section].items():
             assert getattr(cfg, key) == value, (name, section, key)
     if "train" in doc:
-        from intentkit.train import training_arguments
+        from intentkit.training.setup import training_arguments
 
         cfg = build(TrainConfig, doc["train"])
         kwargs = training_arguments(cfg, Path("/tmp/x"), device="cpu", bf16=False)
@@ -33,7 +33,7 @@ def test_preset_builds_every_section(name: str) -> None:
 
 def test_seed_preset_maps_onto_reference_trainer_args() -> None:
     """seed-bitext-travel reproduces the reference recipe's Trainer settings exactly."""
-    from intentkit.train import training_arguments
+    from intentkit.training.setup import training_arguments
 
     cfg = build(TrainConfig, load_preset("seed-bitext-travel")["train"])
     assert cfg.model == "modernbert-base" and cfg.max_length == 64 and cfg.dropout == 0.3
@@ -53,7 +53,7 @@ def test_seed_preset_maps_onto_reference_trainer_args() -> None:
 
 
 def test_cpu_fast_preset_is_fp32_sized_for_cpu() -> None:
-    from intentkit.train import training_arguments
+    from intentkit.training.setup import training_arguments
 
     cfg = build(TrainConfig, load_preset("cpu-fast")["train"])
     args = training_arguments(cfg, Path("/tmp/x"), device="cpu", bf16=False)

@@ -23,7 +23,7 @@ OOS_TEXTS = ["tell me a joke", "what is the meaning of life", "sing me a song"]
 @pytest.fixture(scope="module")
 def noisy_eval(kw_model: Path, kw_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An evaluation folder whose answers vary: mislabelled rows, out-of-scope rows."""
-    from intentkit.evaluate import evaluate
+    from intentkit.evaluation.evaluate import evaluate
 
     train = pd.read_parquet(kw_data / "train.parquet")
     test = pd.read_parquet(kw_data / "test.parquet")
@@ -53,7 +53,7 @@ def _assert_clean(page, path: Path) -> None:
 
 
 def test_evaluate_writes_predictions_and_page(noisy_eval: Path) -> None:
-    from intentkit.report.predictions import COLUMNS
+    from intentkit.evaluation.report.predictions import COLUMNS
 
     report = json.loads((noisy_eval / "report.json").read_text())
     pred = pd.read_parquet(noisy_eval / "predictions.parquet")
@@ -70,7 +70,7 @@ def test_evaluate_writes_predictions_and_page(noisy_eval: Path) -> None:
 
 
 def test_report_page_offline_and_numbers_equal_report_json(page, noisy_eval: Path, tmp_path):
-    from intentkit.report.page import HEADLINE
+    from intentkit.evaluation.report.page import HEADLINE
 
     path = noisy_eval / "report.html"
     _open(page, path)
@@ -193,7 +193,7 @@ def test_report_and_compare_one_line_errors(noisy_eval: Path, tmp_path: Path, ca
 
 
 def test_mcnemar_against_hand_computed_values() -> None:
-    from intentkit.report.compare import mcnemar
+    from intentkit.evaluation.report.compare import mcnemar
 
     # b=10, c=2: n=12 discordant (< 25) -> exact. P(X <= 2 | n=12, 1/2)
     # = (C(12,0) + C(12,1) + C(12,2)) / 2^12 = (1 + 12 + 66) / 4096 = 79/4096 = 0.019287...
@@ -236,7 +236,7 @@ def _doctored_copy(src: Path, dst: Path) -> tuple[int, int]:
 
 
 def test_compare_page_lists_disagreements_and_mcnemar(page, noisy_eval: Path, tmp_path: Path):
-    from intentkit.report.compare import mcnemar
+    from intentkit.evaluation.report.compare import mcnemar
 
     b, c = _doctored_copy(noisy_eval, tmp_path / "b" / "eval")
     out = tmp_path / "cmp"
@@ -265,7 +265,7 @@ def test_compare_page_lists_disagreements_and_mcnemar(page, noisy_eval: Path, tm
 
 
 def test_compact_log_history_keeps_curves_and_is_small(kw_model: Path) -> None:
-    from intentkit.trainer_utils import compact_log_history
+    from intentkit.training.trainer import compact_log_history
 
     history = json.loads((kw_model / "intentkit.json").read_text())["training"]["log_history"]
     assert any("eval_macro_f1" in r for r in history) and any("loss" in r for r in history)

@@ -49,7 +49,7 @@ def _s3_objects(bucket: str, prefix: str) -> dict[str, bytes]:
 
 def test_training_job_request(aws: str, kw_data: Path, tmp_path: Path, capsys) -> None:
     from intentkit.config import to_dict
-    from intentkit.train import resolve_config
+    from intentkit.training.setup import resolve_config
 
     out = tmp_path / "model"
     extra = [

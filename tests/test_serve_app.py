@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from intentkit.config import ServeConfig
 from intentkit.errors import ConfigError
-from intentkit.predict import Predictor
+from intentkit.inference.predictor import Predictor
 from intentkit.serve.app import create_app
 from serve_helpers import LABELS, REJECT_ALL, make_artifact
 
@@ -193,7 +193,7 @@ def test_serve_config_validation() -> None:
 def test_default_threads_all_cores_except_one_spare_for_torch_int8(monkeypatch) -> None:
     import os
 
-    from intentkit.serve.app import default_threads
+    from intentkit.inference.predictor import default_threads
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert default_threads() == 2 and default_threads("int8") == 1

@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from intentkit.config import ServeConfig
-from intentkit.predict import Predictor
+from intentkit.inference.predictor import Predictor
 from intentkit.serve.app import create_app
-from intentkit.serve.errors import ERROR_TABLE
+from intentkit.serve.http_errors import ERROR_TABLE
 from serve_helpers import (
     REJECT_ALL,
     ControlledPredictor,

@@ -12,7 +12,7 @@ from train_helpers import FAST, write_prepared
 
 
 def test_learns_keyword_fixture_in_a_few_dozen_steps(kw_model: Path, kw_data: Path) -> None:
-    from intentkit.evaluate import evaluate
+    from intentkit.evaluation.evaluate import evaluate
 
     meta = json.loads((kw_model / "intentkit.json").read_text())
     assert meta["training"]["global_step"] <= 48
@@ -63,7 +63,7 @@ def test_pipeline_parity(kw_model: Path, kw_data: Path) -> None:
     import pandas as pd
     from transformers import pipeline
 
-    from intentkit.predict import Predictor
+    from intentkit.inference.predictor import Predictor
 
     texts = pd.read_parquet(kw_data / "test.parquet")["text"].tolist()
     clf = pipeline("text-classification", model=str(kw_model), device="cpu")
@@ -76,7 +76,7 @@ def test_pipeline_parity(kw_model: Path, kw_data: Path) -> None:
 def test_same_seed_twice_gives_identical_metrics(
     kw_model: Path, kw_data: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    from intentkit.train import train
+    from intentkit.training.train import train
 
     again = train(kw_data, tmp_path / "again", model=str(tiny_model_dir), **FAST)
     a = json.loads((kw_model / "intentkit.json").read_text())
@@ -92,7 +92,7 @@ def test_val_carved_from_train_and_inspect_max_length(
     """No val.parquet: 10 % stratified from train; max_length from inspect.json."""
     import pandas as pd
 
-    from intentkit.train import train
+    from intentkit.training.train import train
 
     df = pd.read_json(keywords_jsonl, lines=True)
     data = write_prepared(
@@ -109,7 +109,7 @@ def test_val_carved_from_train_and_inspect_max_length(
 
 
 def test_collator_pads_to_the_batch_not_max_length() -> None:
-    from intentkit.trainer_utils import PadCollator
+    from intentkit.training.trainer import PadCollator
 
     batch = PadCollator(pad_token_id=0)(
         [
@@ -127,7 +127,7 @@ def test_collator_pads_to_the_batch_not_max_length() -> None:
 
 
 def test_class_weights_modes() -> None:
-    from intentkit.trainer_utils import class_weights
+    from intentkit.training.trainer import class_weights
 
     ids = [0] * 8 + [1] * 2  # 8:2 imbalance, class 2 absent
     assert class_weights(ids, 3, "none") is None
@@ -141,7 +141,7 @@ def test_class_weights_modes() -> None:
 def test_weighted_loss_matches_torch_cross_entropy() -> None:
     import torch
 
-    from intentkit.trainer_utils import weighted_trainer_class
+    from intentkit.training.trainer import weighted_trainer_class
 
     cls = weighted_trainer_class()
     trainer = cls.__new__(cls)  # compute_loss only needs the two loss attributes
@@ -166,7 +166,7 @@ def test_weighted_loss_matches_torch_cross_entropy() -> None:
 def test_class_weights_and_layerwise_decay_train(
     kw_data: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    from intentkit.train import train
+    from intentkit.training.train import train
 
     out = train(
         kw_data,
@@ -187,7 +187,7 @@ def test_class_weights_and_layerwise_decay_train(
 def test_layerwise_groups_decay_with_depth(tiny_model_dir: Path) -> None:
     from transformers import AutoModelForSequenceClassification
 
-    from intentkit.trainer_utils import layerwise_param_groups
+    from intentkit.training.trainer import layerwise_param_groups
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=3)
     groups = layerwise_param_groups(model, 1.0, 0.5, 0.01)
@@ -197,14 +197,6 @@ def test_layerwise_groups_decay_with_depth(tiny_model_dir: Path) -> None:
     # 2 layers: head 1.0, layer 1 0.5, layer 0 0.25, embeddings 0.125.
     assert lrs == pytest.approx([0.125, 0.25, 0.5, 1.0])
     assert any(g["weight_decay"] == 0.0 for g in groups)
-
-
-def test_p99_max_length_rounds_up_to_8() -> None:
-    from intentkit.trainer_utils import p99_max_length
-
-    assert p99_max_length([5] * 90 + [13] * 10, 512) == 16
-    assert p99_max_length(list(range(1, 301)), 64) == 64  # capped by the model
-    assert p99_max_length([3], 512) == 8
 
 
 def test_best_metric_and_progress_are_quiet(kw_model: Path) -> None:
@@ -227,7 +219,7 @@ def test_oos_rows_reach_calibration(
     """An "oos" class becomes the calibration's oos_label; oos-only val rows join the threshold."""
     import pandas as pd
 
-    from intentkit.train import train
+    from intentkit.training.train import train
 
     df = pd.read_json(keywords_jsonl, lines=True).sample(frac=1.0, random_state=0)
     oos = pd.DataFrame({"text": [f"tell me joke number {i}" for i in range(30)], "label": "oos"})
@@ -242,9 +234,10 @@ def test_oos_rows_reach_calibration(
     # The report's in-scope ECE leaves the oos-class rows out; recompute it by hand.
     import numpy as np
 
-    from intentkit.calibration import expected_calibration_error, softmax
-    from intentkit.evaluate import evaluate
-    from intentkit.predict import Predictor
+    from intentkit.evaluation.evaluate import evaluate
+    from intentkit.evaluation.metrics import expected_calibration_error
+    from intentkit.inference.decision import softmax
+    from intentkit.inference.predictor import Predictor
 
     rep = evaluate(tmp_path / "ma", with_class, split="val", out=tmp_path / "ea")
     pred = Predictor.from_dir(tmp_path / "ma")
@@ -269,7 +262,7 @@ def test_oos_rows_reach_calibration(
 def test_report_to_tensorboard_writes_events(
     kw_data: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    from intentkit.train import train
+    from intentkit.training.train import train
 
     out = train(
         kw_data, tmp_path / "m", model=str(tiny_model_dir), epochs=1, batch_size=32,

@@ -138,7 +138,7 @@ def test_bad_flag_value_names_flag(
 
 # ----------------------------------------------------------------------------- resume
 def _wait_for_checkpoint(ckpts: Path, proc: subprocess.Popen, timeout: float = 120) -> Path:
-    from intentkit.trainer_utils import complete_checkpoints
+    from intentkit.training.checkpoints import complete_checkpoints
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -171,7 +171,7 @@ def test_resume_after_kill_9_continues_from_checkpoint(
     assert proc.returncode == -signal.SIGKILL
     assert not (out / "intentkit.json").exists()  # killed: no artifact, not a half one
 
-    from intentkit.trainer_utils import complete_checkpoints
+    from intentkit.training.checkpoints import complete_checkpoints
 
     last = complete_checkpoints(out / "checkpoints")[-1]
     last_step = int(last.name.split("-")[1])

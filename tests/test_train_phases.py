@@ -18,9 +18,9 @@ def test_phases_recorded_and_sum_to_the_wall_time(
 ) -> None:
     import pandas as pd
 
-    from intentkit import train_overhead as lo
-    from intentkit.predict import Predictor
-    from intentkit.train import train
+    from intentkit.inference.predictor import Predictor
+    from intentkit.training import overhead as lo
+    from intentkit.training.train import train
 
     kept: dict[str, object] = {}
     real = lo.best_val_logits
@@ -65,7 +65,7 @@ def test_phases_recorded_and_sum_to_the_wall_time(
 
 
 def test_summary_line_and_share() -> None:
-    from intentkit.train_overhead import PhaseTimer, summary_line
+    from intentkit.training.overhead import PhaseTimer, summary_line
 
     timer = PhaseTimer(started_at=time.time() - 2.0)
     timer.seconds["train_steps"] = 6.0

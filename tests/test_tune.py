@@ -117,7 +117,7 @@ def test_resume_of_a_finished_study_runs_nothing(
 def test_time_budget_lets_the_running_trial_finish(
     kw_data: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    from intentkit.tune import tune
+    from intentkit.training.tune import tune
 
     out = tune(
         kw_data, tmp_path / "m", time_budget="0.5s", model=str(tiny_model_dir), epochs=1,
@@ -133,7 +133,7 @@ def test_time_budget_lets_the_running_trial_finish(
 def test_default_pruner_stops_a_trial_far_below_at_its_first_evaluation() -> None:
     from optuna.trial import create_trial
 
-    from intentkit.tune import default_pruner, pruning_callback
+    from intentkit.training.tune import default_pruner, pruning_callback
 
     study = optuna.create_study(direction="maximize", pruner=default_pruner())
     for first in (0.80, 0.90):  # two finished trials (the pruner's startup) with 2 evaluations
@@ -156,7 +156,7 @@ def test_pruned_trial_stops_training_at_first_evaluation(
     kw_data: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     from intentkit.errors import IntentkitError
-    from intentkit.tune import tune
+    from intentkit.training.tune import tune
 
     out = tmp_path / "m"
     with pytest.raises(IntentkitError, match="no trial completed"):
@@ -274,7 +274,7 @@ def test_existing_out_needs_force_or_resume(
     ("text", "seconds"), [("30m", 1800.0), ("1800s", 1800.0), ("1h", 3600.0), ("90", 90.0)]
 )
 def test_time_budget_strings(text: str, seconds: float) -> None:
-    from intentkit.tune import parse_time_budget
+    from intentkit.training.tune import parse_time_budget
 
     assert parse_time_budget(text) == seconds
 
@@ -283,7 +283,7 @@ def test_time_budget_strings(text: str, seconds: float) -> None:
 def test_quality_presets_lie_inside_the_space(name: str) -> None:
     # The first trial replays the base preset; it must not lose any of its values.
     from intentkit.config import TrainConfig, build, load_preset
-    from intentkit.tune import SPACE, _base_params
+    from intentkit.training.tune import SPACE, _base_params
 
     cfg = build(TrainConfig, load_preset(name)["train"])
     assert set(_base_params(cfg, SPACE)) == set(SPACE)

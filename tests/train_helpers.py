@@ -1,7 +1,7 @@
 """Helpers shared by test_train*.py and test_evaluate*.py (not a test module).
 
 Prepared folders are written by hand in the ``dataset.py`` contract (train/val/test.parquet +
-labels.json), so these tests do not depend on ``intentkit.data``.
+labels.json), so these tests do not depend on ``intentkit.data.prepare``.
 """
 
 from __future__ import annotations

@@ -17,12 +17,12 @@ from typing import Any
 __version__ = "0.1.0"
 
 _API = {
-    "prepare": ("intentkit.data", "prepare"),
-    "inspect": ("intentkit.data", "inspect"),
-    "train": ("intentkit.train", "train"),
-    "evaluate": ("intentkit.evaluate", "evaluate"),
-    "load": ("intentkit.predict", "load"),
-    "Predictor": ("intentkit.predict", "Predictor"),
+    "prepare": ("intentkit.data.prepare", "prepare"),
+    "inspect": ("intentkit.data.inspect", "inspect"),
+    "train": ("intentkit.training.train", "train"),
+    "evaluate": ("intentkit.evaluation.evaluate", "evaluate"),
+    "load": ("intentkit.inference.predictor", "load"),
+    "Predictor": ("intentkit.inference.predictor", "Predictor"),
 }
 
 __all__ = ["__version__", *_API]

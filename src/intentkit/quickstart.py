@@ -66,12 +66,12 @@ def run_quickstart(
     from rich.console import Console
 
     from intentkit.config import DataConfig
-    from intentkit.data import prepare
+    from intentkit.data.prepare import prepare
     from intentkit.endpoints.local import delete_endpoint, start_detached
     from intentkit.endpoints.registry import Registry, default_state_dir
-    from intentkit.evaluate import evaluate
+    from intentkit.evaluation.evaluate import evaluate
     from intentkit.fsutil import check_output_dir
-    from intentkit.train import train
+    from intentkit.training.train import train
 
     console = console or Console(stderr=True)
     out = check_output_dir(out, force=force)

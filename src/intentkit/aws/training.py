@@ -256,9 +256,9 @@ def train_on_sagemaker(
     Raises:
         JobFailedError: the job ended Failed or Stopped (its FailureReason is the message).
     """
-    from intentkit.dataset import load_prepared
+    from intentkit.data.dataset import load_prepared
     from intentkit.fsutil import check_output_dir
-    from intentkit.train import resolve_config
+    from intentkit.training.setup import resolve_config
 
     data, out = Path(data), Path(out)
     # Local checks first: each is free here and costs an instance start-up on SageMaker.

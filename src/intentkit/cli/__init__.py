@@ -1,7 +1,8 @@
 """Command-line entry point: ``intentkit <command>``.
 
-Each command group lives in a small module of ``cli/`` (data, train, serve, endpoints, predict,
-quickstart, container, export, report); a command is one function whose docstring is its
+Each command group lives in a small module of ``cli/`` (data, train, evaluate, serve, endpoints,
+predict, quickstart, container, export, report, tune); a command is one function whose docstring
+is its
 ``--help``.
 User errors (:class:`IntentkitError`) print one line and exit with code 2; nothing else is
 swallowed.
@@ -20,7 +21,17 @@ def _load_commands() -> None:
     # imports (torch, transformers) inside the command function so `--help` stays fast.
     import importlib
 
-    groups = ("data", "train", "serve", "endpoints", "predict", "quickstart", "container", "export")
+    groups = (
+        "data",
+        "train",
+        "evaluate",
+        "serve",
+        "endpoints",
+        "predict",
+        "quickstart",
+        "container",
+        "export",
+    )
     groups += ("report", "tune")
     for name in groups:
         try:

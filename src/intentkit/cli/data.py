@@ -67,7 +67,7 @@ def prepare_cmd(
     Sources with official splits (bundled datasets, hub datasets with several splits) keep them.
     """
     from intentkit.config import DataConfig, build, load_preset
-    from intentkit.data import prepare
+    from intentkit.data.prepare import prepare
 
     section = load_preset(preset).get("data") if preset else None
     cfg = build(
@@ -120,7 +120,7 @@ def inspect_cmd(
     """
     from rich.table import Table
 
-    from intentkit.data import inspect
+    from intentkit.data.inspect import inspect
 
     err = _console(stderr=True)
 

@@ -2,8 +2,8 @@
 
 ``--endpoint NAME|URL`` sends them to a deployed endpoint through its target's invoker,
 ``--model MODEL_DIR`` predicts in this process (``--file``: a streaming, resumable bulk run,
-:mod:`intentkit.bulk`), and ``--target sagemaker`` runs a SageMaker batch transform from S3 to
-S3. One JSON line (or Parquet row) per text, whichever way.
+:mod:`intentkit.inference.bulk`), and ``--target sagemaker`` runs a SageMaker batch transform from
+S3 to S3. One JSON line (or Parquet row) per text, whichever way.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class _Local:
     """Predict in this process (no server)."""
 
     def __init__(self, model_dir: Path, no_reject: bool, backend: str) -> None:
-        from intentkit.predict import Predictor
+        from intentkit.inference.predictor import Predictor
 
         self.predictor = Predictor.from_dir(model_dir, reject=not no_reject, backend=backend)
 
@@ -187,7 +187,7 @@ def predict(
     if model is not None and file is not None:
         if texts:
             raise ConfigError("give texts as arguments or --file, not both")
-        from intentkit.bulk import predict_file, summary_line
+        from intentkit.inference.bulk import predict_file, summary_line
 
         result = predict_file(
             Path(model),

@@ -25,7 +25,7 @@ def report_cmd(
     interactive confusion matrix, searchable errors, threshold trade-off, reliability diagram,
     data and training curves. `intentkit evaluate` writes it too.
     """
-    from intentkit.report.page import write_report
+    from intentkit.evaluation.report.page import write_report
 
     written = write_report(path)
     typer.echo(f"report: {written}")
@@ -52,7 +52,7 @@ def compare_cmd(
     right and the other wrong, and McNemar's test on the paired correctness (exact binomial
     below 25 discordant rows, else chi-square with continuity correction).
     """
-    from intentkit.report.compare import write_compare
+    from intentkit.evaluation.report.compare import write_compare
 
     html_path, json_path = write_compare(eval_a, eval_b, out)
     typer.echo(f"compare: {html_path} (+ {json_path.name})")

@@ -78,7 +78,7 @@ def tune_cmd(
     flags = dict(locals())  # first statement: exactly the options
     for name in ("data", "out", "trials", "time_budget", "preset", "resume", "force"):
         flags.pop(name)
-    from intentkit.tune import tune
+    from intentkit.training.tune import tune
 
     out_dir = tune(
         data,

@@ -2,8 +2,8 @@
 
 A channel (``/opt/ml/input/data/<name>/``) holds either what ``intentkit data prepare`` writes
 (``train.parquet`` + ``labels.json`` ...), used as is, or raw file(s) (CSV/TSV/JSON/JSONL/
-Parquet), prepared here with :func:`intentkit.data.prepare`: the same column detection, cleaning
-and seeded stratified split as the CLI, so every host of a multi-host job prepares the same
+Parquet), prepared here with :func:`intentkit.data.prepare.prepare`: the same column detection,
+cleaning and seeded stratified split as the CLI, so every host of a multi-host job prepares the same
 folder from the same bytes without talking to the others.
 """
 
@@ -59,7 +59,7 @@ def is_prepared(folder: Path) -> bool:
 
 def raw_files(folder: Path) -> list[Path]:
     """Data files in a channel (recursively, as S3 prefixes arrive), hidden ones skipped."""
-    from intentkit.sources import FILE_TYPES
+    from intentkit.data.sources import FILE_TYPES
 
     return sorted(
         p
@@ -77,8 +77,8 @@ def _combine(files: list[Path], cfg: DataConfig, target: Path) -> Path:
     """
     import pandas as pd
 
+    from intentkit.data.sources import read_file
     from intentkit.fsutil import atomic_dir
-    from intentkit.sources import read_file
 
     frames = [read_file(f, cfg)[0] for f in files]
     with atomic_dir(target) as tmp:
@@ -88,7 +88,7 @@ def _combine(files: list[Path], cfg: DataConfig, target: Path) -> Path:
 
 def prepared_data(paths: OptMl, hp: Hyperparameters) -> Path:
     """The prepared dataset folder for this job: the channel itself, or prepared from it."""
-    from intentkit.data import prepare
+    from intentkit.data.prepare import prepare
 
     name, folder = pick_channel(paths)
     given = [k.replace("_", "-") for k in DATA_KEYS if k in hp.data]

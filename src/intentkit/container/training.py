@@ -75,7 +75,7 @@ def resume_checkpoint(checkpoint_dir: Path, cfg: TrainConfig) -> Path | None:
     another run's checkpoint would silently train a different model, so that is an error.
     """
     from intentkit.config import to_dict
-    from intentkit.trainer_utils import RUN_CONFIG_FILE, complete_checkpoints
+    from intentkit.training.checkpoints import RUN_CONFIG_FILE, complete_checkpoints
 
     done = complete_checkpoints(checkpoint_dir)
     if not done:
@@ -178,7 +178,7 @@ def run_training_job(paths: OptMl, *, environ: Mapping[str, str]) -> Path:
     if resume_from is not None:
         log.info("resuming from %s", resume_from)
     if not multi_host:
-        from intentkit.train import train
+        from intentkit.training.train import train
 
         # force on a fresh start: it empties model/ and checkpoints/ of anything left by a
         # run killed before its first complete checkpoint (there is nothing to resume).

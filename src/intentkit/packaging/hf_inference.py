@@ -9,9 +9,9 @@ content types (JSON Lines) as ``bytes``; any exception becomes a 400 with its me
 It answers what ``intentkit serve`` answers on ``POST /invocations``:
 ``{"text": str}`` -> ``{"predicted_class", "confidence"}``, ``{"text": [...]}`` -> a list,
 ``application/jsonlines`` (one ``{"text": ...}`` per line, as batch transform sends) -> JSON Lines.
-The decision rule is ``intentkit.calibration.apply``'s: softmax(logits / temperature), the answer is
-the reject label when the top-class probability is below the threshold or the top class is the
-model's own out-of-scope label; confidence is the calibrated top-class probability.
+The decision rule is ``intentkit.inference.decision.apply``'s: softmax(logits / temperature),
+the answer is the reject label when the top-class probability is below the threshold or the top
+class is the model's own out-of-scope label; confidence is the calibrated top-class probability.
 
 This module must stay importable with only the standard library, numpy, torch and transformers
 (on Python 3.8 too, which older containers run): the Hugging Face containers do not have
@@ -168,7 +168,8 @@ def _logits(model: dict[str, Any], texts: list[str]) -> np.ndarray:
 def decide(
     logits: np.ndarray, labels: list[str], calibration: dict[str, Any] | None
 ) -> list[dict[str, Any]]:
-    """``intentkit.calibration.apply`` with rejection on: ``{"predicted_class", "confidence"}``s."""
+    """``intentkit.inference.decision.apply`` with rejection on: ``{"predicted_class",
+    "confidence"}``s."""
     cal = calibration or {}
     # float64 like apply(): a confidence exactly on the threshold must be answered the same way.
     z = np.asarray(logits, dtype=np.float64) / float(cal.get("temperature") or 1.0)

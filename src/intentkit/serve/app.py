@@ -9,7 +9,7 @@ Routes: ``GET /ping`` and ``POST /invocations`` (SageMaker), ``POST /predict`` (
 ``GET /health``, ``GET /metrics`` (Prometheus), ``/docs``, and the playground page at ``GET /``
 (:mod:`intentkit.serve.playground`; off with ``--no-playground``). The model loads in a
 background thread at start-up; ``/ping`` and ``/health`` answer 503 until it is ready. Error
-bodies come from :mod:`intentkit.serve.errors`.
+bodies come from :mod:`intentkit.serve.http_errors`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from intentkit.config import ServeConfig
 from intentkit.serve.batcher import BatchResult, MicroBatcher
-from intentkit.serve.errors import ServeError, error_body
+from intentkit.serve.http_errors import ServeError, error_body
 from intentkit.serve.metrics import Metrics, MetricsMiddleware
 from intentkit.serve.middleware import OPEN_PATHS, AuthMiddleware, BodyLimitMiddleware
 from intentkit.serve.playground import PAGE_PATHS, add_playground
@@ -79,25 +79,6 @@ class ServerState:
         return self.predictor, self.batcher
 
 
-def default_threads(dtype: str = "fp32", backend: str = "torch") -> int:
-    """Intra-op threads for serving: every usable core, except all but one for torch int8.
-
-    Measured side by side on a quiet 2-core box at concurrency 32 (bench/RESULTS.md):
-    ONNX Runtime ModernBERT-base served 105 req/s with 2 threads vs 63 with 1 (fp32) and 201
-    vs 167 (int8); PyTorch fp32 48.9 vs 29.5. PyTorch int8 is the exception: its forwards are
-    short, so the event loop, HTTP parsing and tokenization compete with OpenMP's barriers
-    (168 req/s with 1 thread vs 119 with 2). On a box shared with other busy processes, pass
-    ``--threads`` lower (OpenMP collapses when the CPU is oversubscribed).
-    """
-    import os
-
-    try:
-        cores = len(os.sched_getaffinity(0))  # honours taskset / container CPU sets
-    except AttributeError:  # macOS, Windows
-        cores = os.cpu_count() or 1
-    return max(1, cores - 1) if (dtype, backend) == ("int8", "torch") else cores
-
-
 def _validation_message(errors: list[dict[str, Any]]) -> str:
     parts = []
     for err in errors[:5]:
@@ -140,15 +121,14 @@ def create_app(
             raise ValueError("create_app needs model_dir or loader")
 
         def loader() -> Any:
-            from intentkit.predict import Predictor, resolve_backend, resolve_device
+            from intentkit.inference.predictor import Predictor
 
-            device = resolve_device(config.device)
-            backend = resolve_backend(config.backend, device, config.dtype)
             return Predictor.from_dir(
                 model_dir,
-                device=device,
+                device=config.device,
                 reject=config.reject,
-                threads=config.threads or default_threads(config.dtype, backend),
+                threads=config.threads or None,
+                serving=True,
                 dtype=config.dtype,
                 backend=config.backend,
             )

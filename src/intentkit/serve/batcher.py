@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from intentkit.serve.errors import ServeError
+from intentkit.serve.http_errors import ServeError
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from intentkit.serve.errors import ServeError
+from intentkit.serve.http_errors import ServeError
 
 #: Routes open without the bearer token: load balancers and SageMaker probe them unauthenticated.
 OPEN_PATHS = frozenset({"/ping", "/health"})

@@ -1,10 +1,10 @@
 """Bulk prediction: a file of any size in, one scored row per text out, resumable after a kill.
 
 ``intentkit predict --model M --file BIG --output OUT`` calls :func:`predict_file`. The input is
-read record by record (:mod:`intentkit.bulk_readers`), every ``chunk_size`` texts go to
+read record by record (:mod:`intentkit.inference.bulk_readers`), every ``chunk_size`` texts go to
 :meth:`Predictor.logits` in one call, which sorts them by token length and cuts batches of
 ``batch_size`` (little padding); the rows, back in input order, go to a writer
-(:mod:`intentkit.bulk_writers`). Memory holds one chunk.
+(:mod:`intentkit.inference.bulk_writers`). Memory holds one chunk.
 
 Resume design (kill -9 at any instant is safe). Per chunk, in this order:
 
@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from intentkit.bulk_readers import Reader, fingerprint, input_kind, open_reader
-from intentkit.bulk_writers import JsonlSink, ParquetSink, output_kind, parts_dir
 from intentkit.errors import ConfigError, DataError, OutputExistsError
 from intentkit.fsutil import atomic_write_json
+from intentkit.inference.bulk_readers import Reader, fingerprint, input_kind, open_reader
+from intentkit.inference.bulk_writers import JsonlSink, ParquetSink, output_kind, parts_dir
 
 STATE_VERSION = 1
 #: Bad line numbers kept for the summary; the full list is in OUT.errors.jsonl.
@@ -215,7 +215,7 @@ def predict_file(
     """Score every text of ``file`` into ``output`` (JSONL or Parquet; None: JSON lines on stdout).
 
     Args:
-        model: an artifact folder, or a loaded :class:`~intentkit.predict.Predictor`.
+        model: an artifact folder, or a loaded :class:`~intentkit.inference.predictor.Predictor`.
         file: ``.txt`` (one text per line, blank lines skipped), ``.csv``, ``.tsv``, ``.jsonl``
             or ``.parquet``; read as a stream whatever its size.
         output: ``.jsonl`` or ``.parquet``; rows ``{line, text, predicted_class, confidence,
@@ -263,7 +263,7 @@ def predict_file(
     state = _start_state(file, output, resume=resume, force=force, ident=ident)
 
     if from_dir:
-        from intentkit.predict import Predictor
+        from intentkit.inference.predictor import Predictor
 
         predictor = Predictor.from_dir(model, reject=reject, backend=backend)
     else:

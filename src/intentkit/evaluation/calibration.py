@@ -1,8 +1,8 @@
 """Confidence calibration and out-of-scope rejection.
 
 Two post-hoc steps fitted on the validation split after training, stored verbatim as
-``intentkit.json["calibration"]`` and applied by :func:`apply`, the one decision function that
-``intentkit predict``, ``intentkit evaluate`` and the HTTP server share:
+``intentkit.json["calibration"]`` and applied by :func:`intentkit.inference.decision.apply`, the
+one decision function that ``intentkit predict``, ``intentkit evaluate`` and the server share:
 
 1. **Temperature scaling** (Guo et al. 2017, https://arxiv.org/abs/1706.04599): one scalar T > 0
    that minimises validation NLL of ``softmax(logits / T)``. It never changes the argmax, only
@@ -22,6 +22,8 @@ from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
 from intentkit.errors import ConfigError
+from intentkit.evaluation.metrics import expected_calibration_error
+from intentkit.inference.decision import check_labels, check_logits, softmax, top
 
 T_BOUNDS = (0.05, 20.0)  # outside this range the model (or the validation split) is broken
 THRESHOLD_RULE = (
@@ -37,31 +39,6 @@ _ACC_EPS = 1e-12
 
 
 # ----------------------------------------------------------------------------- validation helpers
-def _logits_2d(logits: Any, name: str = "logits", *, allow_empty: bool = False) -> np.ndarray:
-    # float64 everywhere: calibrate() and apply() must compute bit-identical confidences, so a
-    # validation row whose confidence *is* the threshold is answered, not rejected, when served.
-    arr = np.asarray(logits, dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[1] < 1:
-        raise ValueError(f"{name} must be a 2-D array (n_rows, n_classes), got shape {arr.shape}")
-    if arr.shape[0] == 0 and not allow_empty:
-        raise ValueError(f"{name} is empty: need at least one row")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return arr
-
-
-def _labels_1d(labels: Any, n_rows: int, n_classes: int, name: str = "labels") -> np.ndarray:
-    arr = np.asarray(labels)
-    if arr.ndim != 1 or arr.shape[0] != n_rows:
-        raise ValueError(f"{name} must have shape ({n_rows},) to match the rows, got {arr.shape}")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{name} must be integer class ids, got dtype {arr.dtype}")
-    arr = arr.astype(np.int64)
-    if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
-        raise ValueError(
-            f"{name} must be class ids in [0, {n_classes}), got {arr.min()}..{arr.max()}"
-        )
-    return arr
 
 
 def _nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
@@ -71,25 +48,6 @@ def _nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
 
 
 # ----------------------------------------------------------------------------- public API
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Numerically stable softmax of ``logits / temperature`` along the last axis (float64).
-
-    Args:
-        logits: array of shape (..., n_classes).
-        temperature: T > 0; T > 1 softens, T < 1 sharpens.
-
-    Returns:
-        Probabilities with the same shape as ``logits``; each row sums to 1.
-    """
-    if not temperature > 0 or not np.isfinite(temperature):
-        raise ValueError(f"temperature must be a positive finite number, got {temperature}")
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    if z.ndim == 0:
-        raise ValueError("logits must have at least one axis (the classes)")
-    # Subtracting the row max is exact for softmax and prevents exp overflow.
-    z = z - np.max(z, axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / np.sum(e, axis=-1, keepdims=True)
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -106,8 +64,8 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     Returns:
         The fitted temperature as a Python float (clipped to the bounds).
     """
-    z = _logits_2d(logits)
-    y = _labels_1d(labels, z.shape[0], z.shape[1])
+    z = check_logits(logits)
+    y = check_labels(labels, z.shape[0], z.shape[1])
     lo, hi = np.log(T_BOUNDS[0]), np.log(T_BOUNDS[1])
     res = minimize_scalar(
         lambda log_t: _nll(z, y, float(np.exp(log_t))),
@@ -116,45 +74,6 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
         options={"xatol": 1e-6},
     )
     return float(np.clip(np.exp(res.x), *T_BOUNDS))
-
-
-def bin_stats(
-    conf: np.ndarray, correct: np.ndarray, n_bins: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-bin (count, accuracy, mean confidence); equal-width bins (0, 1/B], ..., (1-1/B, 1]."""
-    if n_bins < 1:
-        raise ValueError(f"n_bins must be at least 1, got {n_bins}")
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    # side="left" gives edges[i-1] < conf <= edges[i] (right-closed bins, as in Guo et al.);
-    # conf == 0 has no bin of its own and joins the first.
-    idx = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
-    count = np.bincount(idx, minlength=n_bins).astype(np.float64)
-    safe = np.maximum(count, 1)
-    acc = np.bincount(idx, weights=correct.astype(np.float64), minlength=n_bins) / safe
-    mean_conf = np.bincount(idx, weights=conf, minlength=n_bins) / safe
-    return count, acc, mean_conf
-
-
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
-    """Top-label expected calibration error.
-
-    ``ECE = sum_b |B_b| / n * |acc(B_b) - conf(B_b)|`` over ``n_bins`` equal-width bins
-    ``(0, 1/n_bins], ..., (1 - 1/n_bins, 1]`` of the top-class probability.
-
-    Args:
-        probs: class probabilities (n, n_classes).
-        labels: integer class ids (n,).
-        n_bins: number of bins.
-
-    Returns:
-        ECE in [0, 1].
-    """
-    p = _logits_2d(probs, "probs")
-    y = _labels_1d(labels, p.shape[0], p.shape[1])
-    conf = p.max(axis=1)
-    correct = p.argmax(axis=1) == y
-    count, acc, mean_conf = bin_stats(conf, correct, n_bins)
-    return float(np.sum(count / len(y) * np.abs(acc - mean_conf)))
 
 
 def choose_threshold(
@@ -234,13 +153,6 @@ def choose_threshold(
     }
 
 
-def _top(logits: np.ndarray, temperature: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(probs, argmax, top confidence): the single code path shared by calibrate and apply."""
-    probs = softmax(logits, temperature)
-    pred = probs.argmax(axis=1)
-    return probs, pred, probs[np.arange(len(pred)), pred]
-
-
 def calibrate(
     val_logits: np.ndarray,
     val_labels: np.ndarray,
@@ -283,10 +195,10 @@ def calibrate(
         raise ConfigError(
             "calibration needs validation rows; pass --val-size > 0 or turn calibration off"
         )
-    z = _logits_2d(val_logits, "val_logits")
+    z = check_logits(val_logits, "val_logits")
     if z.shape[1] != len(labels):
         raise ValueError(f"val_logits has {z.shape[1]} columns but there are {len(labels)} labels")
-    y = _labels_1d(val_labels, z.shape[0], z.shape[1], "val_labels")
+    y = check_labels(val_labels, z.shape[0], z.shape[1], "val_labels")
     if oos_label is not None and oos_label not in labels:
         raise ConfigError(f"--oos-label {oos_label!r} is not one of the model's labels")
     if reject_label in labels and reject_label != oos_label:
@@ -299,7 +211,7 @@ def calibrate(
         raise ConfigError(f"--oos-target must be in (0, 1], got {target_in_scope_accuracy}")
     extra = np.zeros((0, z.shape[1]))
     if extra_oos_logits is not None:
-        extra = _logits_2d(extra_oos_logits, "extra_oos_logits", allow_empty=True)
+        extra = check_logits(extra_oos_logits, "extra_oos_logits", allow_empty=True)
         if extra.shape[1] != z.shape[1]:
             raise ValueError(
                 f"extra_oos_logits has {extra.shape[1]} columns, val_logits has {z.shape[1]}"
@@ -308,7 +220,7 @@ def calibrate(
     temperature = fit_temperature(z, y)
     oos_id = labels.index(oos_label) if oos_label is not None else -1
     all_logits = np.concatenate([z, extra])
-    _, pred, conf = _top(all_logits, temperature)
+    _, pred, conf = top(all_logits, temperature)
     is_oos = np.concatenate([y == oos_id, np.ones(len(extra), dtype=bool)])
     truth = np.concatenate([y, np.full(len(extra), -1)])
     pred_oos = pred == oos_id
@@ -345,79 +257,4 @@ def calibrate(
             "ece_before": expected_calibration_error(softmax(z), y),
             "ece_after": expected_calibration_error(softmax(z, temperature), y),
         },
-    }
-
-
-def apply(
-    logits: np.ndarray,
-    label_names: list[str],
-    calibration: dict[str, Any] | None,
-    *,
-    reject: bool = True,
-) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Turn logits into answers: the one decision function of predictor, evaluate and server.
-
-    Args:
-        logits: raw logits (n, len(label_names)); n may be 0.
-        label_names: the model's classes, in logit order.
-        calibration: ``intentkit.json["calibration"]`` or None (T = 1, no rejection).
-        reject: False answers the top class even below the threshold (``--no-reject``).
-
-    Returns:
-        ``(answered labels, top-class confidence after temperature (n,), probabilities (n, k))``.
-        With ``reject`` and a calibration, rows with confidence < threshold or a top class equal
-        to ``oos_label`` are answered ``reject_label``; confidence stays the top-class one.
-    """
-    z = _logits_2d(logits, allow_empty=True)
-    if z.shape[1] != len(label_names):
-        raise ValueError(
-            f"logits have {z.shape[1]} columns but there are {len(label_names)} labels"
-        )
-    cal = calibration or {}
-    probs, pred, conf = _top(z, float(cal.get("temperature") or 1.0))
-    answered = [str(label_names[i]) for i in pred]
-    if reject and calibration:
-        # Same comparison as calibrate(): conf >= threshold is answered, so a validation row
-        # sitting exactly on the threshold is answered here too.
-        rejected = conf < float(cal.get("threshold") or 0.0)
-        oos_label = cal.get("oos_label")
-        if oos_label is not None and oos_label in label_names:
-            rejected |= pred == list(label_names).index(oos_label)
-        reject_label = str(cal.get("reject_label") or "out_of_scope")
-        for i in np.nonzero(rejected)[0]:
-            answered[i] = reject_label
-    return answered, conf, probs
-
-
-def oos_report(
-    pred_labels: list[str], true_labels: list[str], *, oos_labels: set[str], reject_label: str
-) -> dict[str, Any]:
-    """In-scope accuracy and out-of-scope recall/precision of answered labels.
-
-    A prediction is "oos" when it is ``reject_label`` or in ``oos_labels``; a true row is oos when
-    its label is in ``oos_labels``. An in-scope row is correct only when answered with its own
-    label (a rejection is wrong). Undefined ratios (no rows in the denominator) are None.
-
-    Returns:
-        ``{"in_scope_accuracy", "oos_recall", "oos_precision", "n_in_scope", "n_oos"}``.
-    """
-    if len(pred_labels) != len(true_labels):
-        raise ValueError(
-            f"pred_labels has {len(pred_labels)} rows but true_labels has {len(true_labels)}"
-        )
-    oos_set = set(oos_labels)
-    pred_oos = np.array([p == reject_label or p in oos_set for p in pred_labels], dtype=bool)
-    true_oos = np.array([t in oos_set for t in true_labels], dtype=bool)
-    hit = np.array([p == t for p, t in zip(pred_labels, true_labels, strict=True)], dtype=bool)
-    n_in, n_oos, n_pred_oos = int((~true_oos).sum()), int(true_oos.sum()), int(pred_oos.sum())
-
-    def ratio(num: int, den: int) -> float | None:
-        return float(num / den) if den else None
-
-    return {
-        "in_scope_accuracy": ratio(int((hit & ~true_oos & ~pred_oos).sum()), n_in),
-        "oos_recall": ratio(int((pred_oos & true_oos).sum()), n_oos),
-        "oos_precision": ratio(int((pred_oos & true_oos).sum()), n_pred_oos),
-        "n_in_scope": n_in,
-        "n_oos": n_oos,
     }

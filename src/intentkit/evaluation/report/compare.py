@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from intentkit.errors import DataError
-from intentkit.report.evaldir import Evaluation, load_evaluation
-from intentkit.report.page import HEADLINE, json_script, render, template
-from intentkit.report.svg import esc, fmt
+from intentkit.evaluation.report.evaldir import Evaluation, load_evaluation
+from intentkit.evaluation.report.page import HEADLINE, json_script, render, template
+from intentkit.evaluation.report.svg import esc, fmt
 
 #: Below this many discordant rows the exact binomial test is used, else the chi-square
 #: approximation (with continuity correction). 25 is the usual rule (e.g. statsmodels' docs):

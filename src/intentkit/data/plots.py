@@ -53,7 +53,7 @@ def label_distribution(
     return _save(fig, Path(path))
 
 
-def token_lengths(
+def token_length_histogram(
     lengths: Mapping[str, Sequence[int] | Any], path: str | Path, max_length: int | None = None
 ) -> Path:
     """Histograms of token lengths per split (density), with ``max_length`` as a dashed line."""

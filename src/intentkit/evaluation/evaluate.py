@@ -71,8 +71,8 @@ def score(
 
 def _quiet_load(model_dir: Path, reject: bool) -> Any:
     """``Predictor.from_dir`` without transformers' "Loading weights" progress bar."""
+    from intentkit.inference.predictor import Predictor
     from intentkit.modeling import quiet_transformers
-    from intentkit.predict import Predictor
 
     with quiet_transformers():
         return Predictor.from_dir(model_dir, reject=reject)
@@ -100,13 +100,14 @@ def evaluate(
         The report dict (also written to ``out/report.json``).
     """
     from intentkit.artifact import check_artifact_dir, read_meta
-    from intentkit.calibration import expected_calibration_error, oos_report, softmax
-    from intentkit.dataset import load_prepared
-    from intentkit.evalplots import confusion_matrix_png, reliability_diagram
+    from intentkit.data.dataset import load_prepared
+    from intentkit.evaluation.figures import confusion_matrix_png, reliability_diagram
+    from intentkit.evaluation.metrics import expected_calibration_error, oos_report
+    from intentkit.evaluation.report.evaldir import PREDICTIONS_FILE
+    from intentkit.evaluation.report.page import write_report
+    from intentkit.evaluation.report.predictions import predictions_frame, write_predictions
     from intentkit.fsutil import atomic_write_json
-    from intentkit.report.evaldir import PREDICTIONS_FILE
-    from intentkit.report.page import write_report
-    from intentkit.report.predictions import predictions_frame, write_predictions
+    from intentkit.inference.decision import softmax
 
     model_dir = check_artifact_dir(model_dir)
     ds = load_prepared(data)

@@ -1,8 +1,8 @@
-"""Prepare a dataset (clean, dedupe, split, write) and inspect a prepared one.
+"""Prepare a dataset: clean, dedupe, split and write the folder training reads.
 
-``prepare`` turns any source (see :mod:`intentkit.sources`) into the folder that
-:func:`intentkit.dataset.load_prepared` reads; ``inspect`` adds label and token-length statistics,
-two plots and the ``max_length`` recommendation that training reads from ``inspect.json``.
+``prepare`` turns any source (see :mod:`intentkit.data.sources`) into the folder that
+:func:`intentkit.data.dataset.load_prepared` reads;
+``intentkit data inspect`` (:mod:`intentkit.data.inspect`) adds statistics and plots.
 All work is vectorised (pandas on Arrow strings, numpy) so a million rows take seconds.
 """
 
@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from intentkit.config import DataConfig, to_dict
-from intentkit.errors import ConfigError, DataError, ModelError
+from intentkit.data.split import SPLIT_NAMES, stratified_split
+from intentkit.errors import ConfigError, DataError
 from intentkit.fsutil import atomic_dir, atomic_write_json, check_output_dir
 
 log = logging.getLogger(__name__)
 
-TRAIN, VAL, TEST = 0, 1, 2  #: split codes returned by :func:`stratified_split`
-SPLIT_NAMES = np.array(["train", "val", "test"], dtype=object)  #: indexed by split code
 DROP_REASONS = (
     "empty_text",  # blank after stripping whitespace
     "null_label",  # label missing or blank
@@ -32,51 +31,6 @@ DROP_REASONS = (
     "leakage_test",  # test text that is also in train
     "leakage_val",  # val text that is also in train or test
 )
-
-
-def _quota(counts: np.ndarray, share: float, cap: np.ndarray, rng: np.random.Generator) -> Any:
-    """Rows per label for a held-out split: floor or ceil of ``counts*share``, never above ``cap``.
-
-    Largest-remainder rounding (random tie-break) makes the total match ``share`` of all rows
-    while every label stays within one row of its own target.
-    """
-    target = counts * share
-    base = np.minimum(np.floor(target).astype(np.int64), cap)
-    frac = target - np.floor(target)
-    extra = int(round(counts.sum() * share)) - int(base.sum())
-    order = np.lexsort((rng.random(len(counts)), -frac))  # last key sorts first
-    order = order[((base < cap) & (frac > 0))[order]]
-    base[order[: max(extra, 0)]] += 1
-    return base
-
-
-def stratified_split(
-    labels: Sequence[str] | Any, *, test_size: float, val_size: float = 0.0, seed: int = 42
-) -> np.ndarray:
-    """Assign each row to TRAIN/VAL/TEST so that every label keeps the target shares.
-
-    Each label gets ``floor`` or ``ceil`` of ``n*test_size`` test rows (and likewise for val),
-    keeps at least one train row, and the same ``seed`` and input give the same split.
-    Returns an int8 array of split codes aligned with ``labels``.
-    """
-    import pandas as pd
-
-    codes, uniques = pd.factorize(pd.Series(labels, dtype="str"), sort=True)
-    n, k = len(codes), len(uniques)
-    rng = np.random.default_rng(seed)
-    counts = np.bincount(codes, minlength=k)
-    q_test = _quota(counts, test_size, counts - 1, rng)
-    q_val = _quota(counts, val_size, counts - 1 - q_test, rng) if val_size > 0 else 0 * counts
-    # Shuffle, then group by label (stable): a row's rank inside its label is random.
-    order = rng.permutation(n)
-    order = order[np.argsort(codes[order], kind="stable")]
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n) - starts[codes[order]]
-    out = np.full(n, TRAIN, dtype=np.int8)
-    out[rank < q_test[codes]] = TEST
-    out[(rank >= q_test[codes]) & (rank < (q_test + q_val)[codes])] = VAL
-    return out
 
 
 def _rows_sha256(frames: dict[str, Any]) -> str:
@@ -202,7 +156,7 @@ def prepare(
     import pandas as pd
 
     from intentkit import __version__
-    from intentkit.sources import load_source
+    from intentkit.data.sources import load_source
 
     cfg = config or DataConfig()
     out = check_output_dir(out, force=force)
@@ -271,125 +225,3 @@ def _write(out: Path, frames: dict[str, Any], labels: list[str], stats: dict[str
 
 # ---------------------------------------------------------------------------------------------
 # inspect
-
-
-def token_lengths(texts: Sequence[str], tokenizer: Any, batch_size: int = 8192) -> np.ndarray:
-    """Token counts (special tokens included, no truncation) of ``texts``, in batches.
-
-    Uses the Rust tokenizer's batch encoder on a copy with truncation and padding off, so a
-    tokenizer saved with ``truncation=128`` still reports true lengths.
-    """
-    texts = list(texts)
-    out = np.empty(len(texts), dtype=np.int64)
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        from tokenizers import Tokenizer
-
-        fast = Tokenizer.from_str(backend.to_str())
-        fast.no_truncation()
-        fast.no_padding()
-        for i in range(0, len(texts), batch_size):
-            encs = fast.encode_batch_fast(texts[i : i + batch_size], add_special_tokens=True)
-            out[i : i + len(encs)] = [len(e) for e in encs]
-        return out
-    for i in range(0, len(texts), batch_size):  # slow tokenizers: still one call per batch
-        ids = tokenizer(texts[i : i + batch_size], truncation=False)["input_ids"]
-        out[i : i + len(ids)] = [len(x) for x in ids]
-    return out
-
-
-def _round_up8(n: int, limit: int) -> int:
-    cap = max(8, limit // 8 * 8)
-    return int(min(max(8, -(-int(n) // 8) * 8), cap))
-
-
-def recommend_max_length(texts: list[str], tokenizer: Any, limit: int) -> int:
-    """The 99th percentile of token lengths rounded up to a multiple of 8, capped at ``limit``.
-
-    Longer texts (about 1%) are truncated; padding to a multiple of 8 suits tensor cores.
-    """
-    if not texts:
-        raise DataError("no texts to measure; prepare a dataset first")
-    lengths = token_lengths(texts, tokenizer)
-    return _round_up8(int(np.percentile(lengths, 99, method="higher")), limit)
-
-
-def _percentiles(lengths: np.ndarray) -> dict[str, float]:
-    if not len(lengths):
-        return {}
-    p50, p90, p99 = np.percentile(lengths, [50, 90, 99], method="higher")
-    return {
-        "p50": int(p50),
-        "p90": int(p90),
-        "p99": int(p99),
-        "max": int(lengths.max()),
-        "mean": round(float(lengths.mean()), 2),
-    }
-
-
-def _inspect_tokenizer(model: str | None, warn: Callable[[str], None]) -> tuple[Any, str]:
-    from intentkit import modeling
-
-    try:
-        return modeling.load_tokenizer(model), model or modeling.DEFAULT_MODEL
-    except ModelError as exc:
-        if model is not None:  # an explicit choice fails loudly, no fallback
-            raise
-        warn(
-            f"the default tokenizer ({modeling.DEFAULT_MODEL}) cannot be loaded, so lengths are "
-            "measured with --model minilm instead (token counts differ between tokenizers); pass "
-            f"--model NAME for the model you will train. Cause: {exc}"
-        )
-        return modeling.load_tokenizer("minilm"), "minilm"
-
-
-def inspect(
-    path: str | Path,
-    model: str | None = None,
-    top_n: int = 20,
-    *,
-    on_warning: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Label balance and token lengths of a prepared folder; writes plots and ``inspect.json``.
-
-    ``model`` picks the tokenizer (default modernbert-base, falling back to minilm with a warning
-    when it cannot be loaded). Returns what ``inspect.json`` holds: per-label counts, imbalance
-    ratio, token-length percentiles per split and the recommended ``max_length``.
-    """
-    from intentkit import modeling, plots
-    from intentkit.dataset import load_prepared
-
-    ds = load_prepared(path)
-    tokenizer, used = _inspect_tokenizer(model, on_warning or log.warning)
-    try:
-        config = modeling.load_config(used)
-    except ModelError:
-        config = None
-    limit = modeling.model_max_length(tokenizer, config)
-    splits = {s: ds.split(s) for s in ("train", "val", "test") if getattr(ds, s) is not None}
-    lengths = {s: token_lengths(f["text"].tolist(), tokenizer) for s, f in splits.items()}
-    every = np.concatenate(list(lengths.values()))
-    recommended = _round_up8(int(np.percentile(every, 99, method="higher")), limit)
-    counts = {
-        s: {str(k): int(v) for k, v in f["label"].value_counts().items()} for s, f in splits.items()
-    }
-    train_counts = counts["train"].values()
-    out = Path(path)
-    result: dict[str, Any] = {
-        "model": used,
-        "model_max_length": limit,
-        "recommended_max_length": recommended,
-        "truncated_share": round(float((every > recommended).mean()), 6),
-        "token_lengths": {**{s: _percentiles(v) for s, v in lengths.items()}},
-        "rows": {s: len(f) for s, f in splits.items()},
-        "num_labels": len(ds.labels),
-        "imbalance_ratio": round(max(train_counts) / min(train_counts), 3),
-        "label_counts": counts,
-        "fingerprint": ds.fingerprint,
-        "plots": ["label_distribution.png", "token_lengths.png"],
-    }
-    result["token_lengths"]["all"] = _percentiles(every)
-    plots.label_distribution(counts, out / "label_distribution.png", top_n=top_n)
-    plots.token_lengths(lengths, out / "token_lengths.png", max_length=recommended)
-    atomic_write_json(out / "inspect.json", result)
-    return result

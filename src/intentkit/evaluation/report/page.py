@@ -18,15 +18,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from intentkit.report import charts
-from intentkit.report.confusion import (
+from intentkit.evaluation.report import charts
+from intentkit.evaluation.report.confusion import (
     MAX_LABELS,
     confusion_counts,
     confusion_svg,
     most_confused_idx,
 )
-from intentkit.report.evaldir import Evaluation, load_evaluation
-from intentkit.report.svg import esc, fmt
+from intentkit.evaluation.report.evaldir import Evaluation, load_evaluation
+from intentkit.evaluation.report.svg import esc, fmt
 
 REPORT_HTML = "report.html"
 _SLOT = re.compile(r"\{\{(\w+)\}\}")
@@ -48,7 +48,11 @@ HEADLINE = (
 @cache
 def template(name: str) -> str:
     """A file of ``intentkit/report/templates`` (shipped as package data)."""
-    return resources.files("intentkit.report").joinpath("templates", name).read_text("utf-8")
+    return (
+        resources.files("intentkit.evaluation.report")
+        .joinpath("templates", name)
+        .read_text("utf-8")
+    )
 
 
 def render(name: str, **slots: str) -> str:

@@ -3,7 +3,7 @@
 A source is a bundled dataset name, a local file (CSV, TSV, JSON, JSONL, Parquet), a folder saved
 with ``datasets`` (``save_to_disk``) or a Hugging Face dataset id. Every reader returns the same
 :class:`RawSource`: string columns ``text`` and ``label`` per split, plus a description for
-``stats.json``. Cleaning, dedupe and splitting happen in :mod:`intentkit.data`.
+``stats.json``. Cleaning, dedupe and splitting happen in :mod:`intentkit.data.prepare`.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ quantisation itself is ONNX Runtime's (``onnxruntime.quantization``); this modul
 options, records them and measures the result.
 
 The export gate: an int8 graph is used for ``--dtype int8`` only when its answers (top-1 after
-calibration, rejection included: :func:`intentkit.calibration.apply`) agree with the fp32
+calibration, rejection included: :func:`intentkit.inference.decision.apply`) agree with the fp32
 graph's on at least ``min_agreement`` of the validation texts. :func:`agreement_texts` picks
 those texts; :func:`answer_agreement` compares the answers.
 """
@@ -100,7 +100,7 @@ def agreement_texts(
     """
     import numpy as np
 
-    from intentkit.dataset import load_prepared
+    from intentkit.data.dataset import load_prepared
 
     recorded = (meta.get("data") or {}).get("path")
     folder = Path(data) if data is not None else Path(recorded) if recorded else None
@@ -131,7 +131,7 @@ def answer_agreement(
     """Share of rows whose served answer (top-1 or the reject label) is the same in both."""
     import numpy as np
 
-    from intentkit.calibration import apply
+    from intentkit.inference.decision import apply
 
     if len(reference) == 0:
         return float("nan")

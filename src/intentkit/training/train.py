@@ -17,179 +17,19 @@ What this adds over the reference recipe (see /work/shared/reference/README.md),
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
-import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from intentkit.config import METRICS, TrainConfig, build, load_preset, to_dict
+from intentkit.config import METRICS, TrainConfig, to_dict
 from intentkit.errors import ConfigError, DataError
+from intentkit.training import setup
+from intentkit.training.setup import rank, world_size
 
 log = logging.getLogger(__name__)
-
-
-def _rank() -> int:
-    # torchrun sets RANK; read once per call, never at import.
-    return int(os.environ.get("RANK", "0"))
-
-
-def _world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def resolve_config(
-    out: Path,
-    *,
-    config: TrainConfig | None,
-    preset: str | None,
-    resume: bool,
-    overrides: dict[str, Any],
-    checkpoint_dir: Path | None = None,
-) -> TrainConfig:
-    """Defaults < preset (or the resumed run's stored config) < ``config`` < explicit overrides.
-
-    The stored config is read from ``checkpoint_dir`` (default ``out/checkpoints``).
-    """
-    from intentkit.trainer_utils import RUN_CONFIG_FILE, checkpoints_dir
-
-    base: dict[str, Any] = {}
-    stored = checkpoints_dir(out, checkpoint_dir) / RUN_CONFIG_FILE
-    if resume and stored.is_file():
-        # --resume with no other flags continues the same run, not a default-config one.
-        base = json.loads(stored.read_text("utf-8"))
-    if preset is not None:
-        base = {**base, **load_preset(preset).get("train", {})}
-    if config is not None:
-        base = {**base, **to_dict(config)}
-    return build(TrainConfig, base, **overrides)
-
-
-def _attention_impl(device: str) -> str:
-    if device.startswith("cuda") and importlib.util.find_spec("flash_attn") is not None:
-        return "flash_attention_2"
-    return "sdpa"
-
-
-def _load_model(resolved: str, model_config: Any, attn: str) -> Any:
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
-    from intentkit.errors import ModelError
-
-    try:
-        return AutoModelForSequenceClassification.from_pretrained(
-            resolved, config=model_config, attn_implementation=attn, dtype=torch.float32
-        )
-    except (ValueError, ImportError) as exc:
-        if attn == "eager" or "attn" not in str(exc).lower() and "attention" not in str(exc):
-            raise ModelError(
-                f"--model {resolved}: cannot load it for classification: {exc}"
-            ) from exc
-        # An architecture without SDPA/flash support: fall back to the eager kernels.
-        return _load_model(resolved, model_config, "eager")
-    except OSError as exc:
-        raise ModelError(f"--model {resolved}: cannot load weights: {exc}") from exc
-
-
-def _calibrate(
-    cfg: TrainConfig,
-    predictor: Any,
-    val_logits: Any,
-    val_df: Any,
-    oos_val: list[str],
-    labels: list[str],
-) -> dict[str, Any]:
-    """Fit temperature + rejection threshold on validation (``intentkit.calibration``).
-
-    The model's oos class is ``--oos-label`` when it is a label of the data, else ``oos`` when
-    the data has that class (CLINC150's name); out-of-scope val texts without a model class
-    join the threshold choice as ``extra_oos_logits``.
-    """
-    import numpy as np
-
-    from intentkit.calibration import calibrate
-
-    label2id = {name: i for i, name in enumerate(labels)}
-    if cfg.oos_label is not None:
-        oos = cfg.oos_label if cfg.oos_label in label2id else None
-        if oos is None:
-            log.warning("--oos-label %s is not a label of the data; ignored", cfg.oos_label)
-    else:
-        oos = "oos" if "oos" in label2id else None
-    extra = predictor.logits(oos_val, batch_size=cfg.eval_batch_size) if oos_val else None
-    return calibrate(
-        val_logits,
-        np.array([label2id[x] for x in val_df["label"]], dtype=np.int64),
-        labels,
-        oos_label=oos,
-        reject_label=cfg.reject_label,
-        target_in_scope_accuracy=cfg.oos_target,
-        extra_oos_logits=extra,
-    )
-
-
-def _checkpointing_arg() -> str:
-    """``activation_checkpointing`` (transformers >= 5.2x) or its older name."""
-    import dataclasses
-
-    from transformers import TrainingArguments
-
-    names = {f.name for f in dataclasses.fields(TrainingArguments)}
-    return (
-        "activation_checkpointing"
-        if "activation_checkpointing" in names
-        else ("gradient_checkpointing")
-    )
-
-
-def training_arguments(
-    cfg: TrainConfig, output_dir: Path, *, device: str, bf16: bool, world_size: int = 1
-) -> dict[str, Any]:
-    """The ``TrainingArguments`` keyword arguments for ``cfg`` (pure: tested per preset)."""
-    strategy = "steps" if cfg.eval_steps else "epoch"
-    # transformers 5: an int is absolute warm-up steps, a float a ratio of the total.
-    warmup: int | float = (
-        int(cfg.warmup_steps)
-        if cfg.warmup_steps is not None
-        else float(cfg.warmup_ratio if cfg.warmup_ratio is not None else 0.1)
-    )
-    on_cuda = device.startswith("cuda")
-    return {
-        "output_dir": str(output_dir),
-        "num_train_epochs": float(cfg.epochs),
-        "per_device_train_batch_size": cfg.batch_size,
-        "per_device_eval_batch_size": cfg.eval_batch_size,
-        "learning_rate": cfg.lr,
-        "warmup_steps": warmup,
-        "weight_decay": cfg.weight_decay,
-        "gradient_accumulation_steps": cfg.grad_accum,
-        _checkpointing_arg(): cfg.gradient_checkpointing,
-        "eval_strategy": strategy,
-        "save_strategy": strategy,  # load_best_model_at_end needs both on the same schedule
-        "eval_steps": cfg.eval_steps,
-        "save_steps": cfg.eval_steps or 500,
-        "save_total_limit": cfg.save_total_limit,
-        "load_best_model_at_end": True,
-        "metric_for_best_model": cfg.metric,
-        "greater_is_better": True,
-        "logging_strategy": "steps",
-        "logging_steps": 10,
-        "report_to": [] if cfg.report_to == "none" else [cfg.report_to],
-        "bf16": bf16,
-        "use_cpu": device == "cpu",
-        "ddp_backend": ("gloo" if device == "cpu" else None) if world_size > 1 else None,
-        "seed": cfg.seed,
-        "data_seed": cfg.seed,
-        "train_sampling_strategy": "group_by_length",
-        "remove_unused_columns": False,  # our collator drops the length column itself
-        "dataloader_pin_memory": on_cuda,
-        "disable_tqdm": False,
-        "log_level": "error",
-    }
 
 
 def train(
@@ -223,18 +63,19 @@ def train(
             phases in ``intentkit.json`` include interpreter start-up and the CLI's imports.
         **overrides: TrainConfig fields (``model="minilm"``, ``epochs=1``...); None is ignored.
     """
-    from intentkit import train_overhead as lo
+    from intentkit.training import overhead as lo
 
     timer = lo.PhaseTimer(started_at)
     import torch
     from datasets import Dataset
     from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 
-    from intentkit import trainer_utils as tu
     from intentkit.artifact import library_versions, write_artifact
-    from intentkit.dataset import load_prepared
+    from intentkit.data.dataset import load_prepared
+    from intentkit.data.lengths import max_length_for
+    from intentkit.data.split import split_frame
     from intentkit.fsutil import atomic_write_json
-    from intentkit.modelcard import render_model_card
+    from intentkit.inference.predictor import Predictor, resolve_device
     from intentkit.modeling import (
         dropout_overrides,
         load_config,
@@ -243,12 +84,14 @@ def train(
         quiet_transformers,
         resolve_model,
     )
-    from intentkit.predict import Predictor, resolve_device
+    from intentkit.training import checkpoints as ck
+    from intentkit.training import trainer as tu
+    from intentkit.training.modelcard import render_model_card
 
     timer.mark("imports")
     out = Path(out)
     ckpt_arg = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    cfg = resolve_config(
+    cfg = setup.resolve_config(
         out,
         config=config,
         preset=preset,
@@ -258,8 +101,8 @@ def train(
     )
     ds = load_prepared(data)  # validates the folder before we touch --out
     device = resolve_device(cfg.device)
-    resume_from = tu.check_run_out(
-        out, force=force, resume=resume, rank=_rank(), checkpoint_dir=ckpt_arg
+    resume_from = ck.check_run_out(
+        out, force=force, resume=resume, rank=rank(), checkpoint_dir=ckpt_arg
     )
 
     labels = list(ds.labels)
@@ -275,7 +118,7 @@ def train(
         oos_val = val_df.loc[~known & val_df["label"].isin(oos_names), "text"].tolist()
         val_df = val_df[known].reset_index(drop=True)
     else:
-        train_df, val_df = tu.split_val(ds.train, cfg.val_size, cfg.seed)
+        train_df, val_df = split_frame(ds.train, cfg.val_size, cfg.seed)
         val_source = f"{cfg.val_size:g} of train (stratified, seed {cfg.seed})"
 
     timer.mark("data")
@@ -284,7 +127,7 @@ def train(
     limit = model_max_length(tokenizer, model_config)
     if cfg.max_length is not None and cfg.max_length > limit:
         raise ConfigError(f"--max-length {cfg.max_length} is above the model's limit {limit}")
-    max_length = cfg.max_length or tu.recommended_max_length(
+    max_length = cfg.max_length or max_length_for(
         ds.path, train_df["text"].tolist(), tokenizer, limit
     )
     tokenizer.model_max_length = max_length  # saved with the artifact: serving truncates the same
@@ -316,19 +159,21 @@ def train(
     # "Writing model shards" bars for the run; ours is tqdm's.
     with quiet_transformers(logs=True):
         set_seed(cfg.seed)  # the classification head is initialised here, before the Trainer
-        attn = _attention_impl(device)
-        model = _load_model(resolve_model(cfg.model), model_config, attn)
+        attn = setup.attention_impl(device)
+        model = setup.load_model(resolve_model(cfg.model), model_config, attn)
         attn = getattr(model.config, "_attn_implementation", attn)
         on_cuda = device.startswith("cuda")
         bf16 = bool(on_cuda and torch.cuda.is_bf16_supported())
-        ckpt_dir = tu.checkpoints_dir(out, ckpt_arg)
+        ckpt_dir = ck.checkpoints_dir(out, ckpt_arg)
         run_config = to_dict(cfg)
         if force:
-            tu.clear_out(out, rank=_rank(), checkpoint_dir=ckpt_arg)
-        if _rank() == 0:
-            atomic_write_json(ckpt_dir / tu.RUN_CONFIG_FILE, run_config)
+            ck.clear_out(out, rank=rank(), checkpoint_dir=ckpt_arg)
+        if rank() == 0:
+            atomic_write_json(ckpt_dir / ck.RUN_CONFIG_FILE, run_config)
         args = TrainingArguments(
-            **training_arguments(cfg, ckpt_dir, device=device, bf16=bf16, world_size=_world_size())
+            **setup.training_arguments(
+                cfg, ckpt_dir, device=device, bf16=bf16, world_size=world_size()
+            )
         )
         weights = tu.class_weights(train_set["labels"], len(labels), cfg.class_weights)
         cbs = tu.callbacks_module()
@@ -359,7 +204,7 @@ def train(
             label_smoothing=cfg.label_smoothing,
             optimizers=(optimizer, None),
             predictor_batches=not on_cuda,  # CUDA pads to multiples of 8, the Predictor not
-            world_size=_world_size(),
+            world_size=world_size(),
         )
         trainer.remove_callback(cbs.ProgressCallback)
         trainer.add_callback(cbs.QuietProgressCallback())
@@ -395,7 +240,9 @@ def train(
                 val_logits = predictor.logits(texts, batch_size=cfg.eval_batch_size)
             calibration = None
             if cfg.calibrate:
-                calibration = _calibrate(cfg, predictor, val_logits, val_df, oos_val, labels)
+                calibration = setup.calibrate_on_val(
+                    cfg, predictor, val_logits, val_df, oos_val, labels
+                )
             timer.mark("calibration")
             counts = ds.stats.get("label_counts") or {
                 "train": {str(k): int(v) for k, v in ds.train["label"].value_counts().items()}
@@ -424,7 +271,7 @@ def train(
                     "started_at_step": start.step,  # first optimiser step of *this* process
                     "train_loss": float(result.training_loss),
                     "runtime_s": round(runtime, 2),
-                    "world_size": _world_size(),
+                    "world_size": world_size(),
                     "phases": None,  # filled in once the artifact is written (lo.finish)
                     "device": device,
                     "precision": "bf16" if bf16 else "fp32",

@@ -1,4 +1,4 @@
-"""Hyper-parameter search over :func:`intentkit.train.train` with Optuna (``intentkit tune``).
+"""Hyper-parameter search over :func:`intentkit.train` with Optuna (``intentkit tune``).
 
 Design, and why:
 
@@ -233,11 +233,11 @@ def tune(
     optuna = _optuna()
     from optuna.trial import TrialState
 
-    from intentkit import tune_outputs as outputs
-    from intentkit.dataset import load_prepared
+    from intentkit.data.dataset import load_prepared
+    from intentkit.inference.predictor import resolve_device
     from intentkit.modeling import load_config
-    from intentkit.predict import resolve_device
-    from intentkit.trainer_utils import clear_out
+    from intentkit.training import tune_outputs as outputs
+    from intentkit.training.checkpoints import clear_out
 
     out, overrides = Path(out), {k: v for k, v in overrides.items() if v is not None}
     tune_dir = out / TUNE_DIR
@@ -334,8 +334,8 @@ def _objective(
     space: dict[str, tuple[Any, ...]],
 ) -> Any:
     from intentkit.artifact import read_meta
-    from intentkit.train import train
-    from intentkit.trainer_utils import CHECKPOINTS_DIR
+    from intentkit.training.checkpoints import CHECKPOINTS_DIR
+    from intentkit.training.train import train
 
     def objective(trial: Any) -> float:
         params = _suggest(trial, space)

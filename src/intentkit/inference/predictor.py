@@ -1,8 +1,9 @@
 """Predictor: tokenize -> forward -> labels and scores, from a trained artifact folder.
 
 One decision path for everyone: ``intentkit predict``, ``intentkit evaluate`` and the HTTP server
-all call :meth:`Predictor.logits` then :func:`intentkit.calibration.apply`, so served answers equal
-local ones. Batches are sorted by length and padded only to their own longest text (no pad-to-64).
+all call :meth:`Predictor.logits` then :func:`intentkit.inference.decision.apply`, so served
+answers equal local ones. Batches are sorted by length and padded only to their own longest text (no
+pad-to-64).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def resolve_backend(backend: str, device: str, dtype: str) -> str:
     installed (it is 2-3x faster than PyTorch eager fp32 on CPUs; bench/RESULTS.md).
     """
     from intentkit.config import BACKENDS
-    from intentkit.onnx_backend import onnx_available, require_onnx
+    from intentkit.inference.onnx_backend import onnx_available, require_onnx
 
     if backend not in BACKENDS:
         raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend}")
@@ -80,12 +81,31 @@ def resolve_backend(backend: str, device: str, dtype: str) -> str:
     return "torch"
 
 
+def default_threads(dtype: str = "fp32", backend: str = "torch") -> int:
+    """Intra-op threads for serving: every usable core, except all but one for torch int8.
+
+    Measured side by side on a quiet 2-core box at concurrency 32 (bench/RESULTS.md):
+    ONNX Runtime ModernBERT-base served 105 req/s with 2 threads vs 63 with 1 (fp32) and 201
+    vs 167 (int8); PyTorch fp32 48.9 vs 29.5. PyTorch int8 is the exception: its forwards are
+    short, so the event loop, HTTP parsing and tokenization compete with OpenMP's barriers
+    (168 req/s with 1 thread vs 119 with 2). On a box shared with other busy processes, pass
+    ``--threads`` lower (OpenMP collapses when the CPU is oversubscribed).
+    """
+    import os
+
+    try:
+        cores = len(os.sched_getaffinity(0))  # honours taskset / container CPU sets
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1) if (dtype, backend) == ("int8", "torch") else cores
+
+
 def _onnx_runner(path: Path, dtype: str, threads: int | None, *, strict: bool) -> Any:
     """An OnnxRunner over the (cached) export of ``path``; None with a warning if not strict."""
     import logging
 
-    from intentkit.onnx_backend import OnnxRunner, export_onnx
-    from intentkit.quantize import Int8Refused
+    from intentkit.inference.onnx_backend import OnnxRunner, export_onnx
+    from intentkit.inference.quantize import Int8Refused
 
     try:
         onnx_path = export_onnx(path, int8=dtype == "int8")
@@ -140,7 +160,7 @@ class Predictor:
 
         ``model`` is a PyTorch ``...ForSequenceClassification``; or None with ``runner`` (a
         callable ``(input_ids, attention_mask) -> logits`` such as an
-        :class:`~intentkit.onnx_backend.OnnxRunner`) and the model's ``config``.
+        :class:`~intentkit.inference.onnx_backend.OnnxRunner`) and the model's ``config``.
         """
         if model is None and (runner is None or config is None):
             raise ValueError("Predictor needs a model, or a runner and its config")
@@ -168,6 +188,7 @@ class Predictor:
         threads: int | None = None,
         dtype: str = "fp32",
         backend: str = "torch",
+        serving: bool = False,
     ) -> Predictor:
         """Load an artifact folder (validated first: missing files are listed with the fix).
 
@@ -177,9 +198,12 @@ class Predictor:
         ``int8`` (CPU only) quantizes the linear layers dynamically for faster serving.
 
         ``backend`` is ``torch``, ``onnx`` (ONNX Runtime on CPU, fp32 or int8; the export is
-        made once and cached next to the weights, see :mod:`intentkit.onnx_backend`) or
+        made once and cached next to the weights, see :mod:`intentkit.inference.onnx_backend`) or
         ``auto`` (``onnx`` on CPU when onnxruntime is installed and the export verifies,
         else ``torch`` with a warning saying why).
+
+        ``serving`` with no ``threads`` picks :func:`default_threads` for the backend chosen here
+        (the server's policy), so the backend is resolved once per load.
         """
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -188,6 +212,8 @@ class Predictor:
         device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, device)
         chosen = resolve_backend(backend, device, dtype)
+        if threads is None and serving:
+            threads = default_threads(dtype, chosen)
         tokenizer = AutoTokenizer.from_pretrained(path)
         meta = read_meta(path)
         if chosen == "onnx":
@@ -223,14 +249,9 @@ class Predictor:
 
     def forward_ids(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
         """Logits for one batch of token-id lists, padded to the batch's own longest row."""
-        width = max(len(x) for x in ids)
-        pad = self.tokenizer.pad_token_id or 0
-        # Filled in numpy, then one tensor: a per-row torch.tensor() costs ~10 us each at batch 256.
-        input_ids = np.full((len(ids), width), pad, dtype=np.int64)
-        mask = np.zeros((len(ids), width), dtype=np.int64)
-        for i, row in enumerate(ids):
-            input_ids[i, : len(row)] = row
-            mask[i, : len(row)] = 1
+        from intentkit.inference.padding import pad_rows
+
+        input_ids, mask = pad_rows(ids, self.tokenizer.pad_token_id or 0)
         if self.runner is not None:
             return self.runner(input_ids, mask)
         import torch
@@ -262,7 +283,7 @@ class Predictor:
         ``label`` is the reject label when out-of-scope rejection applies; ``scores`` holds the
         ``top_k`` calibrated class probabilities (all when ``top_k`` is None), highest first.
         """
-        from intentkit.calibration import apply
+        from intentkit.inference.decision import apply
 
         use_reject = self.reject if reject is None else reject
         answered, conf, probs = apply(logits, self.labels, self.calibration, reject=use_reject)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from intentkit.report.svg import PALETTE, Frame, Series, bar_chart, esc, line_chart, svg
+from intentkit.evaluation.report.svg import PALETTE, Frame, Series, bar_chart, esc, line_chart, svg
 
 THRESHOLDS = np.linspace(0.0, 1.0, 201)
 
@@ -78,7 +78,7 @@ def reliability(pred: Any, meta: dict[str, Any], n_bins: int = 15) -> dict[str, 
     Rows whose true label is a model class, top-1 correctness, 15 equal-width bins: the same
     definition as ``report.json``'s ``ece_before``/``ece_after``.
     """
-    from intentkit.calibration import bin_stats
+    from intentkit.evaluation.metrics import bin_stats
 
     # Without intentkit.json, the classes the model ever ranked first stand in for its labels.
     labels = set(meta.get("labels") or pred["top1"].unique())

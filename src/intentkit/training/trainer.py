@@ -1,14 +1,12 @@
 """Pieces of the training loop that ``train.py`` wires into the Hugging Face Trainer.
 
 Kept apart so each stays small and testable: the dynamic-padding collator, class weights, the
-weighted-loss Trainer subclass, metrics, callbacks, max-length choice and checkpoint discovery.
+weighted-loss Trainer subclass, the metrics hook, callbacks and layer-wise learning rates.
 Heavy imports (torch, transformers) happen inside functions or in :func:`weighted_trainer_class`.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,10 +14,8 @@ from typing import Any
 
 import numpy as np
 
-CHECKPOINTS_DIR = "checkpoints"
-#: The resolved TrainConfig, written beside the checkpoints so ``--resume`` needs no flags.
-RUN_CONFIG_FILE = "intentkit_train_config.json"
-_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+from intentkit.evaluation.metrics import classification_metrics
+from intentkit.training.checkpoints import RUN_CONFIG_FILE
 
 
 # ----------------------------------------------------------------------------- batching
@@ -39,14 +35,11 @@ class PadCollator:
         """Return ``input_ids``, ``attention_mask`` (and ``labels`` if present) as tensors."""
         import torch
 
-        width = max(len(r["input_ids"]) for r in rows)
-        width = -(-width // self.multiple) * self.multiple
-        ids = np.full((len(rows), width), self.pad_token_id, dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        for i, r in enumerate(rows):
-            n = len(r["input_ids"])
-            ids[i, :n] = r["input_ids"]
-            mask[i, :n] = 1
+        from intentkit.inference.padding import pad_rows
+
+        ids, mask = pad_rows(
+            [r["input_ids"] for r in rows], self.pad_token_id, multiple=self.multiple
+        )
         batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
         if "labels" in rows[0]:
             batch["labels"] = torch.tensor([int(r["labels"]) for r in rows], dtype=torch.long)
@@ -128,15 +121,6 @@ def weighted_trainer_class() -> type:
 
 
 # ----------------------------------------------------------------------------- metrics
-def classification_metrics(pred_ids: np.ndarray, label_ids: np.ndarray) -> dict[str, float]:
-    """Accuracy, macro F1 and weighted F1 of integer predictions (sklearn, zero_division=0)."""
-    from sklearn.metrics import accuracy_score, f1_score
-
-    return {
-        "accuracy": float(accuracy_score(label_ids, pred_ids)),
-        "macro_f1": float(f1_score(label_ids, pred_ids, average="macro", zero_division=0)),
-        "weighted_f1": float(f1_score(label_ids, pred_ids, average="weighted", zero_division=0)),
-    }
 
 
 def compute_metrics(eval_pred: Any) -> dict[str, float]:
@@ -181,143 +165,12 @@ def compact_log_history(history: Sequence[dict[str, Any]], max_train: int = 500)
 
 
 # ----------------------------------------------------------------------------- max length
-def p99_max_length(lengths: Sequence[int], limit: int) -> int:
-    """99th percentile of token lengths rounded up to a multiple of 8, within [8, limit]."""
-    if len(lengths) == 0:
-        return min(64, limit)
-    p99 = float(np.percentile(np.asarray(lengths, dtype=np.float64), 99))
-    return int(min(limit, max(8, math.ceil(p99 / 8) * 8)))
-
-
-def recommended_max_length(data_dir: Path, texts: Sequence[str], tokenizer: Any, limit: int) -> int:
-    """The prepared folder's ``inspect.json`` recommendation, else computed from ``texts``.
-
-    Prefers ``intentkit.data.recommend_max_length`` (the data stage owns the rule) and falls back
-    to the p99-rounded-to-8 rule here when that module is not available.
-    """
-    inspect_file = Path(data_dir) / "inspect.json"
-    if inspect_file.is_file():
-        try:
-            value = json.loads(inspect_file.read_text("utf-8")).get("recommended_max_length")
-        except json.JSONDecodeError:
-            value = None
-        if isinstance(value, int) and value >= 8:
-            return min(value, limit)
-    try:
-        from intentkit.data import recommend_max_length
-    except ImportError:
-        recommend_max_length = None
-    if recommend_max_length is not None:
-        return int(recommend_max_length(list(texts), tokenizer, limit))
-    lengths = [len(x) for x in tokenizer(list(texts), truncation=False)["input_ids"]]
-    return p99_max_length(lengths, limit)
 
 
 # ----------------------------------------------------------------------------- checkpoints
-def complete_checkpoints(checkpoint_dir: Path) -> list[Path]:
-    """``checkpoint-N`` folders that finished writing, oldest first.
-
-    The Trainer writes ``trainer_state.json`` last, so a folder without it (or without weights)
-    is the remains of a kill mid-save and must not be resumed from.
-    """
-    if not checkpoint_dir.is_dir():
-        return []
-    found = []
-    for p in checkpoint_dir.iterdir():
-        m = _CHECKPOINT_RE.match(p.name)
-        if (
-            m
-            and p.is_dir()
-            and (p / "trainer_state.json").is_file()
-            and (p / "model.safetensors").is_file()
-        ):
-            found.append((int(m.group(1)), p))
-    return [p for _, p in sorted(found)]
 
 
 # ----------------------------------------------------------------------------- run folder
-def checkpoints_dir(out: Path, checkpoint_dir: Path | None = None) -> Path:
-    """Where a run's checkpoints live: ``checkpoint_dir`` when given, else ``out/checkpoints``."""
-    return Path(checkpoint_dir) if checkpoint_dir is not None else out / CHECKPOINTS_DIR
-
-
-def _is_inside(path: Path, parent: Path) -> bool:
-    path, parent = path.resolve(), parent.resolve()
-    return path == parent or parent in path.parents
-
-
-def check_run_out(
-    out: Path,
-    *,
-    force: bool,
-    resume: bool,
-    rank: int = 0,
-    checkpoint_dir: Path | None = None,
-) -> Path | None:
-    """Check ``--out``/``--checkpoint-dir``/``--force``/``--resume`` (no side effects).
-
-    Returns the checkpoint to resume from (None for a new run). A ``checkpoint_dir`` outside
-    ``out`` (the SageMaker container keeps them apart: ``/opt/ml/model`` is shipped,
-    ``/opt/ml/checkpoints`` is synced to S3) must be empty for a new run too.
-    """
-    from intentkit.errors import ConfigError
-    from intentkit.fsutil import check_output_dir
-
-    ckpts = checkpoints_dir(out, checkpoint_dir)
-    if force and resume:
-        raise ConfigError("Can't provide both --force and --resume: --resume keeps the run")
-    if checkpoint_dir is not None and _is_inside(out, ckpts):
-        # clear_out(--force) and write_artifact would then delete or move the checkpoints.
-        raise ConfigError(
-            f"--checkpoint-dir {ckpts} holds --out {out}; choose a folder beside or inside --out"
-        )
-    if resume:
-        done = complete_checkpoints(ckpts)
-        if not done:
-            raise ConfigError(
-                f"--resume: no complete checkpoint in {ckpts}; "
-                "start a new run without --resume (add --force to replace the folder)"
-            )
-        return done[-1]
-    if rank == 0:  # other ranks would see rank 0's first checkpoint and refuse
-        check_output_dir(out, force=force)
-        if not _is_inside(ckpts, out):
-            check_output_dir(ckpts, force=force, flag="--checkpoint-dir")
-    return None
-
-
-def clear_out(out: Path, *, rank: int = 0, checkpoint_dir: Path | None = None) -> None:
-    """Empty ``out`` (and a separate ``checkpoint_dir``) for ``--force``.
-
-    Called only once every input has been validated.
-    """
-    import shutil
-
-    if rank != 0:
-        return
-    if out.is_dir():
-        # intentkit.json first: if we die mid-delete the folder reads as incomplete, not a model.
-        (out / "intentkit.json").unlink(missing_ok=True)
-        for child in out.iterdir():
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
-    ckpts = checkpoints_dir(out, checkpoint_dir)
-    if ckpts.is_dir():  # a separate checkpoint folder: old checkpoints would be resumed or rotated
-        for child in ckpts.iterdir():
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
-
-
-def split_val(train_df: Any, val_size: float, seed: int) -> tuple[Any, Any]:
-    """Carve a stratified, seeded validation split from train (plain split if a class is tiny)."""
-    from sklearn.model_selection import train_test_split
-
-    try:
-        tr, va = train_test_split(
-            train_df, test_size=val_size, random_state=seed, stratify=train_df["label"]
-        )
-    except ValueError:
-        # Stratification needs >= 2 rows per class and >= n_classes validation rows.
-        tr, va = train_test_split(train_df, test_size=val_size, random_state=seed)
-    return tr.reset_index(drop=True), va.reset_index(drop=True)
 
 
 # ----------------------------------------------------------------------------- callbacks

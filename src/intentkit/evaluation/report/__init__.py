@@ -3,5 +3,6 @@
 Both are single self-contained files (inline CSS, JS and SVG; no CDN, no request) built from what
 ``intentkit evaluate`` writes: ``report.json``, ``predictions.parquet`` and the artifact's
 ``intentkit.json`` (plus the data folder's ``inspect.json`` when present). Entry points:
-:func:`intentkit.report.page.write_report` and :func:`intentkit.report.compare.write_compare`.
+:func:`intentkit.evaluation.report.page.write_report` and
+:func:`intentkit.evaluation.report.compare.write_compare`.
 """

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from intentkit.calibration import bin_stats, expected_calibration_error
+from intentkit.evaluation.metrics import bin_stats, expected_calibration_error
 from intentkit.fsutil import atomic_save_figure
 
 

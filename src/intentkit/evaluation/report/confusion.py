@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from intentkit.report.svg import esc
+from intentkit.evaluation.report.svg import esc
 
 MAX_LABELS = 30  #: above this many classes the matrix opens on the most-confused subset
 
@@ -107,6 +107,6 @@ def confusion_svg(
 
 def most_confused_idx(cm: np.ndarray, k: int = MAX_LABELS) -> list[int]:
     """The ``k`` classes with the most errors made or received (evalplots' rule), sorted."""
-    from intentkit.evalplots import most_confused
+    from intentkit.evaluation.figures import most_confused
 
     return [int(i) for i in most_confused(cm, k)]

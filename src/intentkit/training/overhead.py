@@ -14,7 +14,7 @@ step), ``evaluation``, ``checkpoints`` (saves + loading the best), ``calibration
 The cuts, each measured on 1 epoch of clinc150-travel with MiniLM (bench/RESULTS.md):
 
 * the validation split is evaluated in length-sorted order with a sequential sampler, in the
-  same batches as :meth:`intentkit.predict.Predictor.logits`, so the logits of the best
+  same batches as :meth:`intentkit.inference.predictor.Predictor.logits`, so the logits of the best
   evaluation *are* the calibration logits: one pass over val instead of three (the Trainer's
   evaluation, ``trainer.evaluate()`` of the best checkpoint again, then the Predictor's);
 * the best checkpoint's metrics come from its evaluation's log entry (the same weights, the

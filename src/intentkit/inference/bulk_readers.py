@@ -1,4 +1,4 @@
-"""Streaming readers for bulk prediction (:mod:`intentkit.bulk`).
+"""Streaming readers for bulk prediction (:mod:`intentkit.inference.bulk`).
 
 Readers yield one :class:`Item` per input record and expose a resumable :attr:`position`:
 ``(offset, line)`` after the last record handed out. Text, JSON Lines and CSV/TSV are read as
@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
+from intentkit.data.sources import TEXT_ALIASES, pick_column
 from intentkit.errors import ConfigError, DataError
-from intentkit.sources import TEXT_ALIASES, pick_column
 
 INPUT_TYPES = {".txt": "txt", ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 INPUT_TYPES[".parquet"] = "parquet"

@@ -97,7 +97,7 @@ def promote(src: Path, out: Path, tune_meta: dict[str, Any]) -> Path:
     """
     from intentkit.artifact import META_FILE, check_artifact_dir, read_meta
     from intentkit.fsutil import atomic_write_json
-    from intentkit.trainer_utils import CHECKPOINTS_DIR
+    from intentkit.training.checkpoints import CHECKPOINTS_DIR
 
     if not src.is_dir():
         if read_meta(out).get("tune", {}).get("trial") == tune_meta["trial"]:
@@ -158,7 +158,7 @@ class Search:
     @property
     def tune_dir(self) -> Path:
         """``MODEL_DIR/tune``."""
-        from intentkit.tune import TUNE_DIR
+        from intentkit.training.tune import TUNE_DIR
 
         return self.out / TUNE_DIR
 
@@ -214,7 +214,7 @@ class Search:
 
     def finish(self) -> Path:
         """Promote the best trial's model to ``out``, write the reports; return ``out``."""
-        from intentkit.tune import STUDY_FILE
+        from intentkit.training.tune import STUDY_FILE
 
         best = self.best()
         if best is None:
@@ -235,7 +235,7 @@ class Search:
     def write_results(self) -> Path:
         """Write ``tune/tune.json`` (every trial) atomically."""
         from intentkit.fsutil import atomic_write_json
-        from intentkit.tune import RESULTS_FILE, STUDY_FILE
+        from intentkit.training.tune import RESULTS_FILE, STUDY_FILE
 
         trials = self.study.get_trials(deepcopy=False)
         best = self.best()
@@ -266,7 +266,7 @@ class Search:
 
         from intentkit.config import load_preset
         from intentkit.fsutil import atomic_write_text
-        from intentkit.tune import PRESET_FILE
+        from intentkit.training.tune import PRESET_FILE
 
         train = {**self.section, **self.overrides, **best.params}
         train.pop("device", None)  # the machine's business, not the recipe's

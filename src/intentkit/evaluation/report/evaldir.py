@@ -19,7 +19,7 @@ class Evaluation:
 
     eval_dir: Path
     report: dict[str, Any]
-    predictions: Any  # pandas.DataFrame, columns of intentkit.report.predictions.COLUMNS
+    predictions: Any  # pandas.DataFrame, columns of intentkit.evaluation.report.predictions.COLUMNS
     meta: dict[str, Any] = field(default_factory=dict)  # intentkit.json ({} if the model moved)
     model_dir: Path | None = None
     inspect: dict[str, Any] | None = None  # the data folder's inspect.json, when it has one

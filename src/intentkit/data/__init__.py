@@ -1,0 +1,1 @@
+"""Prepare, inspect and load datasets: sources, splits, token lengths, plots."""

@@ -1,0 +1,1 @@
+"""Score an artifact: metrics, calibration, figures and the HTML report."""

@@ -1,0 +1,112 @@
+"""The one decision function: logits (and calibration) to answers.
+
+``intentkit predict``, ``intentkit evaluate``, the HTTP server and the ONNX backends all answer
+through :func:`apply`, with the calibration that training fitted on the validation split
+(:mod:`intentkit.evaluation.calibration`) and stored as ``intentkit.json["calibration"]``:
+softmax(logits / temperature); the answer is ``reject_label`` when the top-class probability is
+below the threshold or the top class is the model's own out-of-scope label.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def check_logits(logits: Any, name: str = "logits", *, allow_empty: bool = False) -> np.ndarray:
+    """``logits`` as a finite float64 (n, k) array, or a ValueError naming ``name``."""
+    # float64 everywhere: calibrate() and apply() must compute bit-identical confidences, so a
+    # validation row whose confidence *is* the threshold is answered, not rejected, when served.
+    arr = np.asarray(logits, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] < 1:
+        raise ValueError(f"{name} must be a 2-D array (n_rows, n_classes), got shape {arr.shape}")
+    if arr.shape[0] == 0 and not allow_empty:
+        raise ValueError(f"{name} is empty: need at least one row")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def check_labels(labels: Any, n_rows: int, n_classes: int, name: str = "labels") -> np.ndarray:
+    """``labels`` as int64 class ids in [0, n_classes), one per row, or a ValueError."""
+    arr = np.asarray(labels)
+    if arr.ndim != 1 or arr.shape[0] != n_rows:
+        raise ValueError(f"{name} must have shape ({n_rows},) to match the rows, got {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name} must be integer class ids, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
+        raise ValueError(
+            f"{name} must be class ids in [0, {n_classes}), got {arr.min()}..{arr.max()}"
+        )
+    return arr
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Numerically stable softmax of ``logits / temperature`` along the last axis (float64).
+
+    Args:
+        logits: array of shape (..., n_classes).
+        temperature: T > 0; T > 1 softens, T < 1 sharpens.
+
+    Returns:
+        Probabilities with the same shape as ``logits``; each row sums to 1.
+    """
+    if not temperature > 0 or not np.isfinite(temperature):
+        raise ValueError(f"temperature must be a positive finite number, got {temperature}")
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    if z.ndim == 0:
+        raise ValueError("logits must have at least one axis (the classes)")
+    # Subtracting the row max is exact for softmax and prevents exp overflow.
+    z = z - np.max(z, axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / np.sum(e, axis=-1, keepdims=True)
+
+
+def top(logits: np.ndarray, temperature: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(probs, argmax, top confidence): the one code path of calibration and :func:`apply`."""
+    probs = softmax(logits, temperature)
+    pred = probs.argmax(axis=1)
+    return probs, pred, probs[np.arange(len(pred)), pred]
+
+
+def apply(
+    logits: np.ndarray,
+    label_names: list[str],
+    calibration: dict[str, Any] | None,
+    *,
+    reject: bool = True,
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Turn logits into answers: the one decision function of predictor, evaluate and server.
+
+    Args:
+        logits: raw logits (n, len(label_names)); n may be 0.
+        label_names: the model's classes, in logit order.
+        calibration: ``intentkit.json["calibration"]`` or None (T = 1, no rejection).
+        reject: False answers the top class even below the threshold (``--no-reject``).
+
+    Returns:
+        ``(answered labels, top-class confidence after temperature (n,), probabilities (n, k))``.
+        With ``reject`` and a calibration, rows with confidence < threshold or a top class equal
+        to ``oos_label`` are answered ``reject_label``; confidence stays the top-class one.
+    """
+    z = check_logits(logits, allow_empty=True)
+    if z.shape[1] != len(label_names):
+        raise ValueError(
+            f"logits have {z.shape[1]} columns but there are {len(label_names)} labels"
+        )
+    cal = calibration or {}
+    probs, pred, conf = top(z, float(cal.get("temperature") or 1.0))
+    answered = [str(label_names[i]) for i in pred]
+    if reject and calibration:
+        # Same comparison as calibrate(): conf >= threshold is answered, so a validation row
+        # sitting exactly on the threshold is answered here too.
+        rejected = conf < float(cal.get("threshold") or 0.0)
+        oos_label = cal.get("oos_label")
+        if oos_label is not None and oos_label in label_names:
+            rejected |= pred == list(label_names).index(oos_label)
+        reject_label = str(cal.get("reject_label") or "out_of_scope")
+        for i in np.nonzero(rejected)[0]:
+            answered[i] = reject_label
+    return answered, conf, probs

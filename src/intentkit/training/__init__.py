@@ -1,0 +1,1 @@
+"""Fine-tune an encoder: the Trainer set-up, checkpoints, phase timing, tuning."""

@@ -1,0 +1,178 @@
+"""What :func:`intentkit.train` decides before the first step: the resolved config, the
+Trainer's arguments, the attention kernel, the model, and the post-training calibration call."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from intentkit.config import TrainConfig, build, load_preset, to_dict
+
+log = logging.getLogger(__name__)
+
+
+def rank() -> int:
+    """This process's rank under torchrun (``RANK``, read per call, never at import); 0 alone."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def world_size() -> int:
+    """Processes in the torchrun job (``WORLD_SIZE``); 1 alone."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def resolve_config(
+    out: Path,
+    *,
+    config: TrainConfig | None,
+    preset: str | None,
+    resume: bool,
+    overrides: dict[str, Any],
+    checkpoint_dir: Path | None = None,
+) -> TrainConfig:
+    """Defaults < preset (or the resumed run's stored config) < ``config`` < explicit overrides.
+
+    The stored config is read from ``checkpoint_dir`` (default ``out/checkpoints``).
+    """
+    from intentkit.training.checkpoints import RUN_CONFIG_FILE, checkpoints_dir
+
+    base: dict[str, Any] = {}
+    stored = checkpoints_dir(out, checkpoint_dir) / RUN_CONFIG_FILE
+    if resume and stored.is_file():
+        # --resume with no other flags continues the same run, not a default-config one.
+        base = json.loads(stored.read_text("utf-8"))
+    if preset is not None:
+        base = {**base, **load_preset(preset).get("train", {})}
+    if config is not None:
+        base = {**base, **to_dict(config)}
+    return build(TrainConfig, base, **overrides)
+
+
+def attention_impl(device: str) -> str:
+    """flash-attention 2 on CUDA when it is installed, else PyTorch SDPA."""
+    if device.startswith("cuda") and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def load_model(resolved: str, model_config: Any, attn: str) -> Any:
+    """The classification model in fp32 with ``attn``; eager kernels when it has no such path."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from intentkit.errors import ModelError
+
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            resolved, config=model_config, attn_implementation=attn, dtype=torch.float32
+        )
+    except (ValueError, ImportError) as exc:
+        if attn == "eager" or "attn" not in str(exc).lower() and "attention" not in str(exc):
+            raise ModelError(
+                f"--model {resolved}: cannot load it for classification: {exc}"
+            ) from exc
+        # An architecture without SDPA/flash support: fall back to the eager kernels.
+        return load_model(resolved, model_config, "eager")
+    except OSError as exc:
+        raise ModelError(f"--model {resolved}: cannot load weights: {exc}") from exc
+
+
+def calibrate_on_val(
+    cfg: TrainConfig,
+    predictor: Any,
+    val_logits: Any,
+    val_df: Any,
+    oos_val: list[str],
+    labels: list[str],
+) -> dict[str, Any]:
+    """Fit temperature + rejection threshold on validation (``intentkit.evaluation.calibration``).
+
+    The model's oos class is ``--oos-label`` when it is a label of the data, else ``oos`` when
+    the data has that class (CLINC150's name); out-of-scope val texts without a model class
+    join the threshold choice as ``extra_oos_logits``.
+    """
+    import numpy as np
+
+    from intentkit.evaluation.calibration import calibrate
+
+    label2id = {name: i for i, name in enumerate(labels)}
+    if cfg.oos_label is not None:
+        oos = cfg.oos_label if cfg.oos_label in label2id else None
+        if oos is None:
+            log.warning("--oos-label %s is not a label of the data; ignored", cfg.oos_label)
+    else:
+        oos = "oos" if "oos" in label2id else None
+    extra = predictor.logits(oos_val, batch_size=cfg.eval_batch_size) if oos_val else None
+    return calibrate(
+        val_logits,
+        np.array([label2id[x] for x in val_df["label"]], dtype=np.int64),
+        labels,
+        oos_label=oos,
+        reject_label=cfg.reject_label,
+        target_in_scope_accuracy=cfg.oos_target,
+        extra_oos_logits=extra,
+    )
+
+
+def _checkpointing_arg() -> str:
+    """``activation_checkpointing`` (transformers >= 5.2x) or its older name."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return (
+        "activation_checkpointing"
+        if "activation_checkpointing" in names
+        else ("gradient_checkpointing")
+    )
+
+
+def training_arguments(
+    cfg: TrainConfig, output_dir: Path, *, device: str, bf16: bool, world_size: int = 1
+) -> dict[str, Any]:
+    """The ``TrainingArguments`` keyword arguments for ``cfg`` (pure: tested per preset)."""
+    strategy = "steps" if cfg.eval_steps else "epoch"
+    # transformers 5: an int is absolute warm-up steps, a float a ratio of the total.
+    warmup: int | float = (
+        int(cfg.warmup_steps)
+        if cfg.warmup_steps is not None
+        else float(cfg.warmup_ratio if cfg.warmup_ratio is not None else 0.1)
+    )
+    on_cuda = device.startswith("cuda")
+    return {
+        "output_dir": str(output_dir),
+        "num_train_epochs": float(cfg.epochs),
+        "per_device_train_batch_size": cfg.batch_size,
+        "per_device_eval_batch_size": cfg.eval_batch_size,
+        "learning_rate": cfg.lr,
+        "warmup_steps": warmup,
+        "weight_decay": cfg.weight_decay,
+        "gradient_accumulation_steps": cfg.grad_accum,
+        _checkpointing_arg(): cfg.gradient_checkpointing,
+        "eval_strategy": strategy,
+        "save_strategy": strategy,  # load_best_model_at_end needs both on the same schedule
+        "eval_steps": cfg.eval_steps,
+        "save_steps": cfg.eval_steps or 500,
+        "save_total_limit": cfg.save_total_limit,
+        "load_best_model_at_end": True,
+        "metric_for_best_model": cfg.metric,
+        "greater_is_better": True,
+        "logging_strategy": "steps",
+        "logging_steps": 10,
+        "report_to": [] if cfg.report_to == "none" else [cfg.report_to],
+        "bf16": bf16,
+        "use_cpu": device == "cpu",
+        "ddp_backend": ("gloo" if device == "cpu" else None) if world_size > 1 else None,
+        "seed": cfg.seed,
+        "data_seed": cfg.seed,
+        "train_sampling_strategy": "group_by_length",
+        "remove_unused_columns": False,  # our collator drops the length column itself
+        "dataloader_pin_memory": on_cuda,
+        "disable_tqdm": False,
+        "log_level": "error",
+    }
