@@ -59,7 +59,7 @@ def is_prepared(folder: Path) -> bool:
 
 def raw_files(folder: Path) -> list[Path]:
     """Data files in a channel (recursively, as S3 prefixes arrive), hidden ones skipped."""
-    from intentkit.data.sources import FILE_TYPES
+    from intentkit.data.files import FILE_TYPES
 
     return sorted(
         p
@@ -77,7 +77,7 @@ def _combine(files: list[Path], cfg: DataConfig, target: Path) -> Path:
     """
     import pandas as pd
 
-    from intentkit.data.sources import read_file
+    from intentkit.data.files import read_file
     from intentkit.fsutil import atomic_dir
 
     frames = [read_file(f, cfg)[0] for f in files]

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
-from intentkit.data.sources import TEXT_ALIASES, pick_column
+from intentkit.data.files import TEXT_ALIASES, pick_column
 from intentkit.errors import ConfigError, DataError
 
 INPUT_TYPES = {".txt": "txt", ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
