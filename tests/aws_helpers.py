@@ -18,6 +18,8 @@ from urllib.parse import urlparse
 
 import pytest
 
+from intentkit.serve.server import free_port
+
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 FAKE_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -38,15 +40,9 @@ def is_loopback(url: str) -> bool:
     return host in LOOPBACK or host.startswith("127.")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_moto(log: Path) -> tuple[subprocess.Popen, str]:
     """Start ``moto_server`` on a free loopback port; return the process and its URL."""
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
     with open(log, "ab") as fh:

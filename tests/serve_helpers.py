@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -11,8 +10,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from intentkit.serve.server import free_port
+
 LABELS = ["book_flight", "lost_luggage", "flight_status"]
-#: Threshold above any 3-class probability of a random model: every text is rejected.
 #: Short and long intent-like texts for backend parity checks (the last is over max_length 32).
 SAMPLE_TEXTS = [
     "what time is my flight ?",
@@ -22,6 +22,7 @@ SAMPLE_TEXTS = [
     "hi",
     "i need to rebook the connection that i missed because my first flight was late",
 ]
+#: Threshold above any 3-class probability of a random model: every text is rejected.
 REJECT_ALL = {"temperature": 1.0, "threshold": 0.99, "reject_label": "out_of_scope"}
 
 
@@ -53,13 +54,6 @@ def make_artifact(
         meta["calibration"] = calibration
     (out / "intentkit.json").write_text(json.dumps(meta))
     return out
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ThreadedServer:

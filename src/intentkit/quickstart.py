@@ -114,11 +114,9 @@ def run_quickstart(
     t = step("4/5 deploy a local endpoint")
     registry = Registry(state_dir or default_state_dir())
     if port == 0:
-        import socket
+        from intentkit.serve.server import free_port
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
     name = f"quickstart-{port}"
     rec = start_detached(registry, name, model_dir, host="127.0.0.1", port=port)
     summary["endpoint"] = rec["url"]

@@ -27,6 +27,14 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that was free a moment ago (the OS picks it; another process may
+    still take it before it is bound, so callers bind promptly)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 def url_for(host: str, port: int) -> str:
     """The base URL clients use for a server bound to ``host:port``."""
     if host in ("0.0.0.0", "::", ""):
