@@ -60,8 +60,9 @@ def main() -> None:
     import torch
     from transformers import AutoModelForSequenceClassification
 
+    from harness import matmul_peak_gflops
     from intentkit.inference.onnx_backend import OnnxRunner, export_onnx
-    from serve_load import matmul_peak_gflops, prepare_models
+    from serve_load import prepare_models
 
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(threads)

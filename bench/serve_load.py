@@ -4,10 +4,13 @@ Servers (each its own process, 127.0.0.1 only, stopped at the end):
   (a) ``intentkit serve`` (micro-batching, dynamic padding, forward off the event loop), with
       its defaults (``--backend auto``: ONNX Runtime on CPU), ``--dtype int8`` and
       ``--backend torch`` (PyTorch eager fp32, the default before the ONNX backend);
-  (b) the reference SageMaker handler's behaviour on the same HTTP stack: a FastAPI route with a
-      lock (one request at a time), tokenizer ``padding='max_length', max_length=64``;
-  (c) ``transformers.pipeline("text-classification")`` called inside a FastAPI route (locked:
-      pipelines are not thread-safe).
+  (b) the reference SageMaker handler's behaviour on the same HTTP stack, served as a one-worker
+      deployment serves it: an async route queues each request to one dedicated model thread
+      (one request at a time), tokenizer ``padding='max_length', max_length=64``, fp32;
+  (c) ``transformers.pipeline("text-classification")`` behind the same single worker.
+  (b) and (c) use the product's torch thread rule (every core) and freeze the GC after load, as
+  ``intentkit serve`` does; see :func:`single_worker_app` for why (session 1-2's locked sync
+  route lost throughput as concurrency grew).
 Load: a small keep-alive HTTP/1.1 client on asyncio streams in this process (cheaper than httpx,
 so the client steals less of the shared CPU), C connections each sending its next query as soon
 as the last one is answered; a fixed number of requests per level; levels interleaved across
@@ -20,6 +23,9 @@ clinc150-travel set, made on first run and cached).
 
     python bench/serve_load.py run                 # full run (~10 min on 2 cores)
     python bench/serve_load.py run --quick         # smoke run (~1-2 min)
+
+Raw results go to ``bench/results/<YYYY-MM-DD>/serve_load.json`` (``--json`` to move them);
+``python bench/results_md.py`` renders them into RESULTS.md.
 """
 
 from __future__ import annotations
@@ -28,16 +34,17 @@ import argparse
 import asyncio
 import json
 import os
+import platform
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from harness import default_json_path, free_port, matmul_peak_gflops, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 CLINC = ROOT / "src" / "intentkit" / "bundled" / "clinc150"  # the bundled copy: always present
@@ -129,30 +136,40 @@ def _train_minilm(out: Path, path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- baseline servers
-def locked_app(classify: Any) -> Any:
+def single_worker_app(classify: Any) -> Any:
     """A FastAPI app answering /ping and /invocations with ``classify(text)``, one at a time.
 
-    Both baselines serve through this, so they differ only in how one text is classified.
+    Served the way a one-at-a-time deployment serves (the reference's SageMaker handler, a
+    ``pipeline`` behind a web server): an **async** route puts each request on the queue of **one
+    dedicated worker thread** (a single-thread executor, FIFO) and awaits its answer. The event
+    loop only parses HTTP; the model runs in exactly one thread, so added concurrency only lengthens
+    the queue and the rate stays at its c=1 value. Session 1-2's harness instead ran a *sync*
+    route in FastAPI's 40-thread pool behind a lock: up to 32 threads woke and contended for the
+    lock and the GIL at every request, and throughput fell with concurrency (reference MiniLM
+    75.7 -> 44.4 req/s from c=1 to c=32). Both baselines serve through this, so they differ only
+    in how one text is classified.
     """
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
     from fastapi import FastAPI
 
-    lock = threading.Lock()
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
     app = FastAPI()
 
     @app.get("/ping")
-    def ping() -> dict:
+    async def ping() -> dict:
         return {"status": "ok"}
 
     @app.post("/invocations")
-    def invocations(body: dict) -> dict:  # sync route: FastAPI runs it in its thread pool
-        with lock:
-            return classify(body["text"])
+    async def invocations(body: dict) -> dict:
+        return await asyncio.get_running_loop().run_in_executor(worker, classify, body["text"])
 
     return app
 
 
 def reference_app(model_dir: str) -> Any:
-    """The reference handler's behaviour: one request at a time, padded to 64 tokens."""
+    """The reference handler's behaviour: one request at a time, padded to 64 tokens, fp32."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -174,11 +191,11 @@ def reference_app(model_dir: str) -> Any:
         i = int(probs.argmax())
         return {"predicted_class": model.config.id2label[i], "confidence": float(probs[i])}
 
-    return locked_app(classify)
+    return single_worker_app(classify)
 
 
 def pipeline_app(model_dir: str) -> Any:
-    """``transformers.pipeline`` inside a FastAPI route (locked: pipelines aren't thread-safe)."""
+    """``transformers.pipeline`` behind the same single worker (pipelines aren't thread-safe)."""
     from transformers import pipeline
 
     pipe = pipeline("text-classification", model=model_dir, device=-1)
@@ -187,28 +204,33 @@ def pipeline_app(model_dir: str) -> Any:
         out = pipe(text)[0]
         return {"predicted_class": out["label"], "confidence": float(out["score"])}
 
-    return locked_app(classify)
+    return single_worker_app(classify)
 
 
 def run_baseline_server(kind: str, model_dir: str, port: int, threads: int | None = None) -> None:
-    """Serve a baseline app with uvicorn on 127.0.0.1 (subprocess entry point)."""
+    """Serve a baseline app with uvicorn on 127.0.0.1 (subprocess entry point).
+
+    Torch threads: ``threads``, else the product's rule for fp32 PyTorch serving
+    (:func:`intentkit.inference.predictor.default_threads`: every usable core), which is also
+    torch's default that a plain deployment gets. The model loads before uvicorn starts and the
+    garbage collector is then frozen, as ``intentkit serve`` does (a full collection over torch's
+    ~1M long-lived objects stalls every request for ~145 ms).
+    """
+    import gc
+
     import torch
     import uvicorn
 
-    if threads:
-        torch.set_num_threads(threads)
+    from intentkit.inference.predictor import default_threads
 
+    torch.set_num_threads(threads or default_threads("fp32", "torch"))
     app = reference_app(model_dir) if kind == "reference" else pipeline_app(model_dir)
+    gc.collect()
+    gc.freeze()
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
 # ----------------------------------------------------------------------------- processes
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     """One benchmark server subprocess."""
 
@@ -319,43 +341,6 @@ def run_level(port: int, texts: list[str], concurrency: int) -> dict[str, float]
     }
 
 
-def matmul_peak_gflops(size: int = 2048, reps: int = 5) -> dict[str, float]:
-    """Best-of fp32 matmul GFLOP/s of this CPU (all cores) in PyTorch and in ONNX Runtime.
-
-    Both are measured because they differ by ~2x here: PyTorch's MKL sgemm is not tuned for
-    this AMD CPU while ONNX Runtime's MLAS is. The CPU's peak is the larger of the two.
-    """
-    import numpy as np
-    import onnxruntime as ort
-    import torch
-    from onnx import TensorProto, helper
-
-    a, b = torch.randn(size, size), torch.randn(size, size)
-
-    def best(run: Any) -> float:
-        run()
-        fastest = float("inf")
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            run()
-            fastest = min(fastest, time.perf_counter() - t0)
-        return 2 * size**3 / fastest / 1e9
-
-    spec = [helper.make_tensor_value_info(x, TensorProto.FLOAT, [size, size]) for x in "abc"]
-    node = helper.make_node("MatMul", ["a", "b"], ["c"])
-    graph = helper.make_graph([node], "mm", spec[:2], spec[2:])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8  # what opset 17 needs; newer onnx writes IRs older onnxruntime refuse
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = torch.get_num_threads()
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    feeds = {"a": a.numpy(), "b": np.ascontiguousarray(b.numpy())}
-    return {
-        "torch": best(lambda: torch.mm(a, b)),
-        "onnxruntime": best(lambda: sess.run(None, feeds)),
-    }
-
-
 # ----------------------------------------------------------------------------- driver
 def load_queries(n: int, seed: int = 0) -> list[str]:
     rows = [json.loads(x)["text"] for x in (CLINC / "test.jsonl").read_text().splitlines()]
@@ -369,9 +354,18 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
     models = prepare_models(out / "models", args.models, args.tokenizer)
     serve_args = ("--device", args.device) + (("--dtype", args.dtype) if args.dtype else ())
-    peak = matmul_peak_gflops()
-    print(f"fp32 matmul peak (2048^2, best of 5), GFLOP/s: {peak}", flush=True)
-    results: dict[str, Any] = {"matmul_peak_gflops": [peak], "models": {}, "args": vars(args)}
+    rates = matmul_peak_gflops()
+    print(f"fp32 matmul peak (2048^2, best of 5), GFLOP/s: {rates}", flush=True)
+    results: dict[str, Any] = {
+        "benchmark": "serve_load",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "baseline_serving": "single worker thread behind an async route, torch threads = "
+        "product rule (all cores), gc frozen after load",
+        "matmul_peak_gflops": [rates],
+        "models": {},
+        "args": vars(args),
+    }
     for name in args.models:
         info = models[name]
         n = args.n_modernbert if name.startswith("modernbert") else args.n_minilm
@@ -445,58 +439,10 @@ def merge(runs: list[dict[str, float]]) -> dict[str, float]:
 
 
 def report(results: dict[str, Any]) -> str:
-    """Markdown tables + ratios."""
-    runs = results["matmul_peak_gflops"]
-    by_lib = {lib: max(r[lib] for r in runs) for lib in runs[0]}
-    peak = max(by_lib.values())
-    lines = [
-        "fp32 matmul peak (2048^2, best of start/end): "
-        + ", ".join(f"{lib} {v:.1f}" for lib, v in by_lib.items())
-        + f" GFLOP/s; shares below are of {peak:.1f}",
-        "",
-    ]
-    for name, m in results["models"].items():
-        srv = m["servers"]
-        levels = list(srv["intentkit"])
-        lines += [f"### {name}", "", "| server | concurrency | req/s | p50 ms | p99 ms | errors |"]
-        lines.append("|---|---|---|---|---|---|")
-        for kind in [k for k in KINDS if k in srv]:
-            for lv in levels:
-                r = srv[kind][lv]
-                lines.append(
-                    f"| {kind} | {lv} | {r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
-                    f"| {r['errors']} |"
-                )
-        hi, lo = levels[-1], levels[0]
-        tails = [
-            f"{kind} p99 at c={hi} / p50 at c={lo}: "
-            f"{srv[kind][hi]['p99_ms'] / srv[kind][lo]['p50_ms']:.2f}x"
-            for kind in ("intentkit", "intentkit-int8", "intentkit-torch")
-            if kind in srv
-        ]
-        if not set(KINDS) <= set(srv):  # a partial run (--kinds): no ratio table
-            lines += ["", *tails, ""]
-            continue
-        lines += [
-            "",
-            "| concurrency | intentkit/reference | intentkit/pipeline | % of fp32 peak "
-            "| int8/reference | int8/pipeline | torch backend/reference | torch % of peak "
-            "| client's CPU share (intentkit run) |",
-        ]
-        lines.append("|---|---|---|---|---|---|---|---|---|")
-        for lv in levels:
-            a, b, c = srv["intentkit"][lv], srv["reference"][lv], srv["pipeline"][lv]
-            q, t = srv["intentkit-int8"][lv], srv["intentkit-torch"][lv]
-            util = 2 * m["non_emb_params"] * a["tokens_per_s"] / 1e9 / peak * 100
-            util_t = 2 * m["non_emb_params"] * t["tokens_per_s"] / 1e9 / peak * 100
-            lines.append(
-                f"| {lv} | {a['rps'] / b['rps']:.2f}x | {a['rps'] / c['rps']:.2f}x | {util:.1f} % "
-                f"| {q['rps'] / b['rps']:.2f}x | {q['rps'] / c['rps']:.2f}x "
-                f"| {t['rps'] / b['rps']:.2f}x | {util_t:.1f} % "
-                f"| {a['client_cpu_share'] * 100:.0f} % |"
-            )
-        lines += [*tails, ""]
-    return "\n".join(lines)
+    """Markdown tables + ratios (the same renderer that writes RESULTS.md)."""
+    from results_md import render_serve_load
+
+    return render_serve_load(results)
 
 
 def main() -> None:
@@ -524,9 +470,14 @@ def main() -> None:
         "--baseline-threads",
         type=int,
         default=None,
-        help="torch threads for (b) and (c) (default: torch's, all cores)",
+        help="torch threads for (b) and (c) (default: the product's fp32 torch rule, all cores)",
     )
-    run.add_argument("--json", default=None, help="write raw results here")
+    run.add_argument(
+        "--json",
+        default=None,
+        help="write raw results here (default: bench/results/<today>/serve_load.json; "
+        "--quick runs write nothing unless given)",
+    )
     run.add_argument(
         "--kinds", nargs="+", default=list(KINDS), choices=KINDS, help="servers to compare"
     )
@@ -556,11 +507,10 @@ def main() -> None:
     if args.quick:
         args.n_modernbert, args.n_minilm, args.levels = 8, 32, [1, 8]
     results = bench(args)
-    text = report(results)
-    print(text)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+    path = args.json or (None if args.quick else default_json_path("serve_load"))
+    if path:
+        print(f"wrote {write_json(path, results)}")
+    print(report(results))
 
 
 if __name__ == "__main__":
