@@ -6,23 +6,33 @@ depend on the weights. Queries: CLINC150 test texts (cycled to ``--n``).
 
   (a) intentkit ``Predictor.logits``: length-sorted batches of 64 and 256, each padded only to
       its own longest text;
-  (b) the reference handler: one text per forward, ``padding='max_length', max_length=64``.
+  (b) the reference handler: one text per forward, ``padding='max_length', max_length=64``, in
+      **fp32** by default (what the reference deploys; ``--reference-dtype bf16`` to change).
+
+Both sides get the same warm-up before timing: a forward over the same ``--warmup`` texts (the
+predictor as one batch, the reference one text per forward, as each runs when timed).
 
     python bench/predictor_throughput.py --device cpu --n 128 --n-ref 16          # CPU smoke
-    python bench/predictor_throughput.py --device cuda --dtype bf16 --json out.json  # GPU
-    python bench/predictor_throughput.py --device cuda --dtype bf16 --ref-dtype fp32  # vs fp32 ref
+    python bench/predictor_throughput.py --device cuda --dtype bf16                # GPU
+    python bench/predictor_throughput.py --device cuda --reference-dtype bf16      # vs a bf16 ref
+
+Raw results go to ``bench/results/<YYYY-MM-DD>/predictor_throughput[_<device>].json`` (``--json``
+to move them); ``python bench/results_md.py`` renders them into RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import statistics
 import time
 from pathlib import Path
 from typing import Any
+
+from harness import default_json_path, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 CLINC_TEST = ROOT / "src" / "intentkit" / "bundled" / "clinc150" / "test.jsonl"  # bundled copy
@@ -92,18 +102,28 @@ def _timed(run: Any, device: str, n: int, reps: int) -> dict[str, Any]:
     return _summary(n, times)
 
 
-def bench_predictor(pred: Any, texts: list[str], batch_size: int, reps: int) -> dict[str, float]:
-    """Texts/s of ``Predictor.logits`` (tokenization included), median of ``reps``."""
-    pred.logits(texts[: batch_size * 2], batch_size=batch_size)  # warm-up: allocator, kernels
+def bench_predictor(
+    pred: Any, texts: list[str], batch_size: int, reps: int, warm: list[str]
+) -> dict[str, float]:
+    """Texts/s of ``Predictor.logits`` (tokenization included), median of ``reps``.
+
+    Warm-up: one ``logits`` call over ``warm`` (the same texts the reference warms up on).
+    """
+    pred.logits(warm, batch_size=batch_size)
+    _sync(pred.device)
     return _timed(lambda: pred.logits(texts, batch_size=batch_size), pred.device, len(texts), reps)
 
 
-def bench_reference(pred: Any, texts: list[str], reps: int) -> dict[str, float]:
-    """Texts/s of the reference handler: one text per forward, padded to 64, softmax."""
+def bench_reference(pred: Any, texts: list[str], reps: int, warm: list[str]) -> dict[str, float]:
+    """Texts/s of the reference handler: one text per forward, padded to 64, softmax.
+
+    Warm-up: the handler itself (tokenizer *and* forward) over ``warm``, the same texts the
+    predictor warms up on.
+    """
     import torch
 
-    def run() -> None:
-        for t in texts:
+    def classify(batch: list[str]) -> None:
+        for t in batch:
             enc = pred.tokenizer(
                 t, padding="max_length", max_length=64, truncation=True, return_tensors="pt"
             )
@@ -115,10 +135,9 @@ def bench_reference(pred: Any, texts: list[str], reps: int) -> dict[str, float]:
             probs = torch.softmax(out.logits.float(), dim=-1)[0]
             float(probs.max())  # the reference reads the value back: a device sync per text
 
-    run_texts = texts[: max(1, min(8, len(texts)))]
-    for t in run_texts:  # warm-up
-        pred.tokenizer(t)
-    return _timed(run, pred.device, len(texts), reps)
+    classify(warm)
+    _sync(pred.device)
+    return _timed(lambda: classify(texts), pred.device, len(texts), reps)
 
 
 def main() -> None:
@@ -127,9 +146,17 @@ def main() -> None:
     p.add_argument("--device", default="auto", help="auto|cpu|cuda")
     p.add_argument("--dtype", default="auto", help="auto (fp32 on CPU, bf16 on CUDA)|fp32|bf16")
     p.add_argument(
+        "--reference-dtype",
         "--ref-dtype",
-        default=None,
-        help="dtype of the reference run (default: --dtype); fp32 is what the reference deploys",
+        dest="ref_dtype",
+        default="fp32",
+        help="dtype of the reference run (default fp32: what the reference deploys; bf16 optional)",
+    )
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=8,
+        help="warm-up texts, the same for both sides (one forward over them before timing)",
     )
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256])
     p.add_argument("--n", type=int, default=None, help="texts for the batched runs")
@@ -138,7 +165,11 @@ def main() -> None:
     p.add_argument("--tokenizer", default=None, help="tokenizer folder (default: minilm)")
     p.add_argument("--texts", default=str(CLINC_TEST), help="JSONL with a 'text' field per line")
     p.add_argument("--threads", type=int, default=None, help="torch threads on CPU")
-    p.add_argument("--json", default=None, help="write results here")
+    p.add_argument(
+        "--json",
+        default=None,
+        help="write results here (default: bench/results/<today>/predictor_throughput[_cuda].json)",
+    )
     args = p.parse_args()
 
     import torch
@@ -148,18 +179,24 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     pred = build(args.device, args.dtype, args.tokenizer)
-    ref_pred = pred
-    if args.ref_dtype and args.ref_dtype != args.dtype:
-        ref_pred = build(args.device, args.ref_dtype, args.tokenizer)
+    ref_pred = build(args.device, args.ref_dtype, args.tokenizer)
+    if next(ref_pred.model.parameters()).dtype == next(pred.model.parameters()).dtype:
+        ref_pred = pred  # same weights and dtype: one model in memory
     on_gpu = pred.device.startswith("cuda")
     n = args.n or (16384 if on_gpu else 256)
     n_ref = args.n_ref or (1024 if on_gpu else 32)
     texts = load_texts(max(n, n_ref), Path(args.texts))
+    warm = texts[: max(1, args.warmup)]  # the same warm-up texts for both sides
     dtype = str(next(pred.model.parameters()).dtype).replace("torch.", "")
     ref_dtype = str(next(ref_pred.model.parameters()).dtype).replace("torch.", "")
     real_tokens = sum(len(x) for x in pred.encode(texts[:n]))
 
     results: dict[str, Any] = {
+        "benchmark": "predictor_throughput",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "args": vars(args),
+        "warmup_texts": len(warm),
         "device": torch.cuda.get_device_name(0) if on_gpu else platform.processor() or "cpu",
         "dtype": dtype,
         "reference_dtype": ref_dtype,
@@ -167,11 +204,11 @@ def main() -> None:
         "intentkit": intentkit.__version__,
         "threads": torch.get_num_threads(),
         "mean_tokens": real_tokens / n,
-        "reference": bench_reference(ref_pred, texts[:n_ref], args.reps),
+        "reference": bench_reference(ref_pred, texts[:n_ref], args.reps, warm),
         "predictor": {},
     }
     for bs in args.batch_sizes:
-        results["predictor"][str(bs)] = bench_predictor(pred, texts[:n], bs, args.reps)
+        results["predictor"][str(bs)] = bench_predictor(pred, texts[:n], bs, args.reps, warm)
     ref = results["reference"]["texts_per_s"]
     print(f"device {results['device']}  dtype {dtype}  mean tokens/text {real_tokens / n:.1f}")
     print(f"{'mode':36s} {'texts/s':>10s} {'min-max':>19s} {'speed-up':>9s}")
@@ -183,9 +220,8 @@ def main() -> None:
         span = f"{r['texts_per_s_min']:.1f}-{r['texts_per_s_max']:.1f}"
         label = f"predictor batch {bs} {dtype}"
         print(f"{label:36s} {r['texts_per_s']:10.1f} {span:>19s} {r['texts_per_s'] / ref:8.2f}x")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=2))
+    name = "predictor_throughput" + ("_cuda" if on_gpu else "")
+    print(f"wrote {write_json(args.json or default_json_path(name), results)}")
 
 
 if __name__ == "__main__":
