@@ -7,8 +7,13 @@ Usage::
 
 Runs exactly the commands a user would run (recorded verbatim, with wall times), reads the
 artifact's ``intentkit.json`` and the ``report.json`` of ``intentkit evaluate`` on the test split
-(with and without rejection), writes ``WORK/DATASET/quality.json`` and prints a markdown row
-scored against the issue #5 targets. The test split is only scored here; training, checkpoint
+(with and without rejection), writes ``WORK/DATASET/quality.json`` (and a copy under
+``bench/results/<YYYY-MM-DD>/quality_<dataset>.json`` for RESULTS.md) and prints one markdown row
+per **operating point**, scored against the issue #5 targets. Every figure in a row comes from the
+same ``evaluate`` run: "rejection on" is what the server answers (calibrated threshold and the
+model's oos class turn answers into rejections, which count wrong for in-scope rows); "rejection
+off" is plain argmax (``--no-reject``). A target is never judged on one operating point beside a
+figure from the other. The test split is only scored here; training, checkpoint
 choice, temperature and threshold all use the validation split (see the presets).
 """
 
@@ -24,21 +29,40 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+
+from harness import default_json_path, write_json
 
 DATASETS = {
     "clinc150": {"source": "clinc150", "preset": "clinc150-minilm"},
     "banking77": {"source": "banking77", "preset": "banking77-minilm"},
 }
-# Issue #5 targets: (report key, comparison, threshold).
-TARGETS = {
+#: Operating points: (label, which evaluation, [(score key, comparison, issue #5 target)]).
+ON = "rejection on (the served operating point)"
+OFF = "rejection off (argmax, --no-reject)"
+OPERATING_POINTS = {
     "clinc150": [
-        ("in_scope_accuracy_no_reject", ">=", 0.960),
-        ("oos_recall", ">=", 0.90),
-        ("ece_after", "<=", 0.03),
+        (
+            ON,
+            "reject",
+            [
+                ("in_scope_accuracy", ">=", 0.960),
+                ("oos_recall", ">=", 0.90),
+                ("ece_in_scope_after", "<=", 0.03),
+                ("ece_after", "<=", 0.03),
+            ],
+        ),
+        (OFF, "no_reject", [("in_scope_accuracy", ">=", 0.960)]),
     ],
-    "banking77": [("accuracy", ">=", 0.935)],
+    "banking77": [
+        (ON, "reject", [("accuracy", ">=", 0.935)]),
+        (OFF, "no_reject", [("accuracy", ">=", 0.935)]),
+    ],
 }
+#: Scores read from each evaluation's report.json.
+SCORE_KEYS = (
+    "accuracy", "in_scope_accuracy", "oos_recall", "oos_precision", "macro_f1", "ece_before",
+    "ece_after", "ece_in_scope_before", "ece_in_scope_after",
+)  # fmt: skip
 MAX_WALL_S = 30 * 60  # each end-to-end run must stay under 30 minutes
 
 
@@ -108,30 +132,24 @@ def main() -> None:
     report = json.loads((model / "eval" / "report.json").read_text("utf-8"))
     plain = json.loads((model / "eval_no_reject" / "report.json").read_text("utf-8"))
     cal = meta.get("calibration") or {}
-    scores: dict[str, Any] = {
-        "accuracy": report.get("accuracy"),
-        "accuracy_no_reject": plain.get("accuracy"),
-        "in_scope_accuracy": report.get("in_scope_accuracy"),
-        "in_scope_accuracy_no_reject": plain.get("in_scope_accuracy"),
-        "oos_recall": report.get("oos_recall"),
-        "oos_precision": report.get("oos_precision"),
-        "macro_f1": report.get("macro_f1"),
-        "ece_before": report.get("ece_before"),
-        "ece_after": report.get("ece_after"),
+    reports = {"reject": report, "no_reject": plain}
+    points = []
+    for label, which, targets in OPERATING_POINTS[args.dataset]:
+        scores = {k: reports[which].get(k) for k in SCORE_KEYS}
+        rows = [
+            {"metric": key, "op": op, "target": t, "value": scores.get(key)}
+            for key, op, t in targets
+        ]
+        for row in rows:
+            row["status"] = check(row["value"], row["op"], row["target"])
+        points.append({"operating_point": label, "evaluation": which, "scores": scores,
+                       "targets": rows})  # fmt: skip
+    calibration = {
         "temperature": cal.get("temperature"),
         "threshold": cal.get("threshold"),
         "val": cal.get("val"),
     }
-    if args.dataset == "banking77":  # no oos rows: the headline is accuracy without rejection
-        scores["accuracy"] = plain.get("accuracy")
-        scores["accuracy_with_reject"] = report.get("accuracy")
     end_to_end = walls["prepare"] + walls["train"] + walls["evaluate"]
-    targets = [
-        {"metric": key, "op": op, "target": t, "value": scores.get(key)}
-        for key, op, t in TARGETS[args.dataset]
-    ]
-    for row in targets:
-        row["status"] = check(row["value"], row["op"], row["target"])
     result = {
         "dataset": args.dataset,
         "preset": preset,
@@ -143,8 +161,8 @@ def main() -> None:
         },
         "under_30_min": end_to_end < MAX_WALL_S,
         "training": meta.get("training"),
-        "scores": scores,
-        "targets": targets,
+        "calibration": calibration,
+        "operating_points": points,
         "machine": {
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
@@ -155,19 +173,22 @@ def main() -> None:
     out = work / "quality.json"
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {out}")
+    print(f"wrote {write_json(default_json_path(f'quality_{args.dataset}'), result)}")
 
     def pct(x: float | None) -> str:
         return "–" if x is None else f"{100 * x:.2f} %"
 
-    print("\n| dataset | preset | end-to-end wall | train wall | " + " | ".join(
-        f"{r['metric']} ({r['op']} {pct(r['target'])})" for r in targets
-    ) + " |")  # fmt: skip
-    print("|---" * (4 + len(targets)) + "|")
-    cells = " | ".join(f"{pct(r['value'])} ({r['status']})" for r in targets)
-    print(
-        f"| {args.dataset} | {preset} | {end_to_end / 60:.1f} min | "
-        f"{walls['train'] / 60:.1f} min | {cells} |"
-    )
+    print(f"\n{args.dataset} ({preset}): end-to-end {end_to_end / 60:.1f} min, "
+          f"train {walls['train'] / 60:.1f} min")  # fmt: skip
+    print("\n| operating point | metric | value | target | |\n|---|---|---|---|---|")
+    for point in points:
+        for r in point["targets"]:
+            value = r["value"] if r["metric"].startswith("ece") or r["value"] is None else None
+            shown = f"{value:.4f}" if value is not None else pct(r["value"])
+            target = f"{r['op']} {r['target']}" if r["metric"].startswith("ece") else (
+                f"{r['op']} {pct(r['target'])}")  # fmt: skip
+            print(f"| {point['operating_point']} | {r['metric']} | {shown} | {target} "
+                  f"| {r['status']} |")  # fmt: skip
 
 
 if __name__ == "__main__":
