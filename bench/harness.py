@@ -1,24 +1,17 @@
-"""Helpers every benchmark shares: one implementation each (the matmul peak, a free port, where
-results go). Imports nothing heavy at module level so ``results_md`` and tests stay torch-free."""
+"""Helpers every benchmark shares: one implementation each (the matmul peak, where results go).
+A free port comes from the product (``intentkit.serve.server.free_port``). Imports nothing heavy at
+module level."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
-import socket
 import time
 from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def matmul_peak_gflops(

@@ -44,7 +44,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import default_json_path, free_port, matmul_peak_gflops, write_json
+from harness import default_json_path, matmul_peak_gflops, write_json
+from intentkit.serve.server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CLINC = ROOT / "src" / "intentkit" / "bundled" / "clinc150"  # the bundled copy: always present
