@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench results remeasure clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -33,6 +33,14 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
+
+# bench/RESULTS.md is generated from bench/RESULTS.template.md + bench/results/**/*.json.
+results:
+	$(PY) bench/results_md.py
+
+# Issue #13's corrected predictor + serving comparisons (~10 min; needs a quiet machine).
+remeasure: $(STAMP)
+	PY=$(BIN)/python bench/remeasure.sh
 
 clean:
 	rm -rf $(VENV) demo-output

@@ -1,0 +1,238 @@
+"""Build bench/RESULTS.md from bench/RESULTS.template.md and the JSON under bench/results/.
+
+    python bench/results_md.py            # rewrite bench/RESULTS.md
+    python bench/results_md.py --check    # exit 1 if bench/RESULTS.md differs from what it builds
+
+No figure is typed into RESULTS.md: the template holds the prose, and placeholders pull every
+number from a JSON file, either a benchmark's raw output (``bench/results/<date>/<name>.json``) or,
+for runs whose raw output was not kept, figures transcribed once from the hand-written RESULTS.md
+(files whose ``source`` says so). Placeholders:
+
+- ``{{FILE#dotted.key|format}}``: one value of ``bench/results/FILE.json`` (list items by index);
+  ``format`` is a Python format spec, or ``pct:SPEC`` for ``100 * value`` (e.g. ``pct:.2f``);
+- ``{{ALIAS:key}}`` / ``{{table ALIAS:key}}``: ``figures.key`` / a table ``tables.key`` of the file
+  named by a ``<!-- alias ALIAS = FILE -->`` line (alias lines are not copied to the output);
+- ``{{render NAME}}``: a renderer below over the newest raw JSON of a benchmark (the dated folder
+  sorting last that holds it), e.g. the corrected serving comparison.
+
+Standard library only (no torch): the unit suite runs ``--check`` in well under a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+RESULTS = BENCH / "results"
+TEMPLATE = BENCH / "RESULTS.template.md"
+OUTPUT = BENCH / "RESULTS.md"
+PLACEHOLDER = re.compile(r"\{\{(.+?)\}\}")
+ALIAS = re.compile(r"<!-- alias (\w+) = (\S+) -->\n")
+COMMENT = re.compile(r"<!--.*?-->\n", re.S)
+
+
+# ----------------------------------------------------------------------------- data access
+def load(name: str) -> Any:
+    return json.loads((RESULTS / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def lookup(data: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        data = data[int(part)] if isinstance(data, list) else data[part]
+    return data
+
+
+def fmt(value: Any, spec: str) -> str:
+    if not spec:
+        return str(value)
+    if spec.startswith("pct:"):
+        return format(100 * value, spec[4:])
+    return format(value, spec)
+
+
+def newest(name: str) -> tuple[str, Any] | None:
+    """(date folder, data) of the newest ``bench/results/<date>/<name>.json``, or None."""
+    hits = sorted(RESULTS.glob(f"[0-9]*/{name}.json"))
+    return (hits[-1].parent.name, json.loads(hits[-1].read_text("utf-8"))) if hits else None
+
+
+def md_table(columns: list[str], rows: list[list[Any]], align: str | None = None) -> str:
+    lines = ["| " + " | ".join(columns) + " |", align or "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render_table(t: dict[str, Any]) -> str:
+    if "lines" in t:
+        lines = t["lines"]
+    else:
+        lines = md_table(t["columns"], t["rows"], t["align"]).split("\n")
+    return "\n".join(t.get("indent", "") + line for line in lines)
+
+
+# ----------------------------------------------------------------------------- renderers
+def render_serve_load(results: dict[str, Any]) -> str:
+    """serve_load.py's tables: per server and level, then ratios with each baseline's own rate.
+
+    Every ratio cell is followed by the baseline's req/s at that level and at c=1, so a reader can
+    tell a gain from a baseline that degrades under concurrency.
+    """
+    runs = results["matmul_peak_gflops"]
+    by_lib = {lib: max(r[lib] for r in runs) for lib in runs[0]}
+    peak = max(by_lib.values())
+    lines = [
+        "fp32 matmul peak (2048², best of start and end): "
+        + ", ".join(f"{lib} {v:.1f}" for lib, v in by_lib.items())
+        + f" GFLOP/s; shares of peak below are of {peak:.1f}.",
+        "",
+    ]
+    kinds = ("intentkit", "intentkit-int8", "intentkit-torch", "reference", "pipeline")
+    for name, m in results["models"].items():
+        srv = m["servers"]
+        levels = list(next(iter(srv.values())))
+        rows = [
+            [kind, lv, f"{r['rps']:.1f}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", r["errors"]]
+            for kind in kinds
+            if kind in srv
+            for lv, r in srv[kind].items()
+        ]
+        lines += [f"**{name}**", ""]
+        lines += [md_table(["server", "c", "req/s", "p50 ms", "p99 ms", "errors"], rows), ""]
+        ours = [k for k in ("intentkit", "intentkit-int8", "intentkit-torch") if k in srv]
+        bases = [k for k in ("reference", "pipeline") if k in srv]
+        if ours and bases:
+            cols = ["c"] + [f"{o} / {b}" for o in ours for b in bases] + ["% of fp32 peak"]
+            ratio_rows = []
+            for lv in levels:
+                row: list[Any] = [lv]
+                for o in ours:
+                    for b in bases:
+                        rb, rb1 = srv[b][lv]["rps"], srv[b][levels[0]]["rps"]
+                        row.append(
+                            f"{srv[o][lv]['rps'] / rb:.2f}× ({b} {rb:.1f} req/s; "
+                            f"c={levels[0]}: {rb1:.1f})"
+                        )
+                a = srv[ours[0]][lv]
+                share = 2 * m["non_emb_params"] * a["tokens_per_s"] / 1e9 / peak
+                row.append(f"{100 * share:.1f} %")
+                ratio_rows.append(row)
+            lines += [md_table(cols, ratio_rows), ""]
+        hi, lo = levels[-1], levels[0]
+        tails = [
+            f"{k} {srv[k][hi]['p99_ms'] / srv[k][lo]['p50_ms']:.1f}×" for k in ours if k in srv
+        ]
+        lines += [f"p99 at c={hi} / p50 at c={lo}: " + ", ".join(tails) + ".", ""]
+    return "\n".join(lines).rstrip("\n")
+
+
+def render_predictor(results: dict[str, Any]) -> str:
+    """predictor_throughput.py's table: texts/s per mode and the ratio to the reference."""
+    ref = results["reference"]
+
+    def span(r: dict[str, Any]) -> str:
+        return f"{r['texts_per_s']:,.1f} ({r['texts_per_s_min']:,.1f}–{r['texts_per_s_max']:,.1f})"
+
+    ref_mode = "reference: one text per forward, pad to 64"
+    rows = [[ref_mode, results["reference_dtype"], span(ref), "1.00×"]]
+    for bs, r in results["predictor"].items():
+        ratio = r["texts_per_s"] / ref["texts_per_s"]
+        rows.append([f"`Predictor.logits`, batch {bs}", results["dtype"], span(r), f"{ratio:.2f}×"])
+    cols = ["mode", "dtype", "texts/s median (min–max)", "× reference"]
+    note = (
+        f"Device {results['device']}, {results['threads']} threads, mean "
+        f"{results['mean_tokens']:.1f} tokens/text, {results['warmup_texts']} warm-up texts "
+        "(one forward) for both sides."
+    )
+    return md_table(cols, rows) + "\n\n" + note
+
+
+def render_quality(results: dict[str, Any]) -> str:
+    """quality.py's rows: one operating point per row, every figure from that point."""
+    rows = []
+    for point in results["operating_points"]:
+        cells = []
+        for t in point["targets"]:
+            v = t["value"]
+            if v is None:
+                shown = "n/a"
+            else:
+                shown = f"{v:.4f}" if "ece" in t["metric"] else f"{100 * v:.2f} %"
+            cells.append(f"{t['metric']} {shown} ({t['op']} {t['target']}: {t['status']})")
+        rows.append([point["operating_point"], "; ".join(cells)])
+    wall = results["wall_s"]["end_to_end"] / 60
+    return md_table(["operating point", "measured (target: status)"], rows) + (
+        f"\n\n{results['dataset']} with `{results['preset']}`: {wall:.1f} min end to end."
+    )
+
+
+RENDERERS = {
+    "serve_load": ("serve_load", render_serve_load),
+    "predictor_throughput": ("predictor_throughput", render_predictor),
+    "predictor_throughput_cuda": ("predictor_throughput_cuda", render_predictor),
+    "quality_clinc150": ("quality_clinc150", render_quality),
+    "quality_banking77": ("quality_banking77", render_quality),
+}
+
+
+def render_newest(name: str) -> str:
+    file_name, renderer = RENDERERS[name]
+    found = newest(file_name)
+    if found is None:
+        where = f"bench/results/<date>/{file_name}.json"
+        return f"_Not measured yet: no `{where}` (see bench/remeasure.sh)._"
+    date, data = found
+    return f"From `bench/results/{date}/{file_name}.json`:\n\n{renderer(data)}"
+
+
+# ----------------------------------------------------------------------------- build
+def build(template: str | None = None) -> str:
+    text = TEMPLATE.read_text(encoding="utf-8") if template is None else template
+    aliases = dict(ALIAS.findall(text))
+    text = COMMENT.sub("", text)
+
+    def resolve(m: re.Match[str]) -> str:
+        expr = m.group(1).strip()
+        if expr.startswith("render "):
+            return render_newest(expr.split()[1])
+        is_table = expr.startswith("table ")
+        expr = expr.removeprefix("table ").strip()
+        if ":" in expr.split("#")[0].split("|")[0]:  # ALIAS:key
+            alias, key = expr.split(":", 1)
+            data = load(aliases[alias])
+            return render_table(data["tables"][key]) if is_table else str(data["figures"][key])
+        ref, _, spec = expr.partition("|")
+        file_name, _, dotted = ref.partition("#")
+        value = lookup(load(file_name), dotted)
+        return render_table(value) if is_table else fmt(value, spec)
+
+    return PLACEHOLDER.sub(resolve, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if RESULTS.md differs")
+    args = parser.parse_args(argv)
+    text = build()
+    if args.check:
+        current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.is_file() else ""
+        if current == text:
+            return 0
+        diff = difflib.unified_diff(
+            current.splitlines(), text.splitlines(), "RESULTS.md", "generated", lineterm="", n=1
+        )
+        print("\n".join(list(diff)[:40]), file=sys.stderr)
+        print("bench/RESULTS.md is stale: run `python bench/results_md.py`", file=sys.stderr)
+        return 1
+    OUTPUT.write_text(text, encoding="utf-8")
+    print(f"wrote {OUTPUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
