@@ -94,6 +94,12 @@ class TrainConfig:
     #: --oos-target: keep validation in-scope accuracy >= this while rejecting as much
     #: out-of-scope as possible; None = the accuracy with no rejection minus one point.
     oos_target: float | None = None
+    #: --oos-scorer softmax|mahalanobis|auto: the out-of-scope score the threshold reads;
+    #: auto picks on validation (best oos recall at the target, else best AUROC of correct vs
+    #: incorrect in-scope predictions). mahalanobis stores oos_stats.safetensors in the artifact.
+    oos_scorer: str = "auto"
+    #: --oos-prior: out-of-scope share of traffic that the served P(oos | x) assumes.
+    oos_prior: float = 0.1
     calibrate: bool = True  #: fit temperature + threshold on validation after training
     extra: dict[str, Any] = field(default_factory=dict)  #: preset-only knobs for experiments
 
@@ -124,6 +130,12 @@ class TrainConfig:
             problems.append(f"--val-size must be between 0 and 1, got {self.val_size}")
         if self.oos_target is not None and not 0 < self.oos_target <= 1:
             problems.append(f"--oos-target must be in (0, 1], got {self.oos_target}")
+        if self.oos_scorer not in ("softmax", "mahalanobis", "auto"):
+            problems.append(
+                f"--oos-scorer must be one of softmax, mahalanobis, auto, got {self.oos_scorer}"
+            )
+        if not 0 < self.oos_prior < 1:
+            problems.append(f"--oos-prior must be in (0, 1), got {self.oos_prior}")
         if self.report_to not in ("none", "tensorboard"):
             problems.append("--report-to must be none or tensorboard")
         _raise_if(problems)

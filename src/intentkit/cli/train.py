@@ -87,6 +87,10 @@ def train_cmd(
     oos_label: Annotated[_Str, typer.Option(help="Data label meaning out-of-scope.")] = None,
     reject_label: Annotated[_Str, typer.Option(help="Answer for rejected inputs.")] = None,
     oos_target: Annotated[_Float, typer.Option(help="Validation in-scope accuracy kept.")] = None,
+    oos_scorer: Annotated[
+        _Str, typer.Option(help="softmax | mahalanobis | auto (picked on validation).")
+    ] = None,
+    oos_prior: Annotated[_Float, typer.Option(help="Out-of-scope share P(oos) assumes.")] = None,
     calibrate: Annotated[
         _Bool, typer.Option(help="Fit temperature + threshold.", show_default=False)
     ] = None,

@@ -91,3 +91,27 @@ def classification_metrics(pred_ids: np.ndarray, label_ids: np.ndarray) -> dict[
         "macro_f1": float(f1_score(label_ids, pred_ids, average="macro", zero_division=0)),
         "weighted_f1": float(f1_score(label_ids, pred_ids, average="weighted", zero_division=0)),
     }
+
+
+def auroc(positive: np.ndarray, score: np.ndarray) -> float | None:
+    """AUROC of ``score`` (higher = positive); None when one class is absent. -inf is allowed."""
+    from sklearn.metrics import roc_auc_score
+
+    pos = np.asarray(positive, bool)
+    s = np.asarray(score, np.float64)
+    if pos.all() or not pos.any():
+        return None
+    finite = s[np.isfinite(s)]
+    # -inf marks "always rejected" (predicted the oos class): rank it below every real score.
+    low = (finite.min() if finite.size else 0.0) - 1.0
+    return float(roc_auc_score(pos, np.where(np.isfinite(s), s, low)))
+
+
+def fpr_at_95_tpr(score: np.ndarray, is_oos: np.ndarray) -> float | None:
+    """Share of out-of-scope rows kept at the threshold that keeps 95 % of in-scope rows."""
+    s = np.asarray(score, np.float64)
+    oos = np.asarray(is_oos, bool)
+    if oos.all() or not oos.any():
+        return None
+    t = np.quantile(s[~oos], 0.05)
+    return float((s[oos] >= t).mean())

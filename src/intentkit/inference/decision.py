@@ -5,6 +5,14 @@ through :func:`apply`, with the calibration that training fitted on the validati
 (:mod:`intentkit.evaluation.calibration`) and stored as ``intentkit.json["calibration"]``:
 softmax(logits / temperature); the answer is ``reject_label`` when the top-class probability is
 below the threshold or the top class is the model's own out-of-scope label.
+
+With ``calibration["oos_scorer"] == "mahalanobis"`` the rejection reads the feature-space score
+instead (:mod:`intentkit.inference.oos`; ``oos_score`` = -distance, higher = more in-scope):
+rejected when ``oos_score < oos_threshold``. When a Platt fit of P(out-of-scope | distance)
+exists (``oos_platt``, fitted class-balanced on validation, then shifted to a design prior),
+the served confidence is the probability that the served answer is right:
+``q = sigmoid(a * distance + b + logit(prior))``; answered rows get ``(1 - q) * p_top``,
+rejected rows ``q``. Without it (no out-of-scope validation rows) confidence stays ``p_top``.
 """
 
 from __future__ import annotations
@@ -77,6 +85,7 @@ def apply(
     calibration: dict[str, Any] | None,
     *,
     reject: bool = True,
+    oos_score: np.ndarray | None = None,
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Turn logits into answers: the one decision function of predictor, evaluate and server.
 
@@ -85,11 +94,14 @@ def apply(
         label_names: the model's classes, in logit order.
         calibration: ``intentkit.json["calibration"]`` or None (T = 1, no rejection).
         reject: False answers the top class even below the threshold (``--no-reject``).
+        oos_score: (n,) feature-space score (higher = more in-scope); required when the
+            calibration's ``oos_scorer`` is not ``softmax``, ignored otherwise.
 
     Returns:
-        ``(answered labels, top-class confidence after temperature (n,), probabilities (n, k))``.
-        With ``reject`` and a calibration, rows with confidence < threshold or a top class equal
-        to ``oos_label`` are answered ``reject_label``; confidence stays the top-class one.
+        ``(answered labels, confidence (n,), probabilities (n, k))``. With ``reject`` and a
+        calibration, rows below the scorer's threshold or with a top class equal to
+        ``oos_label`` are answered ``reject_label``. Confidence is the top-class probability
+        after temperature, or the out-of-scope-aware one described in the module docstring.
     """
     z = check_logits(logits, allow_empty=True)
     if z.shape[1] != len(label_names):
@@ -99,14 +111,40 @@ def apply(
     cal = calibration or {}
     probs, pred, conf = top(z, float(cal.get("temperature") or 1.0))
     answered = [str(label_names[i]) for i in pred]
+    scorer = str(cal.get("oos_scorer") or "softmax")
+    score = None
+    if scorer != "softmax":
+        if oos_score is None:
+            raise ValueError(f"the calibration's {scorer} scorer needs oos_score (one per row)")
+        score = np.asarray(oos_score, dtype=np.float64).reshape(-1)
+        if score.shape[0] != z.shape[0]:
+            raise ValueError(f"oos_score has {score.shape[0]} rows, logits {z.shape[0]}")
+    rejected = np.zeros(len(pred), dtype=bool)
     if reject and calibration:
-        # Same comparison as calibrate(): conf >= threshold is answered, so a validation row
+        # Same comparison as calibrate(): score >= threshold is answered, so a validation row
         # sitting exactly on the threshold is answered here too.
-        rejected = conf < float(cal.get("threshold") or 0.0)
+        if score is None:
+            rejected = conf < float(cal.get("threshold") or 0.0)
+        elif cal.get("oos_threshold") is not None:  # None: no threshold met the target
+            rejected = score < float(cal["oos_threshold"])
         oos_label = cal.get("oos_label")
         if oos_label is not None and oos_label in label_names:
             rejected |= pred == list(label_names).index(oos_label)
         reject_label = str(cal.get("reject_label") or "out_of_scope")
         for i in np.nonzero(rejected)[0]:
             answered[i] = reject_label
+    platt = cal.get("oos_platt")
+    if score is not None and platt:
+        q = oos_probability(-score, platt)
+        conf = np.where(rejected, q, (1.0 - q) * conf)
     return answered, conf, probs
+
+
+def oos_probability(distance: np.ndarray, platt: dict[str, Any]) -> np.ndarray:
+    """P(out-of-scope | distance) at the design prior: ``sigmoid(a*d + b + logit(prior))``."""
+    from scipy.special import expit, logit
+
+    prior = float(platt["prior"])
+    return expit(
+        float(platt["a"]) * np.asarray(distance, np.float64) + float(platt["b"]) + logit(prior)
+    )
