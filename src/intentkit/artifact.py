@@ -6,7 +6,9 @@ Layout: ``config.json`` (with ``id2label``/``label2id``), ``model.safetensors``,
 ``intentkit.json`` keys (all optional except ``format_version``):
 ``format_version``, ``intentkit_version``, ``train_config`` (resolved TrainConfig), ``data``
 (fingerprint, path, label counts), ``max_length``, ``metrics`` (best validation metrics),
-``calibration`` (``temperature``, ``threshold``, ``reject_label``, ``oos_label``, ``rule``, ...),
+``calibration`` (``temperature``, ``threshold``, ``reject_label``, ``oos_label``, ``rule``,
+``oos_scorer``, ``oos_threshold``, ``oos_platt``, ...), ``oos_stats`` (what
+``oos_stats.safetensors`` holds, when the out-of-scope scorer reads features),
 ``versions`` (torch, transformers, python), ``created``.
 """
 
@@ -88,6 +90,7 @@ def write_artifact(
     tokenizer: Any,
     meta: dict[str, Any],
     model_card: str,
+    files: dict[str, bytes] | None = None,
 ) -> Path:
     """Write the artifact files into ``out`` so readers never see a half-written model.
 
@@ -95,6 +98,8 @@ def write_artifact(
     to the top level with ``os.replace``. ``intentkit.json`` is removed first and moved in last:
     :func:`check_artifact_dir` requires it, so a crash mid-move leaves a folder that is reported
     as incomplete, never a mix that loads. Other entries of ``out`` (``checkpoints/``) stay.
+    ``files`` maps extra file names to their bytes (``oos_stats.safetensors``); they move in
+    with the rest.
     """
     import os
     import shutil
@@ -109,6 +114,8 @@ def write_artifact(
         model.save_pretrained(tmp)  # safetensors (transformers 5 writes no pickle weights)
         tokenizer.save_pretrained(tmp)
         atomic_write_text(tmp / "README.md", model_card)
+        for name, data in (files or {}).items():
+            (tmp / name).write_bytes(data)
         atomic_write_json(tmp / META_FILE, {"format_version": FORMAT_VERSION, **meta})
         # Some writers (safetensors) leave 0600 files; an artifact must be readable by a serving
         # container that runs as another user, so give every file plain open()'s mode.

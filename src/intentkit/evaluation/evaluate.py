@@ -129,9 +129,9 @@ def evaluate(
     predictor = _quiet_load(model_dir, reject)
 
     texts = frame["text"].tolist()
-    logits = predictor.logits(texts)
+    logits, oos_score = predictor.outputs(texts)
     # top-3 scores for predictions.parquet; the label/confidence are the top_k=1 answers.
-    answers = predictor.decide(logits, top_k=3, reject=reject)
+    answers = predictor.decide(logits, oos_score=oos_score, top_k=3, reject=reject)
     pred = [a["label"] for a in answers]
     oos_in_data = oos_names & set(true)
     report = score(true, pred, oos=oos_names, reject_label=reject_label)
@@ -183,6 +183,8 @@ def evaluate(
             "oos_labels": sorted(oos_in_data),
             "temperature": cal.get("temperature"),
             "threshold": cal.get("threshold"),
+            **served_calibration(answers, true, oos_names, reject_label),
+            **oos_separation(logits, oos_score, true, oos_names, cal),
             "model_dir": str(model_dir.resolve()),
             "data": str(Path(ds.path).resolve()),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -198,6 +200,60 @@ def evaluate(
     atomic_write_json(out / "report.json", report)
     write_report(out)
     return report
+
+
+def served_calibration(
+    answers: list[dict[str, Any]], true: list[str], oos_names: set[str], reject_label: str
+) -> dict[str, Any]:
+    """ECE of the served confidence against "the served answer is right", over all rows
+    (out-of-scope rows right when rejected) and over in-scope rows: ``ece_all``,
+    ``ece_in_scope``."""
+    from intentkit.evaluation.metrics import bin_stats
+
+    oos_all = oos_names | {reject_label}
+    conf = np.array([a["confidence"] for a in answers], dtype=np.float64)
+    is_oos = np.array([t in oos_names for t in true], dtype=bool)
+    right = np.array(
+        [
+            a["label"] == t or (t in oos_names and a["label"] in oos_all)
+            for a, t in zip(answers, true, strict=True)
+        ],
+        dtype=bool,
+    )
+
+    def ece(rows: np.ndarray) -> float | None:
+        if not rows.any():
+            return None
+        count, acc, mean_conf = bin_stats(conf[rows], right[rows], 15)
+        return float(np.sum(count / rows.sum() * np.abs(acc - mean_conf)))
+
+    return {"ece_all": ece(np.ones(len(true), dtype=bool)), "ece_in_scope": ece(~is_oos)}
+
+
+def oos_separation(
+    logits: np.ndarray,
+    oos_score: np.ndarray | None,
+    true: list[str],
+    oos_names: set[str],
+    cal: dict[str, Any],
+) -> dict[str, Any]:
+    """``oos_scorer`` and, with out-of-scope rows, AUROC (in-scope = positive) and FPR at 95 %
+    TPR of the in-use score and of the softmax confidence side by side (``oos_separation``)."""
+    from intentkit.evaluation.metrics import auroc, fpr_at_95_tpr
+    from intentkit.inference.decision import softmax
+
+    scorer = str(cal.get("oos_scorer") or "softmax")
+    is_oos = np.array([t in oos_names for t in true], dtype=bool)
+    if not len(true) or not is_oos.any() or is_oos.all():
+        return {"oos_scorer": scorer, "oos_separation": None}
+    scores = {"softmax": softmax(logits, float(cal.get("temperature") or 1.0)).max(axis=1)}
+    if oos_score is not None:
+        scores[scorer] = oos_score
+    sep = {
+        name: {"auroc": auroc(~is_oos, s), "fpr_at_95_tpr": fpr_at_95_tpr(s, is_oos)}
+        for name, s in scores.items()
+    }
+    return {"oos_scorer": scorer, "oos_separation": sep}
 
 
 def worst_classes_table(report: dict[str, Any], n: int = 15) -> Any:

@@ -183,7 +183,11 @@ def _progress_bar(reader: Reader, file: Path) -> Any:
 
 def _rows(predictor: Any, lines: list[int], texts: list[str], batch_size: int) -> list[dict]:
     """Scored rows for one chunk, in input order (``logits`` length-buckets internally)."""
-    answers = predictor.decide(predictor.logits(texts, batch_size=batch_size))
+    if getattr(predictor, "oos_stats", None) is None:  # softmax scorer: logits are enough
+        logits, oos_score = predictor.logits(texts, batch_size=batch_size), None
+    else:
+        logits, oos_score = predictor.outputs(texts, batch_size=batch_size)
+    answers = predictor.decide(logits, oos_score=oos_score)
     return [
         {
             "line": line,

@@ -39,6 +39,9 @@ OPSET = 17
 #: Largest |logit difference| between ONNX Runtime fp32 and PyTorch fp32 accepted at export.
 TOLERANCE = 1e-3
 FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+#: Graph outputs; bumped when they change so older exports are remade. 2: ``cls`` (the last
+#: layer's CLS feature, for the out-of-scope score) beside ``logits``.
+GRAPH_VERSION = 2
 VERIFY_MAX_LENGTH = 1024
 
 
@@ -103,8 +106,16 @@ def _has(manifest: dict[str, Any], folder: Path, kind: str) -> bool:
 def _fresh(folder: Path, model_dir: Path, kind: str) -> Path | None:
     """The ``kind`` graph in ``folder`` if its manifest matches the artifact as it is now."""
     manifest = _read_manifest(folder)
-    ok = manifest.get("source") == fingerprint(model_dir) and _has(manifest, folder, kind)
+    ok = _current(manifest, model_dir) and _has(manifest, folder, kind)
     return folder / FILES[kind] if ok else None
+
+
+def _current(manifest: dict[str, Any], model_dir: Path) -> bool:
+    """Whether ``manifest`` describes graphs of the artifact as it is now, with today's outputs."""
+    return (
+        manifest.get("source") == fingerprint(model_dir)
+        and manifest.get("graph_version") == GRAPH_VERSION
+    )
 
 
 def _read_manifest(folder: Path) -> dict[str, Any]:
@@ -132,19 +143,21 @@ def _sample_batches(max_length: int, vocab: int, pad: int) -> list[tuple[np.ndar
     return batches
 
 
-def _logits_module(model: Any) -> Any:
-    """Wrap a HF classifier so the traced graph has one output, ``logits``."""
+def _outputs_module(model: Any) -> Any:
+    """Wrap a HF classifier so the traced graph has two outputs, ``logits`` and ``cls``."""
     import torch
 
-    class LogitsOnly(torch.nn.Module):
+    from intentkit.inference.features import forward_with_cls
+
+    class LogitsAndCls(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.model = model
 
         def forward(self, input_ids: Any, attention_mask: Any) -> Any:
-            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+            return forward_with_cls(self.model, input_ids, attention_mask)
 
-    return LogitsOnly().eval()
+    return LogitsAndCls().eval()
 
 
 def _torch_export(model: Any, path: Path, sample: tuple[np.ndarray, np.ndarray]) -> None:
@@ -160,27 +173,30 @@ def _torch_export(model: Any, path: Path, sample: tuple[np.ndarray, np.ndarray])
         # verification below checks over several shapes.
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            _logits_module(model),
+            _outputs_module(model),
             (ids, mask),
             str(path),
             input_names=["input_ids", "attention_mask"],
-            output_names=["logits"],
-            dynamic_axes={**axes, "logits": {0: "batch"}},
+            output_names=["logits", "cls"],
+            dynamic_axes={**axes, "logits": {0: "batch"}, "cls": {0: "batch"}},
             opset_version=OPSET,
             dynamo=False,
         )
 
 
 def _max_diff(model: Any, onnx_path: Path, batches: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """Largest |difference| to PyTorch over both outputs, logits and CLS features."""
     import torch
+
+    from intentkit.inference.features import forward_with_cls
 
     runner = OnnxRunner(onnx_path, threads=None)
     worst = 0.0
     for ids, mask in batches:
         with torch.inference_mode():
-            ref = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
-        got = runner(ids, mask)
-        worst = max(worst, float(np.abs(ref.logits.float().numpy() - got).max()))
+            ref = forward_with_cls(model, torch.from_numpy(ids), torch.from_numpy(mask))
+        for want, got in zip(ref, runner.outputs(ids, mask), strict=True):
+            worst = max(worst, float(np.abs(want.float().numpy() - got).max()))
     return worst
 
 
@@ -251,8 +267,9 @@ def _export_locked(
     target = folder / FILES[kind]
     current = fingerprint(model_dir)
     manifest = _read_manifest(folder)
-    if force or manifest.get("source") != current:
-        manifest = {"source": current, "files": {}}  # stale or forced: every graph is remade
+    if force or not _current(manifest, model_dir):
+        # stale, older graph outputs, or forced: every graph is remade
+        manifest = {"source": current, "graph_version": GRAPH_VERSION, "files": {}}
     elif _has(manifest, folder, kind) and (data is None or kind == "fp32"):
         if kind == "fp32":  # another process exported it while we waited
             return target
@@ -326,7 +343,7 @@ def _measure_agreement(
     fp32: Path, int8: Path, tokenizer: Any, config: Any, model_dir: Path, data: str | Path | None
 ) -> dict[str, Any]:
     """How often the int8 graph serves fp32's answer on the validation texts (the gate's input)."""
-    from intentkit.inference.predictor import Predictor
+    from intentkit.inference.predictor import Predictor, load_oos_stats
     from intentkit.inference.quantize import agreement_texts, answer_agreement
 
     meta = read_meta(model_dir)
@@ -334,15 +351,21 @@ def _measure_agreement(
     if not texts:
         log.warning("int8 export of %s: no validation data found to measure agreement", model_dir)
         return {**source, "value": None}
-    logits = [
+    stats = load_oos_stats(model_dir, meta)
+    (ref, ref_score), (got, got_score) = (
         Predictor(
-            None, tokenizer, meta=meta, runner=OnnxRunner(p, threads=None), config=config
-        ).logits(texts)
+            None,
+            tokenizer,
+            meta=meta,
+            runner=OnnxRunner(p, threads=None),
+            config=config,
+            oos_stats=stats,
+        ).outputs(texts)
         for p in (fp32, int8)
-    ]
+    )
     calibration = meta.get("calibration")
     labels = [str(config.id2label[i]) for i in range(len(config.id2label))]
-    value = answer_agreement(logits[0], logits[1], labels, calibration)
+    value = answer_agreement(ref, got, labels, calibration, scores=(ref_score, got_score))
     log.info("int8 gives fp32's answer on %.2f%% of %d texts", 100 * value, len(texts))
     return {**source, "value": value, "rejection": bool(calibration)}
 
@@ -357,7 +380,8 @@ def _version(module: str) -> str:
 
 
 class OnnxRunner:
-    """An ONNX Runtime CPU session: ``runner(input_ids, attention_mask) -> logits`` (numpy).
+    """An ONNX Runtime CPU session: ``runner(input_ids, attention_mask) -> logits`` (numpy);
+    :meth:`outputs` gives the CLS features of the same pass too.
 
     ``session.run`` is thread-safe, so the micro-batcher's worker thread and local callers may
     share one runner.
@@ -378,8 +402,19 @@ class OnnxRunner:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.path = Path(path)
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.has_cls = "cls" in {o.name for o in self.session.get_outputs()}
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """Logits (rows, labels) as float32."""
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
         return np.asarray(self.session.run(["logits"], feeds)[0], dtype=np.float32)
+
+    def outputs(
+        self, input_ids: np.ndarray, attention_mask: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(logits, cls)`` float32 of one run; cls is None for a graph exported without it."""
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if not self.has_cls:
+            return self(input_ids, attention_mask), None
+        logits, cls = self.session.run(["logits", "cls"], feeds)
+        return np.asarray(logits, np.float32), np.asarray(cls, np.float32)

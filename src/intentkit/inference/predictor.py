@@ -1,9 +1,10 @@
 """Predictor: tokenize -> forward -> labels and scores, from a trained artifact folder.
 
 One decision path for everyone: ``intentkit predict``, ``intentkit evaluate`` and the HTTP server
-all call :meth:`Predictor.logits` then :func:`intentkit.inference.decision.apply`, so served
-answers equal local ones. Batches are sorted by length and padded only to their own longest text (no
-pad-to-64).
+all call :meth:`Predictor.outputs` (logits, and the out-of-scope score when the calibration's
+scorer reads features, from the same forward pass) then :func:`intentkit.inference.decision.apply`,
+so served answers equal local ones. Batches are sorted by length and padded only to their own
+longest text (no pad-to-64).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from intentkit.artifact import check_artifact_dir, read_meta, served_max_length
-from intentkit.errors import ConfigError
+from intentkit.errors import ConfigError, ModelError
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -155,12 +156,15 @@ class Predictor:
         path: Path | None = None,
         runner: Any = None,
         config: Any = None,
+        oos_stats: Any = None,
     ) -> None:
         """Wrap a loaded classifier.
 
         ``model`` is a PyTorch ``...ForSequenceClassification``; or None with ``runner`` (a
         callable ``(input_ids, attention_mask) -> logits`` such as an
         :class:`~intentkit.inference.onnx_backend.OnnxRunner`) and the model's ``config``.
+        ``oos_stats`` (:class:`~intentkit.inference.oos.OosStats`) is required when the
+        calibration's ``oos_scorer`` reads features (``mahalanobis``).
         """
         if model is None and (runner is None or config is None):
             raise ValueError("Predictor needs a model, or a runner and its config")
@@ -173,10 +177,15 @@ class Predictor:
         self.reject = reject
         self.path = path
         config = config if config is not None else model.config
+        self.config = config
         id2label = config.id2label
         self.labels: list[str] = [str(id2label[i]) for i in range(len(id2label))]
         self.max_length: int = served_max_length(config, self.meta)
         self.calibration: dict[str, Any] | None = self.meta.get("calibration")
+        self.oos_scorer: str = str((self.calibration or {}).get("oos_scorer") or "softmax")
+        if self.oos_scorer != "softmax" and oos_stats is None:
+            raise ValueError(f"the {self.oos_scorer} scorer needs oos_stats")
+        self.oos_stats = oos_stats if self.oos_scorer != "softmax" else None
 
     @classmethod
     def from_dir(
@@ -216,6 +225,7 @@ class Predictor:
             threads = default_threads(dtype, chosen)
         tokenizer = AutoTokenizer.from_pretrained(path)
         meta = read_meta(path)
+        stats = load_oos_stats(path, meta)
         if chosen == "onnx":
             runner = _onnx_runner(path, dtype, threads, strict=backend == "onnx")
             if runner is not None:
@@ -231,6 +241,7 @@ class Predictor:
                     path=path,
                     runner=runner,
                     config=config,
+                    oos_stats=stats,
                 )
         if threads:
             torch.set_num_threads(threads)
@@ -238,7 +249,9 @@ class Predictor:
         model.to(device)
         if dtype == "int8":
             model = quantize_int8(model.eval())
-        return cls(model, tokenizer, meta=meta, device=device, reject=reject, path=path)
+        return cls(
+            model, tokenizer, meta=meta, device=device, reject=reject, path=path, oos_stats=stats
+        )
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids per text, truncated to ``max_length``, unpadded."""
@@ -247,46 +260,104 @@ class Predictor:
         )
         return enc["input_ids"]
 
-    def forward_ids(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
-        """Logits for one batch of token-id lists, padded to the batch's own longest row."""
+    def forward(
+        self, ids: Sequence[Sequence[int]], *, features: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(logits, CLS features or None)`` of one batch, padded to its own longest row."""
         from intentkit.inference.padding import pad_rows
 
         input_ids, mask = pad_rows(ids, self.tokenizer.pad_token_id or 0)
         if self.runner is not None:
-            return self.runner(input_ids, mask)
+            if not features:
+                return self.runner(input_ids, mask), None
+            logits, cls = self.runner.outputs(input_ids, mask)
+            if cls is None:
+                raise ModelError(
+                    f"the ONNX graph {self.runner.path} has no `cls` output; re-export it with "
+                    "`intentkit export MODEL_DIR --force`"
+                )
+            return logits, cls
         import torch
 
+        from intentkit.inference.features import forward_with_cls
+
         with torch.inference_mode():
-            out = self.model(
-                input_ids=torch.from_numpy(input_ids).to(self.device),
-                attention_mask=torch.from_numpy(mask).to(self.device),
-            )
-        return out.logits.float().cpu().numpy()
+            t_ids = torch.from_numpy(input_ids).to(self.device)
+            t_mask = torch.from_numpy(mask).to(self.device)
+            if not features:
+                out = self.model(input_ids=t_ids, attention_mask=t_mask)
+                return out.logits.float().cpu().numpy(), None
+            logits, cls = forward_with_cls(self.model, t_ids, t_mask)
+        return logits.float().cpu().numpy(), cls.float().cpu().numpy()
+
+    def forward_ids(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
+        """One row per text for the micro-batcher: the logits, then one column with the
+        out-of-scope score when the scorer reads features (:meth:`split` separates them)."""
+        if self.oos_stats is None:
+            return self.forward(ids)[0]
+        logits, cls = self.forward(ids, features=True)
+        score = self.oos_stats.score(cls)  # the one extra (H x H) + (H x classes) product
+        return np.concatenate([logits, score[:, None].astype(np.float32)], axis=1)
+
+    def split(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(logits, oos score or None)`` from :meth:`forward_ids` rows."""
+        if self.oos_stats is None:
+            return rows, None
+        return rows[:, :-1], rows[:, -1].astype(np.float64)
+
+    def _batched(self, texts: Sequence[str], batch_size: int, fn: Any, width: int) -> np.ndarray:
+        """``fn(ids)`` over length-sorted batches of ``texts``; rows back in input order."""
+        ids = self.encode(texts) if len(texts) else []
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        result = np.empty((len(ids), width), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            result[chunk] = fn([ids[i] for i in chunk])
+        return result
+
+    def outputs(
+        self, texts: Sequence[str], batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(logits (n, n_labels), out-of-scope score (n,) or None)`` in input order."""
+        width = len(self.labels) + (self.oos_stats is not None)
+        return self.split(self._batched(texts, batch_size, self.forward_ids, width))
 
     def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Raw logits (n, n_labels), batching length-sorted texts; rows in input order."""
-        if len(texts) == 0:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
-        ids = self.encode(texts)
-        order = np.argsort([len(x) for x in ids], kind="stable")
-        result = np.empty((len(ids), len(self.labels)), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            result[chunk] = self.forward_ids([ids[i] for i in chunk])
-        return result
+        return self.outputs(texts, batch_size)[0]
+
+    def features(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """``(logits, last-layer CLS features (n, hidden))`` of one pass, in input order."""
+        k = len(self.labels)
+
+        def both(ids: Sequence[Sequence[int]]) -> np.ndarray:
+            logits, cls = self.forward(ids, features=True)
+            return np.concatenate([logits, cls], axis=1)
+
+        rows = self._batched(texts, batch_size, both, k + int(self.config.hidden_size))
+        return rows[:, :k], rows[:, k:]
 
     def decide(
-        self, logits: np.ndarray, *, top_k: int | None = 1, reject: bool | None = None
+        self,
+        logits: np.ndarray,
+        *,
+        oos_score: np.ndarray | None = None,
+        top_k: int | None = 1,
+        reject: bool | None = None,
     ) -> list[dict[str, Any]]:
         """Turn logits into answers: ``{"label", "confidence", "scores": [{"label","score"}...]}``.
 
         ``label`` is the reject label when out-of-scope rejection applies; ``scores`` holds the
         ``top_k`` calibrated class probabilities (all when ``top_k`` is None), highest first.
+        With a feature scorer, ``oos_score`` (from :meth:`outputs`) is required and each answer
+        also carries it as ``"oos_score"`` (higher = more in-scope).
         """
         from intentkit.inference.decision import apply
 
         use_reject = self.reject if reject is None else reject
-        answered, conf, probs = apply(logits, self.labels, self.calibration, reject=use_reject)
+        answered, conf, probs = apply(
+            logits, self.labels, self.calibration, reject=use_reject, oos_score=oos_score
+        )
         k = len(self.labels) if top_k is None else max(1, min(top_k, len(self.labels)))
         top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         return [
@@ -294,6 +365,7 @@ class Predictor:
                 "label": answered[i],
                 "confidence": float(conf[i]),
                 "scores": [{"label": self.labels[j], "score": float(probs[i, j])} for j in top[i]],
+                **({} if oos_score is None else {"oos_score": float(oos_score[i])}),
             }
             for i in range(len(answered))
         ]
@@ -309,7 +381,18 @@ class Predictor:
         """Predict one text or a list; always returns a list of answers (see :meth:`decide`)."""
         if isinstance(texts, str):
             texts = [texts]
-        return self.decide(self.logits(texts, batch_size=batch_size), top_k=top_k, reject=reject)
+        logits, score = self.outputs(texts, batch_size=batch_size)
+        return self.decide(logits, oos_score=score, top_k=top_k, reject=reject)
+
+
+def load_oos_stats(path: Path, meta: dict[str, Any]) -> Any:
+    """The artifact's out-of-scope statistics when its calibration's scorer reads features."""
+    scorer = (meta.get("calibration") or {}).get("oos_scorer") or "softmax"
+    if scorer == "softmax":
+        return None
+    from intentkit.inference import oos
+
+    return oos.load(path / oos.STATS_FILE)
 
 
 def load(path: str | Path, **kwargs: Any) -> Predictor:

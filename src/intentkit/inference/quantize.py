@@ -127,16 +127,21 @@ def answer_agreement(
     candidate: np.ndarray,
     labels: list[str],
     calibration: dict[str, Any] | None,
+    *,
+    scores: tuple[Any, Any] = (None, None),
 ) -> float:
-    """Share of rows whose served answer (top-1 or the reject label) is the same in both."""
+    """Share of rows whose served answer (top-1 or the reject label) is the same in both.
+
+    ``scores``: the out-of-scope scores of reference and candidate, for a feature scorer.
+    """
     import numpy as np
 
     from intentkit.inference.decision import apply
 
     if len(reference) == 0:
         return float("nan")
-    a = apply(reference, labels, calibration)[0]
-    b = apply(candidate, labels, calibration)[0]
+    a = apply(reference, labels, calibration, oos_score=scores[0])[0]
+    b = apply(candidate, labels, calibration, oos_score=scores[1])[0]
     return float(np.mean([x == y for x, y in zip(a, b, strict=True)]))
 
 

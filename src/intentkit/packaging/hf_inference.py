@@ -12,6 +12,9 @@ It answers what ``intentkit serve`` answers on ``POST /invocations``:
 The decision rule is ``intentkit.inference.decision.apply``'s: softmax(logits / temperature),
 the answer is the reject label when the top-class probability is below the threshold or the top
 class is the model's own out-of-scope label; confidence is the calibrated top-class probability.
+With ``calibration["oos_scorer"] == "mahalanobis"`` it applies the same feature-space rule
+(``intentkit.inference.oos``: distance of the last layer's CLS feature to the nearest class
+mean, from ``oos_stats.safetensors``) and the same out-of-scope-aware confidence, in numpy.
 
 This module must stay importable with only the standard library, numpy, torch and transformers
 (on Python 3.8 too, which older containers run): the Hugging Face containers do not have
@@ -79,7 +82,31 @@ def model_fn(model_dir: str) -> dict[str, Any]:
         "labels": [str(config.id2label[i]) for i in range(len(config.id2label))],
         "max_length": int(meta.get("max_length") or min(limit, 512)),
         "calibration": meta.get("calibration"),
+        "oos_stats": _load_stats(model_dir, meta.get("calibration") or {}),
     }
+
+
+def _load_stats(model_dir: str, calibration: dict[str, Any]) -> dict[str, np.ndarray] | None:
+    """``oos_stats.safetensors`` when the scorer reads features; a clear error when missing."""
+    scorer = calibration.get("oos_scorer") or "softmax"
+    if scorer == "softmax":
+        return None
+    if scorer != "mahalanobis":
+        raise ValueError(f"this handler knows the softmax and mahalanobis scorers, not {scorer}")
+    path = os.path.join(model_dir, "oos_stats.safetensors")
+    if not os.path.isfile(path):
+        raise ValueError(f"{path} is missing: the calibration's mahalanobis scorer needs it")
+    from safetensors.numpy import load_file
+
+    return load_file(path)
+
+
+def _distance(stats: dict[str, np.ndarray], features: np.ndarray) -> np.ndarray:
+    """``intentkit.inference.oos.OosStats.distance``: to the nearest class mean."""
+    z = np.asarray(features, dtype=np.float64) @ stats["whiten"]
+    m = stats["means_w"]
+    d2 = (z**2).sum(1)[:, None] - 2.0 * z @ m.T + (m**2).sum(1)[None, :]
+    return np.sqrt(np.maximum(d2.min(axis=1), 0.0))
 
 
 def _media_type(value: str | None) -> str:
@@ -140,14 +167,22 @@ def input_fn(body: str | bytes | bytearray, content_type: str) -> dict[str, Any]
     )
 
 
-def _logits(model: dict[str, Any], texts: list[str]) -> np.ndarray:
-    """Logits (n, labels) in input order: length-sorted batches, each padded to its longest."""
+def _logits(model: dict[str, Any], texts: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Logits (n, labels) in input order: length-sorted batches, each padded to its longest;
+    and the out-of-scope score (-distance) of each text when the scorer reads features."""
     tokenizer = model["tokenizer"]
     ids = tokenizer(texts, truncation=True, max_length=model["max_length"], padding=False)
     ids = ids["input_ids"]
     pad = tokenizer.pad_token_id or 0
     order = np.argsort([len(x) for x in ids], kind="stable")
     out = np.empty((len(ids), len(model["labels"])), dtype=np.float32)
+    stats = model.get("oos_stats")
+    score = np.empty(len(ids), dtype=np.float64) if stats is not None else None
+    captured = {}
+
+    def hook(_module: Any, _inputs: Any, output: Any) -> None:
+        captured["cls"] = output[0][:, 0]  # last_hidden_state's CLS row, before any pooler
+
     for start in range(0, len(order), BATCH_SIZE):
         chunk = order[start : start + BATCH_SIZE]
         width = max(len(ids[i]) for i in chunk)
@@ -156,17 +191,27 @@ def _logits(model: dict[str, Any], texts: list[str]) -> np.ndarray:
         for row, i in enumerate(chunk):
             input_ids[row, : len(ids[i])] = ids[i]
             mask[row, : len(ids[i])] = 1
-        with torch.inference_mode():
-            result = model["model"](
-                input_ids=torch.from_numpy(input_ids).to(model["device"]),
-                attention_mask=torch.from_numpy(mask).to(model["device"]),
-            )
+        handle = model["model"].base_model.register_forward_hook(hook) if stats else None
+        try:
+            with torch.inference_mode():
+                result = model["model"](
+                    input_ids=torch.from_numpy(input_ids).to(model["device"]),
+                    attention_mask=torch.from_numpy(mask).to(model["device"]),
+                )
+        finally:
+            if handle is not None:
+                handle.remove()
         out[chunk] = result.logits.float().cpu().numpy()
-    return out
+        if score is not None:
+            score[chunk] = -_distance(stats, captured["cls"].float().cpu().numpy())
+    return out, score
 
 
 def decide(
-    logits: np.ndarray, labels: list[str], calibration: dict[str, Any] | None
+    logits: np.ndarray,
+    labels: list[str],
+    calibration: dict[str, Any] | None,
+    oos_score: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
     """``intentkit.inference.decision.apply`` with rejection on: ``{"predicted_class",
     "confidence"}``s."""
@@ -179,20 +224,31 @@ def decide(
     top = probs.argmax(axis=1)
     conf = probs[np.arange(len(top)), top]
     answered = [labels[i] for i in top]
+    feature = (cal.get("oos_scorer") or "softmax") != "softmax"
+    rejected = np.zeros(len(top), dtype=bool)
     if calibration:
-        rejected = conf < float(cal.get("threshold") or 0.0)
+        if not feature:
+            rejected = conf < float(cal.get("threshold") or 0.0)
+        elif cal.get("oos_threshold") is not None:
+            rejected = oos_score < float(cal["oos_threshold"])
         oos_label = cal.get("oos_label")
         if oos_label is not None and oos_label in labels:
             rejected |= top == labels.index(oos_label)
         for i in np.nonzero(rejected)[0]:
             answered[i] = str(cal.get("reject_label") or "out_of_scope")
+    platt = cal.get("oos_platt")
+    if feature and platt:  # decision.oos_probability: P(oos | distance) at the design prior
+        prior = float(platt["prior"])
+        x = float(platt["a"]) * -oos_score + float(platt["b"]) + np.log(prior / (1.0 - prior))
+        q = 1.0 / (1.0 + np.exp(-x))
+        conf = np.where(rejected, q, (1.0 - q) * conf)
     return [{"predicted_class": answered[i], "confidence": float(conf[i])} for i in range(len(top))]
 
 
 def predict_fn(data: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
     """Classify ``data["texts"]``; keep the request's shape for :func:`output_fn`."""
-    logits = _logits(model, data["texts"])
-    answers = decide(logits, model["labels"], model["calibration"])
+    logits, score = _logits(model, data["texts"])
+    answers = decide(logits, model["labels"], model["calibration"], score)
     return {"answers": answers, "single": data["single"], "jsonlines": data["jsonlines"]}
 
 

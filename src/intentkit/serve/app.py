@@ -308,6 +308,9 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
                 "reject_label": cal.get("reject_label"),
                 "oos_label": cal.get("oos_label"),
                 "reject_enabled": cfg.reject,
+                "oos_scorer": cal.get("oos_scorer") or "softmax",
+                "oos_threshold": cal.get("oos_threshold"),
+                "oos_prior": (cal.get("oos_platt") or {}).get("prior"),
             },
             "auth": bool(cfg.api_key),
         }
@@ -330,6 +333,8 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
         the list starts with ``{"label": <reject label>, "score": <top-class confidence>}``,
         followed by the ``top_k`` class scores, so element 0 is always the answer.
         ``raw_scores`` gives un-normalised logits (no temperature) and no reject element.
+        With a feature-space scorer, headers ``x-oos-scorer`` and ``x-oos-score`` (one score
+        per text, comma-separated, higher = more in-scope) carry the out-of-scope score.
         """
         started = time.perf_counter()
         texts = _check_texts(req.inputs, "inputs", cfg.max_texts_per_request)
@@ -337,17 +342,24 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
         result = await batcher.submit(texts)
         labels = predictor.labels
         k = len(labels) if req.top_k is None else min(req.top_k, len(labels))
+        logits, oos_score = predictor.split(result.logits)
         if req.raw_scores:
-            out = [_sorted_scores(row, labels, k) for row in result.logits]
+            out = [_sorted_scores(row, labels, k) for row in logits]
         else:
             out = []
-            for ans in predictor.decide(result.logits, top_k=k, reject=cfg.reject):
+            for ans in predictor.decide(logits, oos_score=oos_score, top_k=k, reject=cfg.reject):
                 scores = ans["scores"]
                 if ans["label"] != scores[0]["label"]:  # rejected: the answer leads
                     scores = [{"label": ans["label"], "score": ans["confidence"]}, *scores]
                 out.append(scores)
         body = out[0] if isinstance(req.inputs, str) else out
-        return JSONResponse(body, headers=_timing_headers(result, started))
+        headers = _timing_headers(result, started)
+        if oos_score is not None:
+            # The TEI body has no room for it: the feature-space score (higher = more in-scope),
+            # one per text in input order, goes in a header.
+            headers["x-oos-scorer"] = predictor.oos_scorer
+            headers["x-oos-score"] = ",".join(f"{float(v):.6g}" for v in oos_score)
+        return JSONResponse(body, headers=headers)
 
     @app.post(
         "/invocations",
@@ -371,9 +383,10 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
         texts = _check_texts(value, "text", cfg.max_texts_per_request)
         predictor, batcher = state.require_ready()
         result = await batcher.submit(texts)
-        answers = [
+        logits, oos_score = predictor.split(result.logits)
+        answers = [  # the SageMaker contract: these two keys, nothing more
             {"predicted_class": a["label"], "confidence": a["confidence"]}
-            for a in predictor.decide(result.logits, top_k=1, reject=cfg.reject)
+            for a in predictor.decide(logits, oos_score=oos_score, top_k=1, reject=cfg.reject)
         ]
         headers = _timing_headers(result, started)
         accept = request.headers.get("accept", "").split(";")[0].strip().lower()

@@ -60,6 +60,15 @@ class CalibrationSummary(BaseModel):
     reject_label: str | None = None
     oos_label: str | None = None
     reject_enabled: bool = Field(description="False when started with --no-reject")
+    oos_scorer: str = Field(
+        default="softmax", description="Out-of-scope score in use: softmax | mahalanobis"
+    )
+    oos_threshold: float | None = Field(
+        default=None, description="Threshold on the feature scorer's score (-distance)"
+    )
+    oos_prior: float | None = Field(
+        default=None, description="Out-of-scope share the served confidence assumes"
+    )
 
 
 class Info(BaseModel):

@@ -81,6 +81,17 @@ def load_model(resolved: str, model_config: Any, attn: str) -> Any:
         raise ModelError(f"--model {resolved}: cannot load weights: {exc}") from exc
 
 
+def model_oos_label(cfg: TrainConfig, labels: list[str]) -> str | None:
+    """The model's oos class: ``--oos-label`` when it is a label of the data, else ``oos`` when
+    the data has that class (CLINC150's name), else None."""
+    if cfg.oos_label is not None:
+        if cfg.oos_label in labels:
+            return cfg.oos_label
+        log.warning("--oos-label %s is not a label of the data; ignored", cfg.oos_label)
+        return None
+    return "oos" if "oos" in labels else None
+
+
 def calibrate_on_val(
     cfg: TrainConfig,
     predictor: Any,
@@ -88,33 +99,40 @@ def calibrate_on_val(
     val_df: Any,
     oos_val: list[str],
     labels: list[str],
+    *,
+    feats: Any = None,
 ) -> dict[str, Any]:
     """Fit temperature + rejection threshold on validation (``intentkit.evaluation.calibration``).
 
-    The model's oos class is ``--oos-label`` when it is a label of the data, else ``oos`` when
-    the data has that class (CLINC150's name); out-of-scope val texts without a model class
-    join the threshold choice as ``extra_oos_logits``.
+    The model's oos class follows :func:`model_oos_label`; out-of-scope val texts without a
+    model class join the threshold choice as ``extra_oos_logits``. ``feats``
+    (:class:`intentkit.training.oos_fit.OosFeatures`) brings the Mahalanobis distances that
+    ``--oos-scorer mahalanobis|auto`` reads; without it the scorer is softmax.
     """
     import numpy as np
 
     from intentkit.evaluation.calibration import calibrate
 
     label2id = {name: i for i, name in enumerate(labels)}
-    if cfg.oos_label is not None:
-        oos = cfg.oos_label if cfg.oos_label in label2id else None
-        if oos is None:
-            log.warning("--oos-label %s is not a label of the data; ignored", cfg.oos_label)
-    else:
-        oos = "oos" if "oos" in label2id else None
     extra = predictor.logits(oos_val, batch_size=cfg.eval_batch_size) if oos_val else None
+    distances = {}
+    if feats is not None:
+        distances = {
+            "val_distance": feats.val_distance,
+            "extra_oos_distance": feats.extra_oos_distance,
+            "train_oos_distance": feats.train_oos_distance,
+        }
     return calibrate(
         val_logits,
         np.array([label2id[x] for x in val_df["label"]], dtype=np.int64),
         labels,
-        oos_label=oos,
+        oos_label=model_oos_label(cfg, labels),
         reject_label=cfg.reject_label,
         target_in_scope_accuracy=cfg.oos_target,
         extra_oos_logits=extra,
+        scorer=cfg.oos_scorer if feats is not None else "softmax",
+        prior=cfg.oos_prior,
+        **distances,
     )
 
 

@@ -75,6 +75,8 @@ def train(
     from intentkit.data.lengths import max_length_for
     from intentkit.data.split import split_frame
     from intentkit.fsutil import atomic_write_json
+    from intentkit.inference.oos import STATS_FILE
+    from intentkit.inference.oos import to_bytes as oos_to_bytes
     from intentkit.inference.predictor import Predictor, resolve_device
     from intentkit.modeling import (
         dropout_overrides,
@@ -238,10 +240,24 @@ def train(
             if val_logits is None:
                 texts = val_df["text"].tolist()
                 val_logits = predictor.logits(texts, batch_size=cfg.eval_batch_size)
-            calibration = None
+            calibration, feats = None, None
             if cfg.calibrate:
+                if cfg.oos_scorer != "softmax":
+                    from intentkit.training.oos_fit import fit_features
+
+                    # One more inference pass over train + val for the CLS features
+                    # (the trainer's evaluation kept only logits).
+                    feats = fit_features(
+                        predictor,
+                        train_df,
+                        val_df,
+                        oos_val,
+                        labels,
+                        setup.model_oos_label(cfg, labels),
+                        cfg.eval_batch_size,
+                    )
                 calibration = setup.calibrate_on_val(
-                    cfg, predictor, val_logits, val_df, oos_val, labels
+                    cfg, predictor, val_logits, val_df, oos_val, labels, feats=feats
                 )
             timer.mark("calibration")
             counts = ds.stats.get("label_counts") or {
@@ -262,6 +278,7 @@ def train(
                 "max_length": max_length,
                 "metrics": best,
                 "calibration": calibration,
+                "oos_stats": feats.describe() if feats is not None else None,
                 "training": {
                     "global_step": int(trainer.state.global_step),
                     "epochs_completed": float(trainer.state.epoch or 0.0),
@@ -289,6 +306,7 @@ def train(
                 tokenizer=tokenizer,
                 meta=meta,
                 model_card=render_model_card(meta),
+                files={} if feats is None else {STATS_FILE: oos_to_bytes(feats.stats)},
             )
             lo.finish(out, meta, timer, render_model_card)
         # Other ranks must not return (and exit) before rank 0 has written the artifact.

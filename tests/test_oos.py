@@ -1,0 +1,184 @@
+"""Feature-space out-of-scope scoring: the Mahalanobis statistics, the scorer choice, the
+out-of-scope-aware confidence, and the same decisions in PyTorch and ONNX (fp32, int8)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from intentkit.errors import ModelError
+from intentkit.evaluation import calibration as cal
+from intentkit.evaluation.metrics import auroc
+from intentkit.inference import decision, oos
+from intentkit.inference.predictor import Predictor
+from serve_helpers import SAMPLE_TEXTS
+
+LABELS = ["flight", "hotel", "car"]
+
+
+def _clusters(seed: int = 0, n: int = 200, dim: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0.0, 4.0, (3, dim))
+    y = rng.integers(0, 3, n)
+    # Anisotropic noise: a Euclidean distance would be fooled, Mahalanobis is not.
+    scale = np.linspace(0.2, 3.0, dim)
+    return centres[y] + rng.normal(0.0, 1.0, (n, dim)) * scale, y
+
+
+def test_mahalanobis_separates_a_far_cluster_from_the_training_classes() -> None:
+    x, y = _clusters()
+    stats = oos.fit(x, y)
+    test_in, _ = _clusters(seed=1)
+    far = np.random.default_rng(2).normal(0.0, 1.0, (100, x.shape[1])) + 25.0
+    d_in, d_far = stats.distance(test_in), stats.distance(far)
+    assert d_far.min() > np.quantile(d_in, 0.99)
+    score = np.concatenate([stats.score(test_in), stats.score(far)])
+    assert auroc(np.r_[np.ones(len(d_in)), np.zeros(len(d_far))].astype(bool), score) > 0.999
+    # The model's own oos class is left out of the statistics.
+    assert list(oos.fit(x, y, exclude=2).class_ids) == [0, 1]
+
+
+def test_stats_survive_the_safetensors_round_trip(tmp_path: Path) -> None:
+    x, y = _clusters()
+    stats = oos.fit(x, y)
+    path = oos.save(stats, tmp_path / oos.STATS_FILE)
+    back = oos.load(path)
+    np.testing.assert_array_equal(back.distance(x), stats.distance(x))
+    assert path.read_bytes()[:8] != b"\x80\x04\x95"[:8]  # safetensors, not a pickle
+    with pytest.raises(ModelError, match="missing"):
+        oos.load(tmp_path / "absent.safetensors")
+    (tmp_path / "bad.safetensors").write_bytes(b"not a tensor file")
+    with pytest.raises(ModelError, match="not valid"):
+        oos.load(tmp_path / "bad.safetensors")
+
+
+def test_choose_threshold_accepts_real_scores_and_keeps_the_rule() -> None:
+    score = np.array([-5.0, -1.0, -2.0, -9.0, -0.5])
+    correct = np.array([True, True, True, False, True])
+    is_oos = np.array([False, False, False, True, False])
+    got = cal.choose_threshold(score, correct, is_oos, 0.75, probabilities=False)
+    assert got["threshold"] == -2.0 and got["oos_recall"] == 1.0  # rejects -5 and -9
+    never = cal.choose_threshold(score, ~correct, is_oos, 0.9, probabilities=False)
+    assert never["threshold"] is None and not never["constraint_met"]
+    with pytest.raises(ValueError, match=">= 0"):
+        cal.choose_threshold(score, correct, is_oos, 0.75)  # probabilities by default
+
+
+def _val_case(oos_rows: bool) -> dict:
+    """Logits whose softmax cannot tell oos rows from in-scope ones; distances that can."""
+    rng = np.random.default_rng(0)
+    n_in, n_oos = 90, 30 if oos_rows else 0
+    y = rng.integers(0, 3, n_in)
+    logits = rng.normal(0.0, 1.0, (n_in, 3))
+    logits[np.arange(n_in), y] += 3.0
+    extra = rng.normal(0.0, 1.0, (n_oos, 3))
+    extra[np.arange(n_oos), rng.integers(0, 3, n_oos)] += 3.0
+    return {
+        "val_logits": logits,
+        "val_labels": y,
+        "extra_oos_logits": extra if n_oos else None,
+        "val_distance": rng.uniform(1.0, 3.0, n_in),
+        "extra_oos_distance": rng.uniform(5.0, 9.0, n_oos) if n_oos else None,
+    }
+
+
+def test_auto_picks_the_best_oos_recall_with_oos_rows_and_fits_platt() -> None:
+    c = _val_case(oos_rows=True)
+    v = c.pop("val_logits"), c.pop("val_labels")
+    got = cal.calibrate(*v, LABELS, scorer="auto", **c)
+    assert got["oos_scorer"] == "mahalanobis"
+    by = got["oos_selection"]["by"]
+    assert by["mahalanobis"] == 1.0 > by["softmax"]
+    assert got["val"]["oos_recall"] == 1.0 and got["oos_threshold"] is not None
+    platt = got["oos_platt"]
+    assert platt["a"] > 0 and platt["prior"] == cal.DEFAULT_OOS_PRIOR
+    json.dumps(got, allow_nan=False)  # JSON-ready
+    soft = cal.calibrate(*v, LABELS, scorer="softmax", **c)
+    assert soft["oos_scorer"] == "softmax" and "oos_platt" not in soft
+
+
+def test_auto_without_oos_rows_picks_by_auroc_of_correct_vs_incorrect() -> None:
+    c = _val_case(oos_rows=False)
+    logits, y = c.pop("val_logits"), c.pop("val_labels")
+    correct = logits.argmax(1) == y
+    # Distances unrelated to correctness: softmax (which ranks its own errors) must win.
+    got = cal.calibrate(logits, y, LABELS, scorer="auto", **c)
+    assert got["oos_scorer"] == "softmax"
+    # Distances that rank errors perfectly: mahalanobis wins, and with no oos rows no Platt.
+    c["val_distance"] = np.where(correct, 1.0, 5.0) + np.arange(len(y)) * 1e-3
+    got = cal.calibrate(logits, y, LABELS, scorer="auto", **c)
+    assert got["oos_scorer"] == "mahalanobis" and got["oos_platt"] is None
+    assert got["oos_selection"]["by"]["mahalanobis"] == 1.0
+    assert got["confidence"].startswith("p_top")
+
+
+def test_apply_with_the_feature_scorer_rejects_on_the_score_and_calibrates_confidence() -> None:
+    logits = np.array([[4.0, 0.0, 0.0], [0.0, 4.0, 0.0], [0.0, 0.0, 4.0]])
+    platt = {"a": 2.0, "b": -8.0, "prior": 0.1}
+    c = {"temperature": 1.0, "threshold": 0.99, "oos_scorer": "mahalanobis"}
+    c.update(oos_threshold=-3.0, oos_platt=platt, reject_label="out_of_scope")
+    score = np.array([-1.0, -3.0, -6.0])
+    answered, conf, _ = decision.apply(logits, LABELS, c, oos_score=score)
+    assert answered == ["flight", "hotel", "out_of_scope"]  # softmax threshold 0.99 not used
+    q = decision.oos_probability(-score, platt)
+    p_top = decision.softmax(logits).max(1)
+    np.testing.assert_allclose(conf, [(1 - q[0]) * p_top[0], (1 - q[1]) * p_top[1], q[2]])
+    _, conf_no_reject, _ = decision.apply(logits, LABELS, c, oos_score=score, reject=False)
+    np.testing.assert_allclose(conf_no_reject, (1 - q) * p_top)
+    with pytest.raises(ValueError, match="needs oos_score"):
+        decision.apply(logits, LABELS, c)
+    # Softmax scorer: the oos score is ignored, answers as before.
+    soft = {"temperature": 1.0, "threshold": 0.99}
+    assert decision.apply(logits, LABELS, soft, oos_score=score)[0] == ["out_of_scope"] * 3
+
+
+@pytest.fixture(scope="module")
+def maha_model(kw_model: Path, kw_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the session's keyword model with statistics fitted post hoc (mahalanobis)."""
+    from intentkit.training.oos_fit import fit_artifact
+
+    out = tmp_path_factory.mktemp("maha") / "model"
+    shutil.copytree(kw_model, out, ignore=shutil.ignore_patterns("onnx", "eval", "checkpoints"))
+    got = fit_artifact(out, kw_data, scorer="mahalanobis")
+    assert got["oos_scorer"] == "mahalanobis"
+    return out
+
+
+def test_post_hoc_fit_writes_stats_described_in_the_artifact(maha_model: Path) -> None:
+    meta = json.loads((maha_model / "intentkit.json").read_text())
+    assert meta["oos_stats"]["file"] == oos.STATS_FILE
+    assert set(meta["oos_stats"]["fields"]) == {"means_w", "whiten", "class_ids"}
+    stats = oos.load(maha_model / oos.STATS_FILE)
+    assert stats.hidden_size == meta["oos_stats"]["hidden_size"]
+    pred = Predictor.from_dir(maha_model, device="cpu")
+    answers = pred.predict(SAMPLE_TEXTS)
+    assert all("oos_score" in a and a["oos_score"] <= 0 for a in answers)
+    # One forward: the predictor's score equals the stats applied to its features.
+    _, feats = pred.features(SAMPLE_TEXTS)
+    np.testing.assert_allclose(
+        [a["oos_score"] for a in answers], stats.score(feats), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_torch_and_onnx_fp32_and_int8_give_the_same_decisions(maha_model: Path) -> None:
+    from intentkit.inference.onnx_backend import GRAPH_VERSION, export_onnx
+
+    export_onnx(maha_model)
+    export_onnx(maha_model, int8=True, min_agreement=0.0)
+    manifest = json.loads((maha_model / "onnx" / "export.json").read_text())
+    assert manifest["graph_version"] == GRAPH_VERSION
+    texts = [*SAMPLE_TEXTS, "book a car", "my hotel room", "flight to rome"]
+    ref = Predictor.from_dir(maha_model, device="cpu", backend="torch").predict(texts)
+    for dtype in ("fp32", "int8"):
+        got = Predictor.from_dir(maha_model, device="cpu", backend="onnx", dtype=dtype)
+        assert got.runner.has_cls
+        answers = got.predict(texts)
+        assert [a["label"] for a in answers] == [a["label"] for a in ref], dtype
+        tol = 1e-3 if dtype == "fp32" else 0.1
+        np.testing.assert_allclose(
+            [a["oos_score"] for a in answers], [a["oos_score"] for a in ref], rtol=tol, atol=tol
+        )
