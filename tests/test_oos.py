@@ -182,3 +182,67 @@ def test_torch_and_onnx_fp32_and_int8_give_the_same_decisions(maha_model: Path) 
         np.testing.assert_allclose(
             [a["oos_score"] for a in answers], [a["oos_score"] for a in ref], rtol=tol, atol=tol
         )
+
+
+def test_hf_handler_applies_the_mahalanobis_scorer_without_intentkit(
+    maha_model: Path, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+    import tarfile
+
+    from intentkit.cli import main
+    from test_packaging import HF_RUNNER
+
+    # A threshold in the middle of the texts' scores, so both branches of the rule run.
+    meta = json.loads((maha_model / "intentkit.json").read_text())
+    model = tmp_path / "model"
+    shutil.copytree(maha_model, model, ignore=shutil.ignore_patterns("onnx"))
+    scores = [a["oos_score"] for a in Predictor.from_dir(model).predict(SAMPLE_TEXTS)]
+    meta["calibration"]["oos_threshold"] = float(np.median(scores))
+    meta["calibration"]["oos_platt"] = {"a": 0.5, "b": -3.0, "prior": 0.1}
+    (model / "intentkit.json").write_text(json.dumps(meta))
+    archive = tmp_path / "hf.tar.gz"
+    assert main(["export", str(model), "--format", "sagemaker-hf", "--output", str(archive)]) == 0
+    served = tmp_path / "served"
+    with tarfile.open(archive) as tar:
+        assert oos.STATS_FILE in tar.getnames()
+        tar.extractall(served, filter="data")
+    request = [(json.dumps({"text": SAMPLE_TEXTS}), "application/json", "application/json")]
+    proc = subprocess.run(
+        [sys.executable, "-c", HF_RUNNER, str(served), json.dumps(request)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ""},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(json.loads(proc.stdout.splitlines()[-1])[0])
+    want = Predictor.from_dir(model).predict(SAMPLE_TEXTS, batch_size=64)
+    assert [g["predicted_class"] for g in got] == [w["label"] for w in want]
+    assert "out_of_scope" in {w["label"] for w in want}
+    np.testing.assert_allclose(
+        [g["confidence"] for g in got], [w["confidence"] for w in want], rtol=1e-4
+    )
+
+
+def test_server_says_which_scorer_and_keeps_the_invocations_shape(maha_model: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from intentkit.config import ServeConfig
+    from intentkit.serve.app import create_app
+    from test_serve_app import _ready
+
+    with TestClient(create_app(ServeConfig(), model_dir=maha_model)) as raw:
+        client = _ready(raw)
+        info = client.get("/info").json()["calibration"]
+        assert info["oos_scorer"] == "mahalanobis"
+        inv = client.post("/invocations", json={"text": SAMPLE_TEXTS[:2]}).json()
+        assert [set(a) for a in inv] == [{"predicted_class", "confidence"}] * 2
+        local = Predictor.from_dir(maha_model).predict(SAMPLE_TEXTS[:2])
+        assert [a["predicted_class"] for a in inv] == [a["label"] for a in local]
+        res = client.post("/predict", json={"inputs": SAMPLE_TEXTS[:2], "raw_scores": True})
+        assert res.headers["x-oos-scorer"] == "mahalanobis"
+        scores = [float(v) for v in res.headers["x-oos-score"].split(",")]
+        np.testing.assert_allclose(scores, [a["oos_score"] for a in local], rtol=1e-4)
