@@ -61,7 +61,8 @@ def main() -> None:
     from transformers import AutoModelForSequenceClassification
 
     from harness import matmul_peak_gflops
-    from intentkit.inference.onnx_backend import OnnxRunner, export_onnx
+    from intentkit.inference.onnx_backend import export_onnx
+    from intentkit.inference.onnx_runner import OnnxRunner
     from serve_load import prepare_models
 
     threads = args.threads or torch.get_num_threads()

@@ -8,6 +8,7 @@ Side by side, in one process, on the same texts:
 * ``fp32``: the artifact's verified ONNX export (the reference);
 * ``int8-dynamic-old``: what ``--dtype int8`` served before issue #12, ONNX Runtime's
   ``quantize_dynamic`` with its defaults (per-tensor weight scales, embedding tables included);
+* ``int8-per-channel-v1``: the recipe of session 3 (per-channel weight scales, no SmoothQuant);
 * ``int8``: the export's current recipe (:mod:`intentkit.inference.quantize`), measured here even
   where
   the export gate refuses it (the gate's recorded verdict is not changed).
@@ -59,15 +60,10 @@ def main() -> None:
     from intentkit.artifact import read_meta
     from intentkit.data.dataset import load_prepared
     from intentkit.inference.decision import apply
-    from intentkit.inference.onnx_backend import (
-        FILES,
-        MANIFEST,
-        OnnxRunner,
-        export_dir,
-        export_onnx,
-    )
-    from intentkit.inference.predictor import Predictor
-    from intentkit.inference.quantize import Int8Refused
+    from intentkit.inference.onnx_backend import FILES, MANIFEST, export_dir, export_onnx
+    from intentkit.inference.onnx_runner import OnnxRunner
+    from intentkit.inference.predictor import Predictor, load_oos_stats
+    from intentkit.inference.quantize import Int8Refused, _quantize_dynamic
 
     frame = load_prepared(args.data).split(args.split)
     texts, truth = frame["text"].tolist(), np.array(frame["label"].tolist())
@@ -78,19 +74,35 @@ def main() -> None:
         new = export_dir(model_dir) / FILES["int8"]
     gate = json.loads((new.parent / MANIFEST).read_text("utf-8"))["files"]["int8"]
     tmp = Path(tempfile.mkdtemp(prefix="int8-bench-"))
-    graphs = {"fp32": fp32, "int8-dynamic-old": _old_dynamic(fp32, tmp / "old.onnx"), "int8": new}
+    _quantize_dynamic(fp32, tmp / "per_channel.onnx")  # the recipe without SmoothQuant
+    graphs = {
+        "fp32": fp32,
+        "int8-dynamic-old": _old_dynamic(fp32, tmp / "old.onnx"),
+        "int8-per-channel-v1": tmp / "per_channel.onnx",
+        "int8": new,
+    }
 
     meta, tok = read_meta(model_dir), AutoTokenizer.from_pretrained(model_dir)
     cfg = AutoConfig.from_pretrained(model_dir)
+    stats = load_oos_stats(model_dir, meta)
     preds = {
         name: Predictor(
-            None, tok, meta=meta, runner=OnnxRunner(path, threads=args.threads), config=cfg
+            None,
+            tok,
+            meta=meta,
+            runner=OnnxRunner(path, threads=args.threads),
+            config=cfg,
+            oos_stats=stats,
         )
         for name, path in graphs.items()
     }
     labels, calibration = preds["fp32"].labels, meta.get("calibration")
-    logits = {name: p.logits(texts, batch_size=args.batch_size) for name, p in preds.items()}
-    answers = {name: apply(lg, labels, calibration)[0] for name, lg in logits.items()}
+    outs = {name: p.outputs(texts, batch_size=args.batch_size) for name, p in preds.items()}
+    logits = {name: lg for name, (lg, _) in outs.items()}
+    answers = {
+        name: apply(lg, labels, calibration, oos_score=score)[0]
+        for name, (lg, score) in outs.items()
+    }
 
     seconds: dict[str, list[float]] = {name: [] for name in preds}
     for _ in range(args.repeats):

@@ -84,8 +84,15 @@ def test_export_records_recipe_and_agreement_and_the_graph_serves(
     assert "int8:" in out and "same answer as fp32" in out and "accepted" in out
 
     info = _int8_info(artifact)
-    assert info["quantization"] == quantize.RECIPE
-    assert info["quantization"]["per_channel"] is True
+    recipe = info["quantization"]
+    assert {k: recipe[k] for k in quantize.RECIPE} == quantize.RECIPE
+    assert recipe["per_channel"] is True
+    # SmoothQuant scales came from kw_data's train texts (all of them: fewer than 512), one per
+    # activation that feeds linear layers: Q/K/V share one, so fewer than the MatMuls.
+    import pandas as pd
+
+    n_train = len(pd.read_parquet(kw_data / "train.parquet"))
+    assert recipe["calibration_texts"] == min(n_train, 512) and recipe["activations_scaled"] > 0
     agreement = info["agreement"]
     assert agreement["split"] == "val" and agreement["n"] == 30  # kw_data's val split
     assert agreement["data"] == str(kw_data.resolve())

@@ -30,6 +30,7 @@ import numpy as np
 from intentkit.artifact import WEIGHT_FILES, check_artifact_dir, read_meta, served_max_length
 from intentkit.errors import ConfigError, ModelError
 from intentkit.fsutil import atomic_write_json
+from intentkit.inference.onnx_runner import OnnxRunner
 
 log = logging.getLogger(__name__)
 
@@ -309,7 +310,10 @@ def _export_locked(
     if kind == "int8":
         previous = manifest["files"].get("int8") or {}
         if not _has(manifest, folder, "int8"):
-            previous = _quantize_verified(model, fp32, target, batches)
+            from intentkit.inference.quantize import calibration_feeds
+
+            feeds = calibration_feeds(read_meta(model_dir), data, tokenizer, max_length)
+            previous = _quantize_verified(model, fp32, target, batches, feeds)
         agreement = _measure_agreement(fp32, target, tokenizer, model.config, model_dir, data)
         floor = (previous.get("agreement") or {}).get("min", DEFAULT_MIN_AGREEMENT)
         info = {**previous, "agreement": agreement}
@@ -323,15 +327,22 @@ def _export_locked(
 
 
 def _quantize_verified(
-    model: Any, fp32: Path, target: Path, batches: list[tuple[np.ndarray, np.ndarray]]
+    model: Any,
+    fp32: Path,
+    target: Path,
+    batches: list[tuple[np.ndarray, np.ndarray]],
+    feeds: list[dict[str, np.ndarray]],
 ) -> dict[str, Any]:
-    """Quantise ``fp32`` into ``target`` (atomically); its manifest entry, agreement to come."""
+    """Quantise ``fp32`` into ``target`` (atomically); its manifest entry, agreement to come.
+
+    ``feeds``: training-text batches for the SmoothQuant scales (empty: none found).
+    """
     from intentkit.inference.quantize import quantize
 
-    log.info("quantizing %s to int8 (ONNX Runtime, per-channel weights)", fp32)
+    log.info("quantizing %s to int8 (SmoothQuant + ONNX Runtime, per-channel weights)", fp32)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
-        recipe = quantize(fp32, tmp)
+        recipe = quantize(fp32, tmp, feeds)
         diff = _max_diff(model, tmp, batches)
         os.replace(tmp, target)
     finally:
@@ -377,44 +388,3 @@ def _version(module: str) -> str:
         return version(module)
     except PackageNotFoundError:
         return "absent"
-
-
-class OnnxRunner:
-    """An ONNX Runtime CPU session: ``runner(input_ids, attention_mask) -> logits`` (numpy);
-    :meth:`outputs` gives the CLS features of the same pass too.
-
-    ``session.run`` is thread-safe, so the micro-batcher's worker thread and local callers may
-    share one runner.
-    """
-
-    def __init__(self, path: str | Path, *, threads: int | None) -> None:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.inter_op_num_threads = 1
-        if threads:
-            opts.intra_op_num_threads = threads
-        opts.log_severity_level = 3  # warnings about unused initializers are noise here
-        # Idle pool threads must not spin: in a server they would burn the cores that the event
-        # loop and tokenizer need between batches (MiniLM at c=8: 624 vs 465 req/s; RESULTS.md).
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.path = Path(path)
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        self.has_cls = "cls" in {o.name for o in self.session.get_outputs()}
-
-    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        """Logits (rows, labels) as float32."""
-        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
-        return np.asarray(self.session.run(["logits"], feeds)[0], dtype=np.float32)
-
-    def outputs(
-        self, input_ids: np.ndarray, attention_mask: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """``(logits, cls)`` float32 of one run; cls is None for a graph exported without it."""
-        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if not self.has_cls:
-            return self(input_ids, attention_mask), None
-        logits, cls = self.session.run(["logits", "cls"], feeds)
-        return np.asarray(logits, np.float32), np.asarray(cls, np.float32)

@@ -38,8 +38,9 @@ DTYPES = ("auto", "fp32", "bf16", "fp16", "int8")
 def resolve_dtype(dtype: str, device: str) -> Any:
     """Map ``auto|fp32|bf16|fp16|int8`` to the torch dtype the weights load in on ``device``.
 
-    Half precision needs a GPU; ``int8`` loads fp32 weights that :func:`quantize_int8` then
-    converts, and is CPU-only (PyTorch's dynamic int8 kernels are CPU kernels).
+    Half precision needs a GPU; ``int8`` loads fp32 weights that
+    :func:`intentkit.inference.quantize.quantize_int8` then converts, and is CPU-only (PyTorch's
+    dynamic int8 kernels are CPU kernels).
     """
     import torch
 
@@ -105,7 +106,8 @@ def _onnx_runner(path: Path, dtype: str, threads: int | None, *, strict: bool) -
     """An OnnxRunner over the (cached) export of ``path``; None with a warning if not strict."""
     import logging
 
-    from intentkit.inference.onnx_backend import OnnxRunner, export_onnx
+    from intentkit.inference.onnx_backend import export_onnx
+    from intentkit.inference.onnx_runner import OnnxRunner
     from intentkit.inference.quantize import Int8Refused
 
     try:
@@ -120,26 +122,6 @@ def _onnx_runner(path: Path, dtype: str, threads: int | None, *, strict: bool) -
         )
         return None
     return OnnxRunner(onnx_path, threads=threads)
-
-
-def quantize_int8(model: Any) -> Any:
-    """Dynamic int8 quantization of every ``nn.Linear`` (weights int8, activations per batch).
-
-    The linear layers hold nearly all of an encoder's FLOPs; fbgemm's int8 GEMM runs them ~2x
-    faster than fp32 on AVX2 CPUs. Logits move slightly (measured in bench/RESULTS.md), so the
-    calibration fitted in fp32 is kept as is.
-    """
-    import warnings
-
-    import torch
-
-    with warnings.catch_warnings():
-        # torch.ao.quantization announces its move to torchao; the eager API still works here
-        # and torchao is a heavy extra dependency for one call.
-        warnings.simplefilter("ignore")
-        from torch.ao.quantization import quantize_dynamic
-
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 class Predictor:
@@ -162,7 +144,7 @@ class Predictor:
 
         ``model`` is a PyTorch ``...ForSequenceClassification``; or None with ``runner`` (a
         callable ``(input_ids, attention_mask) -> logits`` such as an
-        :class:`~intentkit.inference.onnx_backend.OnnxRunner`) and the model's ``config``.
+        :class:`~intentkit.inference.onnx_runner.OnnxRunner`) and the model's ``config``.
         ``oos_stats`` (:class:`~intentkit.inference.oos.OosStats`) is required when the
         calibration's ``oos_scorer`` reads features (``mahalanobis``).
         """
@@ -248,6 +230,8 @@ class Predictor:
         model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch_dtype)
         model.to(device)
         if dtype == "int8":
+            from intentkit.inference.quantize import quantize_int8
+
             model = quantize_int8(model.eval())
         return cls(
             model, tokenizer, meta=meta, device=device, reject=reject, path=path, oos_stats=stats
