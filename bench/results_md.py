@@ -12,6 +12,8 @@ for runs whose raw output was not kept, figures transcribed once from the hand-w
   ``format`` is a Python format spec, or ``pct:SPEC`` for ``100 * value`` (e.g. ``pct:.2f``);
 - ``{{ALIAS:key}}`` / ``{{table ALIAS:key}}``: ``figures.key`` / a table ``tables.key`` of the file
   named by a ``<!-- alias ALIAS = FILE -->`` line (alias lines are not copied to the output);
+- ``{{ratio FILE#key / FILE#key|format}}``: the quotient of two such values (a speed-up measured
+  side by side in one run, say);
 - ``{{render NAME}}``: a renderer below over the newest raw JSON of a benchmark (the dated folder
   sorting last that holds it), e.g. the corrected serving comparison.
 
@@ -196,20 +198,29 @@ def build(template: str | None = None) -> str:
     aliases = dict(ALIAS.findall(text))
     text = COMMENT.sub("", text)
 
+    def value(ref: str) -> Any:
+        file_name, _, dotted = ref.strip().partition("#")
+        return lookup(load(file_name), dotted)
+
     def resolve(m: re.Match[str]) -> str:
         expr = m.group(1).strip()
         if expr.startswith("render "):
             return render_newest(expr.split()[1])
+        if expr.startswith("ratio "):
+            refs, _, spec = expr.removeprefix("ratio ").partition("|")
+            top, bottom = refs.split(" / ")
+            return fmt(value(top) / value(bottom), spec)
         is_table = expr.startswith("table ")
         expr = expr.removeprefix("table ").strip()
         if ":" in expr.split("#")[0].split("|")[0]:  # ALIAS:key
             alias, key = expr.split(":", 1)
             data = load(aliases[alias])
-            return render_table(data["tables"][key]) if is_table else str(data["figures"][key])
+            if is_table:  # a transcribed table may cite newer raw results in its cells
+                return PLACEHOLDER.sub(resolve, render_table(data["tables"][key]))
+            return str(data["figures"][key])
         ref, _, spec = expr.partition("|")
-        file_name, _, dotted = ref.partition("#")
-        value = lookup(load(file_name), dotted)
-        return render_table(value) if is_table else fmt(value, spec)
+        found = value(ref)
+        return render_table(found) if is_table else fmt(found, spec)
 
     return PLACEHOLDER.sub(resolve, text)
 
