@@ -18,6 +18,8 @@ CLASS_WEIGHT_MODES = ("none", "balanced", "sqrt")
 METRICS = ("accuracy", "macro_f1", "weighted_f1")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 BACKENDS = ("auto", "torch", "onnx")
+#: torch.compile modes for `serve --compile` (reduce-overhead records CUDA graphs per shape).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
@@ -163,6 +165,11 @@ class ServeConfig:
     timeout_graceful_s: float = 30.0  #: --graceful-timeout s in-flight requests get on SIGTERM
     log_level: str = "info"  #: --log-level for uvicorn and intentkit loggers
     playground: bool = True  #: --no-playground turns off the test page at GET /
+    #: --buckets/--no-buckets: pad batches to a few fixed (batch, width) shapes, each warmed at
+    #: load (intentkit.inference.buckets); None = on CUDA only
+    buckets: bool | None = None
+    compile: bool = False  #: --compile: torch.compile the model (CUDA, static shapes per bucket)
+    compile_mode: str = "default"  #: --compile-mode default|reduce-overhead (CUDA graphs)
 
     def __post_init__(self) -> None:
         problems = []
@@ -195,6 +202,8 @@ class ServeConfig:
             problems.append(f"--device must be one of {', '.join(DEVICES)}")
         if self.backend not in BACKENDS:
             problems.append(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend}")
+        if self.compile_mode not in COMPILE_MODES:
+            problems.append(f"--compile-mode must be one of {', '.join(COMPILE_MODES)}")
         _raise_if(problems)
 
 

@@ -66,6 +66,21 @@ def serve(
     no_playground: Annotated[
         bool, typer.Option("--no-playground", help="No test page at GET / (the API only).")
     ] = False,
+    buckets: Annotated[
+        bool | None,
+        typer.Option(
+            "--buckets/--no-buckets",
+            help="Pad batches to a few fixed (batch, width) shapes, each warmed at load "
+            "(default: on CUDA only).",
+        ),
+    ] = None,
+    compile: Annotated[
+        bool, typer.Option("--compile", help="torch.compile the model per shape (CUDA only).")
+    ] = False,
+    compile_mode: Annotated[
+        str,
+        typer.Option(help="default | reduce-overhead (CUDA graphs) | max-autotune-no-cudagraphs"),
+    ] = "default",
 ) -> None:
     """Serve a trained model over HTTP (SageMaker /invocations + TEI /predict) until stopped.
 
@@ -98,6 +113,9 @@ def serve(
         timeout_graceful_s=graceful_timeout,
         log_level=log_level,
         playground=not no_playground,
+        buckets=buckets,
+        compile=compile,
+        compile_mode=compile_mode,
     )
     path = model_dir or Path(env("INTENTKIT_MODEL_DIR") or SAGEMAKER_MODEL_DIR)
     serve_forever(path, config)

@@ -168,6 +168,7 @@ class Predictor:
         if self.oos_scorer != "softmax" and oos_stats is None:
             raise ValueError(f"the {self.oos_scorer} scorer needs oos_stats")
         self.oos_stats = oos_stats if self.oos_scorer != "softmax" else None
+        self.buckets: Any = None  # a buckets.BucketPolicy pads to fixed shapes (CUDA serving)
 
     @classmethod
     def from_dir(
@@ -247,10 +248,19 @@ class Predictor:
     def forward(
         self, ids: Sequence[Sequence[int]], *, features: bool = False
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """``(logits, CLS features or None)`` of one batch, padded to its own longest row."""
+        """``(logits, CLS features or None)`` of one batch, padded to its own longest row (or to
+        its :attr:`buckets` shape, filler rows dropped from the result)."""
         from intentkit.inference.padding import pad_rows
 
-        input_ids, mask = pad_rows(ids, self.tokenizer.pad_token_id or 0)
+        pad_id = self.tokenizer.pad_token_id or 0
+        if self.buckets is None:
+            return self._forward(*pad_rows(ids, pad_id), features)
+        logits, cls = self._forward(*self.buckets.pad(ids, pad_id), features)
+        return logits[: len(ids)], None if cls is None else cls[: len(ids)]
+
+    def _forward(
+        self, input_ids: np.ndarray, mask: np.ndarray, features: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         if self.runner is not None:
             if not features:
                 return self.runner(input_ids, mask), None

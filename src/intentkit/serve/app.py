@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from intentkit.config import ServeConfig
+from intentkit.inference import buckets
 from intentkit.serve.batcher import BatchResult, MicroBatcher
 from intentkit.serve.http_errors import ServeError, error_body
 from intentkit.serve.metrics import Metrics, MetricsMiddleware
@@ -138,6 +139,7 @@ def create_app(
     async def load() -> None:
         try:
             predictor = await asyncio.to_thread(loader)
+            buckets.prepare_for_serving(predictor, config)  # CUDA: fixed shapes, --compile
             batcher = MicroBatcher(
                 predictor.encode,
                 predictor.forward_ids,
@@ -151,6 +153,7 @@ def create_app(
                 metrics=state.metrics,
             )
             batcher.start()
+            await batcher.in_model_thread(lambda: buckets.warm(predictor))  # every shape, once
             if freeze_gc:
                 # torch/transformers leave ~1M long-lived objects; a full GC pass over them held
                 # the GIL for ~145 ms every few hundred requests: MiniLM's p99 at c=32 was 182 ms,

@@ -134,6 +134,11 @@ class MicroBatcher:
         self._tok_pool = ThreadPoolExecutor(1, thread_name_prefix="intentkit-tokenize")
         self._task = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
 
+    async def in_model_thread(self, fn: Callable[[], Any]) -> Any:
+        """``fn()`` in the model thread (warm-up: CUDA graphs replay in the thread that recorded
+        them); call after :meth:`start`."""
+        return await asyncio.get_running_loop().run_in_executor(self._model_pool, fn)
+
     async def stop(self, timeout: float = 30.0) -> None:
         """Refuse new work, let queued work finish (up to ``timeout`` s), then stop the threads."""
         self._closed = True
