@@ -36,6 +36,7 @@ import json
 import os
 import platform
 import random
+import shlex
 import signal
 import subprocess
 import sys
@@ -355,6 +356,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
     models = prepare_models(out / "models", args.models, args.tokenizer)
     serve_args = ("--device", args.device) + (("--dtype", args.dtype) if args.dtype else ())
+    serve_args += tuple(shlex.split(args.serve_flags))
     rates = matmul_peak_gflops()
     print(f"fp32 matmul peak (2048^2, best of 5), GFLOP/s: {rates}", flush=True)
     results: dict[str, Any] = {
@@ -393,7 +395,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         res: dict[str, dict[str, Any]] = {s.kind: {} for s in servers}
         try:
             for s in servers:
-                s.wait_ready()
+                s.wait_ready(args.ready_timeout)
                 run_level(s.port, queries[:4], 1)  # warm-up (first forward allocates)
                 if args.warmup:  # meet the batch shapes of the top level before timing (GPU)
                     run_level(s.port, queries[: args.warmup], max(args.levels))
@@ -492,6 +494,15 @@ def main() -> None:
         type=int,
         default=0,
         help="untimed requests per server at the top level first (GPU: new shapes cost seconds)",
+    )
+    run.add_argument(
+        "--serve-flags",
+        default="",
+        help="more `intentkit serve` flags for the intentkit servers, one string "
+        "(e.g. --serve-flags='--compile --max-batch-size 32')",
+    )
+    run.add_argument(
+        "--ready-timeout", type=float, default=300.0, help="s a server may take to load and warm"
     )
     run.add_argument(
         "--intentkit-threads", type=int, default=None, help="serve --threads (default: product's)"

@@ -22,6 +22,7 @@ matmul peak of the device and the share of it each setting's useful FLOPs reach:
 
     python bench/train_throughput.py                       # CPU: 1 step x 3 repeats, ~4 min
     python bench/train_throughput.py --device cuda --json results.json
+    python bench/train_throughput.py --device cuda --compile   # + a torch.compile setting
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ CLINC_CANDIDATES = (
     ROOT / "src" / "intentkit" / "bundled" / "clinc150" / "train.jsonl",
 )
 REF_MAX_LENGTH = 64
+#: The --compile setting: intentkit's, torch.compile'd with widths in multiples of 16.
+COMPILED = "intentkit-compiled"
 N_LABELS = 150
 
 
@@ -192,6 +195,12 @@ def main() -> None:
     parser.add_argument(
         "--tokenizer", default=None, help="tokenizer folder (default: the bundled minilm one)"
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time a third setting: intentkit's, torch.compile'd (dynamic=False) with widths "
+        "rounded up to multiples of 16 (CUDA: 4 shapes at max length 64, each compiled in warm-up)",
+    )
     args = parser.parse_args()
     on_cuda = args.device == "cuda"
     steps = args.steps or (10 if on_cuda else 1)
@@ -216,27 +225,38 @@ def main() -> None:
             ids, args.batch_size, tok.pad_token_id, args.seed, 8 if on_cuda else 1
         ),
     }
+    if args.compile:
+        epoch[COMPILED] = grouped_batches(ids, args.batch_size, tok.pad_token_id, args.seed, 16)
+    settings = list(epoch)
     n_timed = steps * repeats
     # Repeat r times picks[r::repeats]: every repeat gets the same short-to-long mix.
     timed = {k: pick(v, n_timed) for k, v in epoch.items()}
     timed = {k: [b for r in range(repeats) for b in v[r::repeats]] for k, v in timed.items()}
     # Warm-up batches span the widths too: on CUDA each new shape costs a first-call overhead.
     warm = {k: pick(v, warmup) if warmup else [] for k, v in epoch.items()}
+    if args.compile:  # every width once, or a timed step would pay a compile
+        firsts = {b["input_ids"].shape[1]: b for b in reversed(epoch[COMPILED])}
+        warm[COMPILED] = [*firsts.values(), *warm[COMPILED]]
     models, opts, attn, params = {}, {}, {}, {}
-    for name in ("reference", "intentkit"):
+    for name in settings:
         models[name], attn[name] = build_model(
             name, args.device, len(tok), tok, args.seed, args.tiny
         )
+        if name == COMPILED:
+            import torch._dynamo.config as dynamo_config
+
+            dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 32)
+            models[name].compile(dynamic=False)
         opts[name] = torch.optim.AdamW(models[name].parameters(), lr=1e-5, fused=True)
         params[name] = non_embedding_params(models[name])
     rng = np.random.default_rng(args.seed)
     for name in models:  # warm-up: allocator, kernels, lazy init
         run_steps(models[name], opts[name], warm[name], args.device, rng)
 
-    rows: dict[str, list[dict]] = {"reference": [], "intentkit": []}
+    rows: dict[str, list[dict]] = {name: [] for name in settings}
     for r in range(repeats):
         # Alternate which setting goes first so a load change does not favour one side.
-        for name in ("reference", "intentkit") if r % 2 == 0 else ("intentkit", "reference"):
+        for name in settings if r % 2 == 0 else settings[::-1]:
             chunk = timed[name][r * steps : (r + 1) * steps]
             dt = run_steps(models[name], opts[name], chunk, args.device, rng)
             real = sum(b["real"] for b in chunk)
@@ -270,6 +290,7 @@ def main() -> None:
         summary[name] = {
             "attention": attn[name],
             "gradient_checkpointing": name == "reference",
+            "torch_compile": name == COMPILED,
             "samples_per_s": {"median": statistics.median(sps), "min": min(sps), "max": max(sps)},
             "real_tokens_per_s": {
                 "median": statistics.median(tps),
@@ -284,10 +305,11 @@ def main() -> None:
             ),
             "repeats": rs,
         }
-    ratio = (
-        summary["intentkit"]["samples_per_s"]["median"]
-        / summary["reference"]["samples_per_s"]["median"]
-    )
+    ref_sps = summary["reference"]["samples_per_s"]["median"]
+    ratio = summary["intentkit"]["samples_per_s"]["median"] / ref_sps
+    ratio_compiled = None
+    if args.compile:
+        ratio_compiled = summary[COMPILED]["samples_per_s"]["median"] / ref_sps
     result = {
         "device": args.device,
         "device_name": torch.cuda.get_device_name()
@@ -306,6 +328,7 @@ def main() -> None:
         "matmul_peak_gflops": peak,
         "matmul_peak_gflops_by_library": rates,
         "ratio_samples_per_s": ratio,
+        "ratio_compiled_samples_per_s": ratio_compiled,
         "settings": summary,
         "versions": {"torch": torch.__version__},
     }
@@ -320,6 +343,8 @@ def main() -> None:
             f"{s['epoch_mean_padded_width']:.1f}"
         )
     print(f"ratio intentkit / reference (samples/s, medians): {ratio:.2f}x")
+    if ratio_compiled is not None:
+        print(f"ratio {COMPILED} / reference (samples/s, medians): {ratio_compiled:.2f}x")
     default = None if args.tiny else default_json_path(f"train_throughput_{args.device}")
     if args.json or default:
         print(f"wrote {write_json(args.json or default, result)}")
