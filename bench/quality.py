@@ -36,7 +36,9 @@ DATASETS = {
     "clinc150": {"source": "clinc150", "preset": "clinc150-minilm"},
     "banking77": {"source": "banking77", "preset": "banking77-minilm"},
 }
-#: Operating points: (label, which evaluation, [(score key, comparison, issue #5 target)]).
+#: Operating points: (label, which evaluation, [(score key, comparison, target)]); the targets
+#: are issue #11's (which restates #5's): ECE over all test rows (the reject label counting as
+#: right for out-of-scope rows) and over in-scope rows, of the served confidence.
 ON = "rejection on (the served operating point)"
 OFF = "rejection off (argmax, --no-reject)"
 OPERATING_POINTS = {
@@ -45,10 +47,10 @@ OPERATING_POINTS = {
             ON,
             "reject",
             [
-                ("in_scope_accuracy", ">=", 0.960),
+                ("in_scope_accuracy", ">=", 0.950),
                 ("oos_recall", ">=", 0.90),
-                ("ece_in_scope_after", "<=", 0.03),
-                ("ece_after", "<=", 0.03),
+                ("ece_all", "<=", 0.03),
+                ("ece_in_scope", "<=", 0.03),
             ],
         ),
         (OFF, "no_reject", [("in_scope_accuracy", ">=", 0.960)]),
@@ -61,7 +63,8 @@ OPERATING_POINTS = {
 #: Scores read from each evaluation's report.json.
 SCORE_KEYS = (
     "accuracy", "in_scope_accuracy", "oos_recall", "oos_precision", "macro_f1", "ece_before",
-    "ece_after", "ece_in_scope_before", "ece_in_scope_after",
+    "ece_after", "ece_in_scope_before", "ece_in_scope_after", "ece_all", "ece_in_scope",
+    "oos_scorer", "oos_separation",
 )  # fmt: skip
 MAX_WALL_S = 30 * 60  # each end-to-end run must stay under 30 minutes
 
@@ -99,6 +102,11 @@ def main() -> None:
         help="OMP_NUM_THREADS for every command (default: inherit). On a CPU shared with other "
         "jobs, 1 thread avoids OpenMP barrier stalls that can make 2 threads 10x slower.",
     )
+    parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="score the outputs of the last run in --work again (no training; wall times kept)",
+    )
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="train flags")
     args = parser.parse_args()
 
@@ -126,7 +134,11 @@ def main() -> None:
             "--no-reject", "--out", str(model / "eval_no_reject"),
         ],
     }  # fmt: skip
-    walls = {name: run(cmd, work / f"{name}.log", env) for name, cmd in commands.items()}
+    if args.rescore:
+        previous = json.loads((work / "quality.json").read_text("utf-8"))
+        walls = {k: v for k, v in previous["wall_s"].items() if k in commands}
+    else:
+        walls = {name: run(cmd, work / f"{name}.log", env) for name, cmd in commands.items()}
 
     meta = json.loads((model / "intentkit.json").read_text("utf-8"))
     report = json.loads((model / "eval" / "report.json").read_text("utf-8"))
@@ -147,6 +159,7 @@ def main() -> None:
     calibration = {
         "temperature": cal.get("temperature"),
         "threshold": cal.get("threshold"),
+        **{k: cal.get(k) for k in ("oos_scorer", "oos_threshold", "oos_platt", "oos_selection")},
         "val": cal.get("val"),
     }
     end_to_end = walls["prepare"] + walls["train"] + walls["evaluate"]
@@ -183,7 +196,7 @@ def main() -> None:
     print("\n| operating point | metric | value | target | |\n|---|---|---|---|---|")
     for point in points:
         for r in point["targets"]:
-            value = r["value"] if r["metric"].startswith("ece") or r["value"] is None else None
+            value = r["value"] if r["metric"].startswith("ece") else None
             shown = f"{value:.4f}" if value is not None else pct(r["value"])
             target = f"{r['op']} {r['target']}" if r["metric"].startswith("ece") else (
                 f"{r['op']} {pct(r['target'])}")  # fmt: skip
