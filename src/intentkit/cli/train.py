@@ -90,7 +90,9 @@ def train_cmd(
     oos_scorer: Annotated[
         _Str, typer.Option(help="softmax | mahalanobis | auto (picked on validation).")
     ] = None,
-    oos_prior: Annotated[_Float, typer.Option(help="Out-of-scope share P(oos) assumes.")] = None,
+    oos_prior: Annotated[
+        _Float, typer.Option(help="Expected out-of-scope share of traffic (default 0.1).")
+    ] = None,
     calibrate: Annotated[
         _Bool, typer.Option(help="Fit temperature + threshold.", show_default=False)
     ] = None,
