@@ -68,13 +68,13 @@ def test_choose_threshold_accepts_real_scores_and_keeps_the_rule() -> None:
         cal.choose_threshold(score, correct, is_oos, 0.75)  # probabilities by default
 
 
-def _val_case(oos_rows: bool) -> dict:
+def _val_case(oos_rows: bool, margin: float = 3.0) -> dict:
     """Logits whose softmax cannot tell oos rows from in-scope ones; distances that can."""
     rng = np.random.default_rng(0)
     n_in, n_oos = 90, 30 if oos_rows else 0
     y = rng.integers(0, 3, n_in)
     logits = rng.normal(0.0, 1.0, (n_in, 3))
-    logits[np.arange(n_in), y] += 3.0
+    logits[np.arange(n_in), y] += margin
     extra = rng.normal(0.0, 1.0, (n_oos, 3))
     extra[np.arange(n_oos), rng.integers(0, 3, n_oos)] += 3.0
     return {
@@ -102,9 +102,10 @@ def test_auto_picks_the_best_oos_recall_with_oos_rows_and_fits_platt() -> None:
 
 
 def test_auto_without_oos_rows_picks_by_auroc_of_correct_vs_incorrect() -> None:
-    c = _val_case(oos_rows=False)
+    c = _val_case(oos_rows=False, margin=0.8)  # enough wrong answers for an AUROC to mean much
     logits, y = c.pop("val_logits"), c.pop("val_labels")
     correct = logits.argmax(1) == y
+    assert min(correct.sum(), (~correct).sum()) >= cal.MIN_AUROC_ROWS
     # Distances unrelated to correctness: softmax (which ranks its own errors) must win.
     got = cal.calibrate(logits, y, LABELS, scorer="auto", **c)
     assert got["oos_scorer"] == "softmax"
@@ -246,3 +247,14 @@ def test_server_says_which_scorer_and_keeps_the_invocations_shape(maha_model: Pa
         assert res.headers["x-oos-scorer"] == "mahalanobis"
         scores = [float(v) for v in res.headers["x-oos-score"].split(",")]
         np.testing.assert_allclose(scores, [a["oos_score"] for a in local], rtol=1e-4)
+
+
+def test_auto_keeps_softmax_when_too_few_answers_are_wrong_to_compare() -> None:
+    c = _val_case(oos_rows=False)  # margin 3: a handful of wrong answers
+    logits, y = c.pop("val_logits"), c.pop("val_labels")
+    correct = logits.argmax(1) == y
+    assert 0 < (~correct).sum() < cal.MIN_AUROC_ROWS
+    c["val_distance"] = np.where(correct, 1.0, 5.0)  # would look perfect on so few rows
+    got = cal.calibrate(logits, y, LABELS, scorer="auto", **c)
+    assert got["oos_scorer"] == "softmax"
+    assert "softmax kept" in got["oos_selection"]["rule"]

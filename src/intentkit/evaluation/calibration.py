@@ -332,6 +332,10 @@ def calibrate(
     return result
 
 
+#: Right and wrong validation answers each needed before ``auto`` compares scorers by AUROC.
+MIN_AUROC_ROWS = 20
+
+
 def choose_scorer(
     requested: str,
     scores: dict[str, np.ndarray],
@@ -343,8 +347,11 @@ def choose_scorer(
 
     With out-of-scope rows: the scorer with the highest validation out-of-scope recall at the
     in-scope target (each at its own :func:`choose_threshold` threshold). Without: the highest
-    AUROC of correct vs incorrect in-scope predictions. Ties, or an undefined AUROC (all right
-    or all wrong), go to ``softmax``. A scorer other than ``auto`` is taken as asked.
+    AUROC of correct vs incorrect in-scope predictions, when there are at least
+    :data:`MIN_AUROC_ROWS` of each (a handful of wrong answers makes that AUROC noise: on the
+    bundled travel set's 300 val rows, 2 wrong answers picked a scorer that then rejected more test
+    rows). Ties, too few rows, or an undefined AUROC go to ``softmax``. A scorer other than
+    ``auto`` is taken as asked.
 
     Returns:
         ``(name, {"requested", "rule", "by": {name: value}})``.
@@ -359,6 +366,9 @@ def choose_scorer(
         rule = "highest validation AUROC of correct vs incorrect in-scope predictions"
         ok = np.asarray(correct, bool)[~oos]
         by = {name: auroc(ok, s[~oos]) for name, s in scores.items()}
+        if min(int(ok.sum()), int((~ok).sum())) < MIN_AUROC_ROWS:
+            rule += f" (fewer than {MIN_AUROC_ROWS} right or wrong answers: softmax kept)"
+            by = {name: None for name in by}
     pick = requested
     if requested == "auto":
         pick = "softmax"
