@@ -13,6 +13,7 @@ import pytest
 from intentkit.errors import ModelError
 from intentkit.evaluation import calibration as cal
 from intentkit.evaluation.metrics import auroc
+from intentkit.evaluation.scorer_choice import MIN_AUROC_ROWS
 from intentkit.inference import decision, oos
 from intentkit.inference.predictor import Predictor
 from serve_helpers import SAMPLE_TEXTS
@@ -105,7 +106,7 @@ def test_auto_without_oos_rows_picks_by_auroc_of_correct_vs_incorrect() -> None:
     c = _val_case(oos_rows=False, margin=0.8)  # enough wrong answers for an AUROC to mean much
     logits, y = c.pop("val_logits"), c.pop("val_labels")
     correct = logits.argmax(1) == y
-    assert min(correct.sum(), (~correct).sum()) >= cal.MIN_AUROC_ROWS
+    assert min(correct.sum(), (~correct).sum()) >= MIN_AUROC_ROWS
     # Distances unrelated to correctness: softmax (which ranks its own errors) must win.
     got = cal.calibrate(logits, y, LABELS, scorer="auto", **c)
     assert got["oos_scorer"] == "softmax"
@@ -253,7 +254,7 @@ def test_auto_keeps_softmax_when_too_few_answers_are_wrong_to_compare() -> None:
     c = _val_case(oos_rows=False)  # margin 3: a handful of wrong answers
     logits, y = c.pop("val_logits"), c.pop("val_labels")
     correct = logits.argmax(1) == y
-    assert 0 < (~correct).sum() < cal.MIN_AUROC_ROWS
+    assert 0 < (~correct).sum() < MIN_AUROC_ROWS
     c["val_distance"] = np.where(correct, 1.0, 5.0)  # would look perfect on so few rows
     got = cal.calibrate(logits, y, LABELS, scorer="auto", **c)
     assert got["oos_scorer"] == "softmax"
