@@ -129,6 +129,16 @@ def _data_folder(meta: dict[str, Any], data: str | Path | None) -> Path | None:
     return folder
 
 
+def _train_split(n_train: int) -> tuple[Any, Any]:
+    """(rest, held-out) train indices when the data has no val split: the last
+    ``HELD_OUT_SHARE`` of a fixed shuffle measures agreement, the rest may calibrate."""
+    import numpy as np
+
+    order = np.random.default_rng(0).permutation(n_train)
+    keep = max(1, int(n_train * HELD_OUT_SHARE))
+    return order[:-keep], order[-keep:]
+
+
 def calibration_feeds(
     meta: dict[str, Any], data: str | Path | None, tokenizer: Any, max_length: int
 ) -> list[dict[str, np.ndarray]]:
@@ -148,9 +158,9 @@ def calibration_feeds(
         return []
     ds = load_prepared(folder)
     train = ds.train["text"].tolist()
-    order = np.random.default_rng(0).permutation(len(train))
-    if ds.val is None or not len(ds.val):
-        order = order[: len(train) - max(1, int(len(train) * HELD_OUT_SHARE))]
+    rest, held_out = _train_split(len(train))
+    has_val = ds.val is not None and len(ds.val) > 0
+    order = np.concatenate([rest, held_out]) if has_val else rest  # the same fixed shuffle
     pick = np.random.default_rng(1).permutation(order)[:CALIBRATION_TEXTS]
     ids = tokenizer([train[i] for i in pick], truncation=True, max_length=max_length)["input_ids"]
     ids = sorted(ids, key=len)
@@ -185,9 +195,8 @@ def agreement_texts(
         texts, split = ds.val["text"].tolist(), "val"
     else:
         train = ds.train["text"].tolist()
-        order = np.random.default_rng(0).permutation(len(train))
-        keep = max(1, int(len(train) * HELD_OUT_SHARE))
-        texts, split = [train[i] for i in order[-keep:]], f"train (held-out {HELD_OUT_SHARE:.0%})"
+        held_out = _train_split(len(train))[1]
+        texts, split = [train[i] for i in held_out], f"train (held-out {HELD_OUT_SHARE:.0%})"
     if len(texts) > MAX_AGREEMENT_TEXTS:
         pick = np.sort(np.random.default_rng(0).choice(len(texts), MAX_AGREEMENT_TEXTS, False))
         texts = [texts[i] for i in pick]
