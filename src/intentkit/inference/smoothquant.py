@@ -54,19 +54,20 @@ def linear_groups(model: Any) -> dict[str, list[Any]]:
 
 
 def activation_absmax(
-    src: Path, names: list[str], feeds: Iterable[dict[str, np.ndarray]]
+    model: Any, names: list[str], feeds: Iterable[dict[str, np.ndarray]]
 ) -> dict[str, np.ndarray]:
-    """Per-channel ``max|x|`` of the tensors ``names`` over every feed of the fp32 graph ``src``."""
+    """Per-channel ``max|x|`` of the tensors ``names`` over every feed of the fp32 ``model``."""
     import onnx
     import onnxruntime as ort
 
-    model = onnx.load(str(src))
+    scratch = onnx.ModelProto()
+    scratch.CopyFrom(model)
     for name in names:  # expose the intermediate tensors as extra outputs of a scratch copy
-        model.graph.output.append(onnx.helper.make_tensor_value_info(name, 1, None))
+        scratch.graph.output.append(onnx.helper.make_tensor_value_info(name, 1, None))
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     session = ort.InferenceSession(
-        model.SerializeToString(), opts, providers=["CPUExecutionProvider"]
+        scratch.SerializeToString(), opts, providers=["CPUExecutionProvider"]
     )
     peak: dict[str, np.ndarray] = {}
     for feed in feeds:
@@ -89,7 +90,7 @@ def smooth(
 
     model = onnx.load(str(src))
     groups = linear_groups(model)
-    peak = activation_absmax(src, list(groups), feeds)
+    peak = activation_absmax(model, list(groups), feeds)
     inits = {t.name: t for t in model.graph.initializer}
     inserted = []
     for i, (x, nodes) in enumerate(groups.items()):
