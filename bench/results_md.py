@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
 import json
 import re
 import sys
@@ -40,6 +41,7 @@ COMMENT = re.compile(r"<!--.*?-->\n", re.S)
 
 
 # ----------------------------------------------------------------------------- data access
+@functools.cache  # ~170 placeholders read a handful of files; parse each once (read-only)
 def load(name: str) -> Any:
     return json.loads((RESULTS / f"{name}.json").read_text(encoding="utf-8"))
 
