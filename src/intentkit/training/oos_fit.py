@@ -99,10 +99,9 @@ def fit_artifact(
     from intentkit.artifact import META_FILE, check_artifact_dir, read_meta
     from intentkit.config import TrainConfig, build
     from intentkit.data.dataset import load_prepared
-    from intentkit.data.split import split_frame
     from intentkit.fsutil import atomic_write_json
     from intentkit.inference.predictor import Predictor
-    from intentkit.training.setup import calibrate_on_val, model_oos_label
+    from intentkit.training.setup import calibrate_on_val, model_oos_label, validation_split
 
     model_dir = check_artifact_dir(model_dir)
     meta = read_meta(model_dir)
@@ -112,25 +111,13 @@ def fit_artifact(
     predictor.calibration, predictor.oos_stats = None, None  # raw logits and features only
     labels = predictor.labels
     ds = load_prepared(data)
-    if ds.val is not None:
-        train_df, val_df = ds.train, ds.val
-    else:
-        train_df, val_df = split_frame(ds.train, cfg.val_size, cfg.seed)
-    known = val_df["label"].isin(labels)
-    oos_val = val_df.loc[~known & val_df["label"].isin({cfg.oos_label, "oos"} - {None}), "text"]
-    val_df = val_df[known].reset_index(drop=True)
+    train_df, val_df, oos_val, _ = validation_split(ds, cfg, labels)
     train_df = train_df[train_df["label"].isin(labels)].reset_index(drop=True)
     feats = fit_features(
-        predictor,
-        train_df,
-        val_df,
-        oos_val.tolist(),
-        labels,
-        model_oos_label(cfg, labels),
-        batch_size,
+        predictor, train_df, val_df, oos_val, labels, model_oos_label(cfg, labels), batch_size
     )
     calibration = calibrate_on_val(
-        cfg, predictor, feats.val_logits, val_df, oos_val.tolist(), labels, feats=feats
+        cfg, predictor, feats.val_logits, val_df, oos_val, labels, feats=feats
     )
     oos.save(feats.stats, model_dir / oos.STATS_FILE)
     atomic_write_json(

@@ -81,6 +81,27 @@ def load_model(resolved: str, model_config: Any, attn: str) -> Any:
         raise ModelError(f"--model {resolved}: cannot load weights: {exc}") from exc
 
 
+def validation_split(
+    ds: Any, cfg: TrainConfig, labels: list[str]
+) -> tuple[Any, Any, list[str], str]:
+    """``(train_df, val_df, oos_val, source)`` of a prepared dataset for training and calibration.
+
+    The folder's ``val.parquet`` when it has one: its rows with a model label form ``val_df`` and
+    its texts labelled out-of-scope (``--oos-label`` or ``oos``) without a model class form
+    ``oos_val``, which only the rejection threshold reads. Else ``--val-size`` of train, carved
+    with the data stage's stratified split and ``--seed``.
+    """
+    from intentkit.data.split import split_frame
+
+    if ds.val is None:
+        train_df, val_df = split_frame(ds.train, cfg.val_size, cfg.seed)
+        return train_df, val_df, [], f"{cfg.val_size:g} of train (stratified, seed {cfg.seed})"
+    known = ds.val["label"].isin(labels)
+    oos_names = {cfg.oos_label, "oos"} - {None}
+    oos_val = ds.val.loc[~known & ds.val["label"].isin(oos_names), "text"].tolist()
+    return ds.train, ds.val[known].reset_index(drop=True), oos_val, "val.parquet"
+
+
 def model_oos_label(cfg: TrainConfig, labels: list[str]) -> str | None:
     """The model's oos class: ``--oos-label`` when it is a label of the data, else ``oos`` when
     the data has that class (CLINC150's name), else None."""

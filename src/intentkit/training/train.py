@@ -73,7 +73,6 @@ def train(
     from intentkit.artifact import library_versions, write_artifact
     from intentkit.data.dataset import load_prepared
     from intentkit.data.lengths import max_length_for
-    from intentkit.data.split import split_frame
     from intentkit.fsutil import atomic_write_json
     from intentkit.inference.oos import STATS_FILE
     from intentkit.inference.oos import to_bytes as oos_to_bytes
@@ -112,16 +111,8 @@ def train(
     unknown = sorted(set(ds.train["label"]) - set(labels))
     if unknown:
         raise DataError(f"--data {ds.path}: train labels missing from labels.json: {unknown}")
-    oos_val: list[str] = []  # val texts labelled out-of-scope that the model has no class for
-    if ds.val is not None:
-        train_df, val_df, val_source = ds.train, ds.val, "val.parquet"
-        known = val_df["label"].isin(label2id)
-        oos_names = {cfg.oos_label, "oos"} - {None}
-        oos_val = val_df.loc[~known & val_df["label"].isin(oos_names), "text"].tolist()
-        val_df = val_df[known].reset_index(drop=True)
-    else:
-        train_df, val_df = split_frame(ds.train, cfg.val_size, cfg.seed)
-        val_source = f"{cfg.val_size:g} of train (stratified, seed {cfg.seed})"
+    # oos_val: val texts labelled out-of-scope that the model has no class for
+    train_df, val_df, oos_val, val_source = setup.validation_split(ds, cfg, labels)
 
     timer.mark("data")
     tokenizer = load_tokenizer(cfg.model)
