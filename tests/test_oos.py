@@ -57,6 +57,70 @@ def test_stats_survive_the_safetensors_round_trip(tmp_path: Path) -> None:
         oos.load(tmp_path / "bad.safetensors")
 
 
+def test_knn_and_combined_separate_a_far_cluster_and_survive_the_round_trip(
+    tmp_path: Path,
+) -> None:
+    x, y = _clusters()
+    test_in, _ = _clusters(seed=1)
+    # Far in direction, not only in norm: cosine k-NN ignores the norm.
+    far = np.random.default_rng(2).normal(0.0, 1.0, (100, x.shape[1]))
+    far[:, 0] = 40.0
+    stats = oos.with_norm(oos.fit(x, y), test_in)
+    assert stats.scorers == oos.SCORERS
+    is_in = np.r_[np.ones(len(test_in)), np.zeros(len(far))].astype(bool)
+    both = np.concatenate([test_in, far])
+    for name in ("knn", "combined"):
+        assert auroc(is_in, stats.score(both, name)) > 0.99, name
+    # combined = the standardised sum of the two distances, on the in-scope rows' scale
+    d = stats.all_distances(test_in)
+    np.testing.assert_allclose(d["combined"].mean(), 0.0, atol=1e-9)
+    np.testing.assert_allclose(d["knn"], stats.distances(test_in, "knn"))
+    # The bank is capped by a uniform sample, and k-NN's distance to a bank row is ~0.
+    small = oos.fit(x, y, max_bank_rows=50)
+    assert small.bank.shape == (50, x.shape[1])
+    assert np.abs(small.knn_distance(small.bank.astype(np.float64))).max() < 1e-5
+    back = oos.load(oos.save(stats, tmp_path / oos.STATS_FILE), "combined")
+    np.testing.assert_array_equal(back.score(both, "combined"), stats.score(both, "combined"))
+    assert back.knn_k == oos.KNN_K
+
+
+def test_a_stats_file_from_before_knn_serves_mahalanobis_only(tmp_path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    x, y = _clusters()
+    stats = oos.fit(x, y)
+    old = tmp_path / oos.STATS_FILE
+    save_file({"means_w": stats.means_w, "whiten": stats.whiten, "class_ids": stats.class_ids}, old)
+    back = oos.load(old)
+    assert back.scorers == ("mahalanobis",)
+    np.testing.assert_array_equal(back.distance(x), stats.distance(x))
+    with pytest.raises(ModelError, match="not the calibration's knn scorer; refit"):
+        oos.load(old, "knn")
+    with pytest.raises(ModelError, match="no k-NN bank"):
+        back.knn_distance(x)
+
+
+def test_auto_compares_every_feature_scorer_and_fits_platt_on_the_winner() -> None:
+    c = _val_case(oos_rows=True)
+    v = c.pop("val_logits"), c.pop("val_labels")
+    rng = np.random.default_rng(5)
+    n_in, n_oos = len(v[1]), len(c["extra_oos_logits"])
+    # mahalanobis overlaps, knn separates: auto must take knn and fit P(oos | knn distance).
+    c["val_distances"] = {"mahalanobis": rng.uniform(0, 5, n_in), "knn": rng.uniform(0, 0.3, n_in)}
+    c["extra_oos_distances"] = {
+        "mahalanobis": rng.uniform(2, 7, n_oos),
+        "knn": rng.uniform(0.5, 0.9, n_oos),
+    }
+    got = cal.calibrate(*v, LABELS, scorer="auto", **c)
+    assert got["oos_scorer"] == "knn"
+    assert got["oos_selection"]["by"]["knn"] == 1.0 > got["oos_selection"]["by"]["mahalanobis"]
+    assert -got["oos_threshold"] < 0.5 and got["oos_platt"]["a"] > 0  # every oos row out
+    asked = cal.calibrate(*v, LABELS, scorer="mahalanobis", **c)
+    assert asked["oos_scorer"] == "mahalanobis"
+    with pytest.raises(ValueError, match="combined scorer needs"):
+        cal.calibrate(*v, LABELS, scorer="combined", **c)
+
+
 def test_choose_threshold_accepts_real_scores_and_keeps_the_rule() -> None:
     score = np.array([-5.0, -1.0, -2.0, -9.0, -0.5])
     correct = np.array([True, True, True, False, True])
@@ -82,8 +146,8 @@ def _val_case(oos_rows: bool, margin: float = 3.0) -> dict:
         "val_logits": logits,
         "val_labels": y,
         "extra_oos_logits": extra if n_oos else None,
-        "val_distance": rng.uniform(1.0, 3.0, n_in),
-        "extra_oos_distance": rng.uniform(5.0, 9.0, n_oos) if n_oos else None,
+        "val_distances": {"mahalanobis": rng.uniform(1.0, 3.0, n_in)},
+        "extra_oos_distances": {"mahalanobis": rng.uniform(5.0, 9.0, n_oos)} if n_oos else None,
     }
 
 
@@ -111,7 +175,7 @@ def test_auto_without_oos_rows_picks_by_auroc_of_correct_vs_incorrect() -> None:
     got = cal.calibrate(logits, y, LABELS, scorer="auto", **c)
     assert got["oos_scorer"] == "softmax"
     # Distances that rank errors perfectly: mahalanobis wins, and with no oos rows no Platt.
-    c["val_distance"] = np.where(correct, 1.0, 5.0) + np.arange(len(y)) * 1e-3
+    c["val_distances"] = {"mahalanobis": np.where(correct, 1.0, 5.0) + np.arange(len(y)) * 1e-3}
     got = cal.calibrate(logits, y, LABELS, scorer="auto", **c)
     assert got["oos_scorer"] == "mahalanobis" and got["oos_platt"] is None
     assert got["oos_selection"]["by"]["mahalanobis"] == 1.0
@@ -150,10 +214,24 @@ def maha_model(kw_model: Path, kw_data: Path, tmp_path_factory: pytest.TempPathF
     return out
 
 
+@pytest.fixture(scope="module")
+def combined_model(
+    maha_model: Path, kw_data: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The same model refitted for the combined scorer (Mahalanobis + k-NN)."""
+    from intentkit.training.oos_fit import fit_artifact
+
+    out = tmp_path_factory.mktemp("combined") / "model"
+    shutil.copytree(maha_model, out)
+    assert fit_artifact(out, kw_data, scorer="combined")["oos_scorer"] == "combined"
+    return out
+
+
 def test_post_hoc_fit_writes_stats_described_in_the_artifact(maha_model: Path) -> None:
     meta = json.loads((maha_model / "intentkit.json").read_text())
     assert meta["oos_stats"]["file"] == oos.STATS_FILE
-    assert set(meta["oos_stats"]["fields"]) == {"means_w", "whiten", "class_ids"}
+    assert set(meta["oos_stats"]["fields"]) == set(oos.STATS_FIELDS)
+    assert meta["oos_stats"]["scorers"] == list(oos.SCORERS)
     stats = oos.load(maha_model / oos.STATS_FILE)
     assert stats.hidden_size == meta["oos_stats"]["hidden_size"]
     pred = Predictor.from_dir(maha_model, device="cpu")
@@ -166,8 +244,13 @@ def test_post_hoc_fit_writes_stats_described_in_the_artifact(maha_model: Path) -
     )
 
 
-def test_torch_and_onnx_fp32_and_int8_give_the_same_decisions(maha_model: Path) -> None:
+@pytest.mark.parametrize("fixture", ["maha_model", "combined_model"])
+def test_torch_and_onnx_fp32_and_int8_give_the_same_decisions(
+    fixture: str, request: pytest.FixtureRequest
+) -> None:
     from intentkit.inference.onnx_backend import GRAPH_VERSION, export_onnx
+
+    maha_model = request.getfixturevalue(fixture)
 
     export_onnx(maha_model)
     export_onnx(maha_model, int8=True, min_agreement=0.0)
@@ -186,8 +269,9 @@ def test_torch_and_onnx_fp32_and_int8_give_the_same_decisions(maha_model: Path) 
         )
 
 
-def test_hf_handler_applies_the_mahalanobis_scorer_without_intentkit(
-    maha_model: Path, tmp_path: Path
+@pytest.mark.parametrize("fixture", ["maha_model", "combined_model"])
+def test_hf_handler_applies_the_feature_scorer_without_intentkit(
+    fixture: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     import os
     import subprocess
@@ -197,6 +281,7 @@ def test_hf_handler_applies_the_mahalanobis_scorer_without_intentkit(
     from intentkit.cli import main
     from test_packaging import HF_RUNNER
 
+    maha_model = request.getfixturevalue(fixture)
     # A threshold in the middle of the texts' scores, so both branches of the rule run.
     meta = json.loads((maha_model / "intentkit.json").read_text())
     model = tmp_path / "model"
@@ -255,7 +340,28 @@ def test_auto_keeps_softmax_when_too_few_answers_are_wrong_to_compare() -> None:
     logits, y = c.pop("val_logits"), c.pop("val_labels")
     correct = logits.argmax(1) == y
     assert 0 < (~correct).sum() < MIN_AUROC_ROWS
-    c["val_distance"] = np.where(correct, 1.0, 5.0)  # would look perfect on so few rows
+    c["val_distances"] = {"mahalanobis": np.where(correct, 1.0, 5.0)}  # perfect on so few rows
     got = cal.calibrate(logits, y, LABELS, scorer="auto", **c)
     assert got["oos_scorer"] == "softmax"
     assert "softmax kept" in got["oos_selection"]["rule"]
+
+
+def test_evaluate_reports_every_scorer_side_by_side(combined_model: Path) -> None:
+    from intentkit.evaluation.evaluate import oos_separation, scored_outputs
+
+    pred = Predictor.from_dir(combined_model, device="cpu")
+    texts = [*SAMPLE_TEXTS, "book a car", "my hotel room", "flight to rome"]
+    logits, served, scores = scored_outputs(pred, texts)
+    assert set(scores) == set(oos.SCORERS)
+    np.testing.assert_allclose(served, pred.outputs(texts)[1], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(served, scores["combined"])
+    true = ["oos" if i % 3 == 0 else "flight" for i in range(len(texts))]
+    got = oos_separation(logits, scores, true, {"oos"}, pred.calibration)
+    assert got["oos_scorer"] == "combined"
+    assert set(got["oos_separation"]) == {"softmax", *oos.SCORERS}
+    assert all(0.0 <= v["auroc"] <= 1.0 for v in got["oos_separation"].values())
+    # An artifact whose calibration kept softmax still reports the stored feature scores.
+    pred.calibration = {**pred.calibration, "oos_scorer": "softmax"}
+    pred.oos_scorer, pred.oos_stats = "softmax", None
+    _, served, scores = scored_outputs(pred, texts)
+    assert served is None and set(scores) == set(oos.SCORERS)

@@ -28,6 +28,10 @@ def _raise_if(problems: list[str]) -> None:
         raise ConfigError("; ".join(problems))
 
 
+#: ``--oos-scorer`` values (:mod:`intentkit.inference.oos`); ``auto`` picks on validation.
+OOS_SCORERS = ("softmax", "mahalanobis", "knn", "combined", "auto")
+
+
 @dataclass
 class DataConfig:
     """How ``intentkit data prepare`` reads, cleans and splits a dataset."""
@@ -96,9 +100,10 @@ class TrainConfig:
     #: --oos-target: keep validation in-scope accuracy >= this while rejecting as much
     #: out-of-scope as possible; None = the accuracy with no rejection minus one point.
     oos_target: float | None = None
-    #: --oos-scorer softmax|mahalanobis|auto: the out-of-scope score the threshold reads;
-    #: auto picks on validation (best oos recall at the target, else best AUROC of correct vs
-    #: incorrect in-scope predictions). mahalanobis stores oos_stats.safetensors in the artifact.
+    #: --oos-scorer softmax|mahalanobis|knn|combined|auto (OOS_SCORERS): the out-of-scope score
+    #: the threshold reads; auto picks on validation (best oos recall at the target, else best
+    #: AUROC of correct vs incorrect in-scope predictions). All but softmax store
+    #: oos_stats.safetensors in the artifact.
     oos_scorer: str = "auto"
     #: --oos-prior: out-of-scope share of traffic that the served P(oos | x) assumes.
     oos_prior: float = 0.1
@@ -132,9 +137,9 @@ class TrainConfig:
             problems.append(f"--val-size must be between 0 and 1, got {self.val_size}")
         if self.oos_target is not None and not 0 < self.oos_target <= 1:
             problems.append(f"--oos-target must be in (0, 1], got {self.oos_target}")
-        if self.oos_scorer not in ("softmax", "mahalanobis", "auto"):
+        if self.oos_scorer not in OOS_SCORERS:
             problems.append(
-                f"--oos-scorer must be one of softmax, mahalanobis, auto, got {self.oos_scorer}"
+                f"--oos-scorer must be one of {', '.join(OOS_SCORERS)}, got {self.oos_scorer}"
             )
         if not 0 < self.oos_prior < 1:
             problems.append(f"--oos-prior must be in (0, 1), got {self.oos_prior}")

@@ -88,7 +88,7 @@ def train_cmd(
     reject_label: Annotated[_Str, typer.Option(help="Answer for rejected inputs.")] = None,
     oos_target: Annotated[_Float, typer.Option(help="Validation in-scope accuracy kept.")] = None,
     oos_scorer: Annotated[
-        _Str, typer.Option(help="softmax | mahalanobis | auto (picked on validation).")
+        _Str, typer.Option(help="softmax | mahalanobis | knn | combined | auto (on validation).")
     ] = None,
     oos_prior: Annotated[
         _Float, typer.Option(help="Expected out-of-scope share of traffic (default 0.1).")

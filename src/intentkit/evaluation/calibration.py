@@ -21,6 +21,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
+from intentkit.config import OOS_SCORERS
 from intentkit.errors import ConfigError
 from intentkit.evaluation.metrics import expected_calibration_error
 from intentkit.evaluation.scorer_choice import choose_scorer, fit_platt
@@ -35,8 +36,6 @@ THRESHOLD_RULE = (
 )
 # Default --oos-target: the accuracy with no rejection minus this (one point).
 DEFAULT_MAX_ACCURACY_DROP = 0.01
-#: ``--oos-scorer`` values; ``auto`` picks on validation (:func:`choose_scorer`).
-OOS_SCORERS = ("softmax", "mahalanobis", "auto")
 #: The out-of-scope share the served P(oos | x) assumes (issue #11: test ECE held from 1 % to 50 %).
 DEFAULT_OOS_PRIOR = 0.10
 # Floating slack when comparing an accuracy k/n with the target (19/20 vs 0.95 must pass).
@@ -177,9 +176,9 @@ def calibrate(
     target_in_scope_accuracy: float | None = None,
     extra_oos_logits: np.ndarray | None = None,
     scorer: str = "softmax",
-    val_distance: np.ndarray | None = None,
-    extra_oos_distance: np.ndarray | None = None,
-    train_oos_distance: np.ndarray | None = None,
+    val_distances: dict[str, np.ndarray] | None = None,
+    extra_oos_distances: dict[str, np.ndarray] | None = None,
+    train_oos_distances: dict[str, np.ndarray] | None = None,
     prior: float = DEFAULT_OOS_PRIOR,
 ) -> dict[str, Any]:
     """Fit temperature and threshold on validation; return ``intentkit.json["calibration"]``.
@@ -202,11 +201,13 @@ def calibrate(
             accuracy the model has with no rejection": an absolute default such as 0.95 would
             make a 99 %-accurate model reject 4 % of good queries on a dataset with no oos rows.
         extra_oos_logits: logits (m, len(label_names)) of out-of-scope texts with no model class.
-        scorer: ``softmax`` | ``mahalanobis`` | ``auto`` (``--oos-scorer``; see
-            :func:`choose_scorer`). The feature scorers need ``val_distance`` (and
-            ``extra_oos_distance`` with ``extra_oos_logits``): the Mahalanobis distance of each
-            row (:mod:`intentkit.inference.oos`).
-        train_oos_distance: distances of training rows labelled out-of-scope; they join the
+        scorer: one of :data:`intentkit.config.OOS_SCORERS` (``--oos-scorer``; see
+            :func:`choose_scorer`).
+            The feature scorers need ``val_distances`` (and ``extra_oos_distances`` with
+            ``extra_oos_logits``): ``{scorer: (n,) distance of each row}``
+            (:meth:`intentkit.inference.oos.OosStats.all_distances`); ``auto`` compares
+            softmax with every scorer given there.
+        train_oos_distances: the same for training rows labelled out-of-scope; they join the
             out-of-scope side of the Platt fit only.
         prior: the design share of out-of-scope traffic the served probability assumes.
 
@@ -287,33 +288,35 @@ def calibrate(
     }
     if scorer not in OOS_SCORERS:
         raise ConfigError(f"--oos-scorer must be one of {', '.join(OOS_SCORERS)}, got {scorer}")
-    if val_distance is None:
-        if scorer == "mahalanobis":
-            raise ValueError("the mahalanobis scorer needs val_distance")
+    if not val_distances:
+        if scorer not in ("softmax", "auto"):
+            raise ValueError(f"the {scorer} scorer needs val_distances")
         return result
-    dist = np.concatenate(
-        [np.asarray(val_distance, np.float64), np.asarray(extra_oos_distance, np.float64)]
-        if len(extra)
-        else [np.asarray(val_distance, np.float64)]
-    )
-    if dist.shape != is_oos.shape:
-        raise ValueError(f"distances cover {dist.shape[0]} rows, logits {is_oos.shape[0]}")
-    scores = {
-        "softmax": np.where(pred_oos, -np.inf, conf),
-        "mahalanobis": np.where(pred_oos, -np.inf, -dist),
-    }
+    if scorer not in ("softmax", "auto") and scorer not in val_distances:
+        raise ValueError(f"the {scorer} scorer needs val_distances[{scorer!r}]")
+    dists: dict[str, np.ndarray] = {}
+    for name, d in val_distances.items():
+        parts = [np.asarray(d, np.float64)]
+        if len(extra):
+            parts.append(np.asarray((extra_oos_distances or {})[name], np.float64))
+        dists[name] = np.concatenate(parts)
+        if dists[name].shape != is_oos.shape:
+            raise ValueError(f"{name}: {len(dists[name])} distances for {len(is_oos)} rows")
+    scores = {"softmax": np.where(pred_oos, -np.inf, conf)}
     choices = {"softmax": choice}
-    choices["mahalanobis"] = choose_threshold(
-        scores["mahalanobis"], correct, is_oos, target_in_scope_accuracy, probabilities=False
-    )
+    for name, dist in dists.items():
+        scores[name] = np.where(pred_oos, -np.inf, -dist)
+        choices[name] = choose_threshold(
+            scores[name], correct, is_oos, target_in_scope_accuracy, probabilities=False
+        )
     pick, selection = choose_scorer(scorer, scores, choices, correct, is_oos)
     result["oos_selection"] = selection
     if pick == "softmax":
         return result
-    feat = choices[pick]
+    feat, dist = choices[pick], dists[pick]
     platt = None
     if is_oos.any():
-        more = np.zeros(0) if train_oos_distance is None else np.asarray(train_oos_distance)
+        more = np.asarray((train_oos_distances or {}).get(pick, np.zeros(0)), np.float64)
         platt = fit_platt(dist[~is_oos], np.concatenate([dist[is_oos], more]), prior)
     result["val"].update(
         {k: feat[k] for k in ("in_scope_accuracy", "oos_recall", "in_scope_rejection_rate")}

@@ -129,7 +129,7 @@ def evaluate(
     predictor = _quiet_load(model_dir, reject)
 
     texts = frame["text"].tolist()
-    logits, oos_score = predictor.outputs(texts)
+    logits, oos_score, scores = scored_outputs(predictor, texts)
     # top-3 scores for predictions.parquet; the label/confidence are the top_k=1 answers.
     answers = predictor.decide(logits, oos_score=oos_score, top_k=3, reject=reject)
     pred = [a["label"] for a in answers]
@@ -184,7 +184,7 @@ def evaluate(
             "temperature": cal.get("temperature"),
             "threshold": cal.get("threshold"),
             **served_calibration(answers, true, oos_names, reject_label),
-            **oos_separation(logits, oos_score, true, oos_names, cal),
+            **oos_separation(logits, scores, true, oos_names, cal),
             "model_dir": str(model_dir.resolve()),
             "data": str(Path(ds.path).resolve()),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -230,15 +230,44 @@ def served_calibration(
     return {"ece_all": ece(np.ones(len(true), dtype=bool)), "ece_in_scope": ece(~is_oos)}
 
 
+def scored_outputs(
+    predictor: Any, texts: list[str]
+) -> tuple[np.ndarray, np.ndarray | None, dict[str, np.ndarray]]:
+    """``(logits, the served out-of-scope score or None, {scorer: score}`` of every feature
+    scorer the artifact's ``oos_stats.safetensors`` holds) from one pass over ``texts``.
+
+    The served score is :meth:`Predictor.outputs`' (the same batches and the same float32
+    round trip; the scorer's matrix products may round differently in the last bit).
+    """
+    from intentkit.inference import oos
+
+    stats = predictor.oos_stats
+    path = Path(predictor.path) / oos.STATS_FILE if predictor.path else None
+    runner = getattr(predictor, "runner", None)
+    if stats is None and path is not None and path.is_file():
+        if runner is None or runner.has_cls:  # an old ONNX graph without features: skip
+            stats = oos.load(path)
+    if stats is None:
+        logits, score = predictor.outputs(texts)
+        return logits, score, {}
+    logits, cls = predictor.features(texts)
+    scores = {
+        name: (-d).astype(np.float32).astype(np.float64)
+        for name, d in stats.all_distances(cls).items()
+    }
+    return logits, scores.get(predictor.oos_scorer), scores
+
+
 def oos_separation(
     logits: np.ndarray,
-    oos_score: np.ndarray | None,
+    scores: dict[str, np.ndarray],
     true: list[str],
     oos_names: set[str],
     cal: dict[str, Any],
 ) -> dict[str, Any]:
     """``oos_scorer`` and, with out-of-scope rows, AUROC (in-scope = positive) and FPR at 95 %
-    TPR of the in-use score and of the softmax confidence side by side (``oos_separation``)."""
+    TPR of the softmax confidence and of every feature scorer in ``scores``, side by side
+    (``oos_separation``)."""
     from intentkit.evaluation.metrics import auroc, fpr_at_95_tpr
     from intentkit.inference.decision import softmax
 
@@ -246,12 +275,11 @@ def oos_separation(
     is_oos = np.array([t in oos_names for t in true], dtype=bool)
     if not len(true) or not is_oos.any() or is_oos.all():
         return {"oos_scorer": scorer, "oos_separation": None}
-    scores = {"softmax": softmax(logits, float(cal.get("temperature") or 1.0)).max(axis=1)}
-    if oos_score is not None:
-        scores[scorer] = oos_score
+    temperature = float(cal.get("temperature") or 1.0)
+    every = {"softmax": softmax(logits, temperature).max(axis=1), **scores}
     sep = {
         name: {"auroc": auroc(~is_oos, s), "fpr_at_95_tpr": fpr_at_95_tpr(s, is_oos)}
-        for name, s in scores.items()
+        for name, s in every.items()
     }
     return {"oos_scorer": scorer, "oos_separation": sep}
 

@@ -146,7 +146,7 @@ class Predictor:
         callable ``(input_ids, attention_mask) -> logits`` such as an
         :class:`~intentkit.inference.onnx_runner.OnnxRunner`) and the model's ``config``.
         ``oos_stats`` (:class:`~intentkit.inference.oos.OosStats`) is required when the
-        calibration's ``oos_scorer`` reads features (``mahalanobis``).
+        calibration's ``oos_scorer`` reads features (``mahalanobis``, ``knn``, ``combined``).
         """
         if model is None and (runner is None or config is None):
             raise ValueError("Predictor needs a model, or a runner and its config")
@@ -290,7 +290,7 @@ class Predictor:
         if self.oos_stats is None:
             return self.forward(ids)[0]
         logits, cls = self.forward(ids, features=True)
-        score = self.oos_stats.score(cls)  # the one extra (H x H) + (H x classes) product
+        score = self.oos_stats.score(cls, self.oos_scorer)  # one or two extra matrix products
         return np.concatenate([logits, score[:, None].astype(np.float32)], axis=1)
 
     def split(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -386,7 +386,7 @@ def load_oos_stats(path: Path, meta: dict[str, Any]) -> Any:
         return None
     from intentkit.inference import oos
 
-    return oos.load(path / oos.STATS_FILE)
+    return oos.load(path / oos.STATS_FILE, scorer)
 
 
 def load(path: str | Path, **kwargs: Any) -> Predictor:

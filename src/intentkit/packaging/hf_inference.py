@@ -12,9 +12,10 @@ It answers what ``intentkit serve`` answers on ``POST /invocations``:
 The decision rule is ``intentkit.inference.decision.apply``'s: softmax(logits / temperature),
 the answer is the reject label when the top-class probability is below the threshold or the top
 class is the model's own out-of-scope label; confidence is the calibrated top-class probability.
-With ``calibration["oos_scorer"] == "mahalanobis"`` it applies the same feature-space rule
-(``intentkit.inference.oos``: distance of the last layer's CLS feature to the nearest class
-mean, from ``oos_stats.safetensors``) and the same out-of-scope-aware confidence, in numpy.
+With a feature scorer (``calibration["oos_scorer"]`` ``mahalanobis``, ``knn`` or ``combined``)
+it applies the same feature-space rule (``intentkit.inference.oos``: distances of the last
+layer's CLS feature to the nearest class mean and to the nearest training rows, from
+``oos_stats.safetensors``) and the same out-of-scope-aware confidence, in numpy.
 
 This module must stay importable with only the standard library, numpy, torch and transformers
 (on Python 3.8 too, which older containers run): the Hugging Face containers do not have
@@ -91,22 +92,45 @@ def _load_stats(model_dir: str, calibration: dict[str, Any]) -> dict[str, np.nda
     scorer = calibration.get("oos_scorer") or "softmax"
     if scorer == "softmax":
         return None
-    if scorer != "mahalanobis":
-        raise ValueError(f"this handler knows the softmax and mahalanobis scorers, not {scorer}")
+    if scorer not in ("mahalanobis", "knn", "combined"):
+        raise ValueError(f"this handler knows softmax, mahalanobis, knn and combined, not {scorer}")
     path = os.path.join(model_dir, "oos_stats.safetensors")
     if not os.path.isfile(path):
-        raise ValueError(f"{path} is missing: the calibration's mahalanobis scorer needs it")
+        raise ValueError(f"{path} is missing: the calibration's {scorer} scorer needs it")
     from safetensors.numpy import load_file
 
-    return load_file(path)
+    stats = load_file(path)
+    need = {"knn": "bank", "combined": "combined_norm"}.get(scorer)
+    if need and need not in stats:
+        raise ValueError(f"{path} has no {need}: refit it for the {scorer} scorer")
+    return stats
 
 
-def _distance(stats: dict[str, np.ndarray], features: np.ndarray) -> np.ndarray:
-    """``intentkit.inference.oos.OosStats.distance``: to the nearest class mean."""
-    z = np.asarray(features, dtype=np.float64) @ stats["whiten"]
-    m = stats["means_w"]
-    d2 = (z**2).sum(1)[:, None] - 2.0 * z @ m.T + (m**2).sum(1)[None, :]
-    return np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+def _distance(stats: dict[str, np.ndarray], features: np.ndarray, scorer: str) -> np.ndarray:
+    """``intentkit.inference.oos.OosStats.distances``: Mahalanobis to the nearest class mean,
+    1 - cos to the k-th nearest training row, or their standardised sum."""
+    x = np.asarray(features, dtype=np.float64)
+    d_m = d_k = None
+    if scorer in ("mahalanobis", "combined"):
+        z = x @ stats["whiten"]
+        m = stats["means_w"]
+        d2 = (z**2).sum(1)[:, None] - 2.0 * z @ m.T + (m**2).sum(1)[None, :]
+        d_m = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+    if scorer in ("knn", "combined"):
+        norm = np.linalg.norm(x, axis=1, keepdims=True)
+        unit = (x / np.where(norm > 0, norm, 1.0)).astype(np.float32)
+        bank = stats["bank"]
+        k = min(int(stats["knn_k"][0]), len(bank))
+        d_k = np.empty(len(x))
+        for start in range(0, len(x), 1024):
+            sim = unit[start : start + 1024] @ bank.T
+            d_k[start : start + 1024] = 1.0 - -np.partition(-sim, k - 1, axis=1)[:, k - 1]
+    if scorer == "mahalanobis":
+        return d_m
+    if scorer == "knn":
+        return d_k
+    m_mu, m_sd, k_mu, k_sd = (float(v) for v in stats["combined_norm"])
+    return (d_m - m_mu) / m_sd + (d_k - k_mu) / k_sd
 
 
 def _media_type(value: str | None) -> str:
@@ -203,7 +227,8 @@ def _logits(model: dict[str, Any], texts: list[str]) -> tuple[np.ndarray, np.nda
                 handle.remove()
         out[chunk] = result.logits.float().cpu().numpy()
         if score is not None:
-            score[chunk] = -_distance(stats, captured["cls"].float().cpu().numpy())
+            cls = captured["cls"].float().cpu().numpy()
+            score[chunk] = -_distance(stats, cls, model["calibration"]["oos_scorer"])
     return out, score
 
 

@@ -61,7 +61,8 @@ class CalibrationSummary(BaseModel):
     oos_label: str | None = None
     reject_enabled: bool = Field(description="False when started with --no-reject")
     oos_scorer: str = Field(
-        default="softmax", description="Out-of-scope score in use: softmax | mahalanobis"
+        default="softmax",
+        description="Out-of-scope score in use: softmax | mahalanobis | knn | combined",
     )
     oos_threshold: float | None = Field(
         default=None, description="Threshold on the feature scorer's score (-distance)"

@@ -2,9 +2,10 @@
 
 After ``intentkit train`` (when ``--oos-scorer`` is not ``softmax``): one inference pass of the
 trained model over the training rows (length-sorted batches, eval mode) gives the CLS features
-that :func:`intentkit.inference.oos.fit` turns into class means + a Ledoit-Wolf precision; a
-pass over validation gives the distances that the calibration's scorer choice, threshold and
-Platt fit read (:func:`intentkit.evaluation.calibration.calibrate`).
+that :func:`intentkit.inference.oos.fit` turns into class means + a Ledoit-Wolf precision and
+the k-NN bank; a pass over validation gives the combined score's scale and every scorer's
+distances, which the calibration's scorer choice, threshold and Platt fit read
+(:func:`intentkit.evaluation.calibration.calibrate`).
 
 :func:`fit_artifact` does the same for an artifact trained before the scorer existed, without
 retraining: it refits the calibration on the artifact's validation split and adds
@@ -31,9 +32,10 @@ class OosFeatures:
 
     stats: oos.OosStats
     n_train_rows: int
-    val_distance: np.ndarray
-    extra_oos_distance: np.ndarray | None
-    train_oos_distance: np.ndarray | None
+    #: {scorer: (n,)} distances (:meth:`intentkit.inference.oos.OosStats.all_distances`).
+    val_distances: dict[str, np.ndarray]
+    extra_oos_distances: dict[str, np.ndarray] | None
+    train_oos_distances: dict[str, np.ndarray] | None
     val_logits: np.ndarray
 
     def describe(self) -> dict[str, Any]:
@@ -62,18 +64,22 @@ def fit_features(
     train_y = np.array([label2id[x] for x in train_df["label"]], dtype=np.int64)
     stats = oos.fit(train_x, train_y, exclude=oos_id)
     n_in = int((train_y != oos_id).sum()) if oos_id is not None else len(train_y)
-    train_oos = stats.distance(train_x[train_y == oos_id]) if oos_id is not None else None
     val_logits, val_x = predictor.features(val_df["text"].tolist(), batch_size=batch_size)
+    val_y = np.array([label2id[x] for x in val_df["label"]], dtype=np.int64)
+    in_val = val_x[val_y != oos_id] if oos_id is not None else val_x
+    # The combined score's scale comes from in-scope rows the statistics have not seen.
+    stats = oos.with_norm(stats, in_val if len(in_val) >= 2 else train_x[train_y != oos_id])
+    train_oos = train_x[train_y == oos_id] if oos_id is not None else train_x[:0]
     extra = None
     if oos_val:
-        extra = stats.distance(predictor.features(oos_val, batch_size=batch_size)[1])
+        extra = stats.all_distances(predictor.features(oos_val, batch_size=batch_size)[1])
     log.info("out-of-scope statistics: %d classes from %d rows", len(stats.class_ids), n_in)
     return OosFeatures(
         stats=stats,
         n_train_rows=n_in,
-        val_distance=stats.distance(val_x),
-        extra_oos_distance=extra,
-        train_oos_distance=train_oos if train_oos is not None and len(train_oos) else None,
+        val_distances=stats.all_distances(val_x),
+        extra_oos_distances=extra,
+        train_oos_distances=stats.all_distances(train_oos) if len(train_oos) else None,
         val_logits=val_logits,
     )
 

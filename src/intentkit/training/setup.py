@@ -127,8 +127,8 @@ def calibrate_on_val(
 
     The model's oos class follows :func:`model_oos_label`; out-of-scope val texts without a
     model class join the threshold choice as ``extra_oos_logits``. ``feats``
-    (:class:`intentkit.training.oos_fit.OosFeatures`) brings the Mahalanobis distances that
-    ``--oos-scorer mahalanobis|auto`` reads; without it the scorer is softmax.
+    (:class:`intentkit.training.oos_fit.OosFeatures`) brings the feature-space distances that
+    ``--oos-scorer mahalanobis|knn|combined|auto`` reads; without it the scorer is softmax.
     """
     import numpy as np
 
@@ -139,9 +139,9 @@ def calibrate_on_val(
     distances = {}
     if feats is not None:
         distances = {
-            "val_distance": feats.val_distance,
-            "extra_oos_distance": feats.extra_oos_distance,
-            "train_oos_distance": feats.train_oos_distance,
+            "val_distances": feats.val_distances,
+            "extra_oos_distances": feats.extra_oos_distances,
+            "train_oos_distances": feats.train_oos_distances,
         }
     return calibrate(
         val_logits,
