@@ -1,8 +1,10 @@
 """Training phases (issue #12 item 2): the breakdown is recorded, adds up, and the lean paths
-(metrics from the best evaluation, its logits for calibration) equal the slow ones."""
+(metrics from the best evaluation, its logits and CLS features for calibration, the paused
+garbage collector) equal the slow ones."""
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from pathlib import Path
@@ -31,6 +33,13 @@ def test_phases_recorded_and_sum_to_the_wall_time(
         return kept["logits"]
 
     monkeypatch.setattr(lo, "best_val_logits", spy)
+    real_features = lo.best_val_features
+
+    def spy_features(trainer: object, order: np.ndarray) -> np.ndarray | None:
+        kept["features"] = real_features(trainer, order)
+        return kept["features"]
+
+    monkeypatch.setattr(lo, "best_val_features", spy_features)
     started = time.time() - 1.0  # as if the process had started a second earlier
     out = train(kw_data, tmp_path / "m", model=str(tiny_model_dir), started_at=started, **FAST)
     wall = time.time() - started
@@ -62,6 +71,65 @@ def test_phases_recorded_and_sum_to_the_wall_time(
         val["text"].tolist(), batch_size=meta["train_config"]["eval_batch_size"]
     )
     np.testing.assert_array_equal(kept["logits"], expected)
+    # So are its CLS features (the out-of-scope fit reads them instead of a pass over val).
+    assert kept["features"] is not None
+    _, cls = predictor.features(
+        val["text"].tolist(), batch_size=meta["train_config"]["eval_batch_size"]
+    )
+    np.testing.assert_array_equal(kept["features"], cls)
+    # The collector is back as train() found it: on, nothing left frozen.
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_paused_gc_restores_the_collector_even_on_errors() -> None:
+    from intentkit.training.overhead import paused_gc
+
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError), paused_gc() as settle:
+        assert not gc.isenabled()
+        settle()
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+        raise RuntimeError("boom")
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    with paused_gc():  # an error before settle(): collection back on all the same
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:  # a caller that turned the collector off keeps it off
+        with paused_gc() as settle:
+            settle()
+            assert not gc.isenabled() and gc.get_freeze_count() == 0
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_known_outputs_answers_texts_it_has_run() -> None:
+    from intentkit.training.overhead import KnownOutputs
+
+    calls: list[tuple[str, tuple[str, ...]]] = []
+
+    class Fake:
+        labels = ["a", "b"]
+
+        def features(self, texts: list[str], batch_size: int = 64) -> tuple:
+            calls.append(("features", tuple(texts)))
+            return np.ones((len(texts), 2)), np.zeros((len(texts), 3))
+
+        def logits(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+            calls.append(("logits", tuple(texts)))
+            return np.full((len(texts), 2), 2.0)
+
+    known = KnownOutputs(Fake())
+    val_logits, val_cls = np.eye(2), np.arange(6.0).reshape(2, 3)
+    known.remember(["x", "y"], val_logits, val_cls)
+    assert known.features(["x", "y"])[1] is val_cls and known.logits(["x", "y"]) is val_logits
+    assert calls == [] and known.labels == ["a", "b"]
+    known.features(["z"])
+    known.features(["z"])
+    np.testing.assert_array_equal(known.logits(["z"]), np.ones((1, 2)))  # from that pass
+    np.testing.assert_array_equal(known.logits(["w"]), np.full((1, 2), 2.0))
+    assert calls == [("features", ("z",)), ("logits", ("w",))]
 
 
 def test_summary_line_and_share() -> None:

@@ -20,13 +20,23 @@ The cuts, each measured on 1 epoch of clinc150-travel with MiniLM (bench/RESULTS
 * the best checkpoint's metrics come from its evaluation's log entry (the same weights, the
   same batches: the same numbers) instead of ``trainer.evaluate()``;
 * loading the best checkpoint back is skipped when it is the one just saved from the weights
-  in memory (a one-epoch run, or a run whose last evaluation was its best).
+  in memory (a one-epoch run, or a run whose last evaluation was its best);
+* the evaluations also keep the validation rows' CLS features (a forward hook, as
+  :func:`intentkit.inference.features.forward_with_cls`), so the out-of-scope fit's pass over val
+  is the best evaluation's (:class:`KnownOutputs`), and out-of-scope texts go through the model
+  once for both their features and logits;
+* no cyclic garbage collection while ``train()`` imports and loads (:func:`paused_gc`): each full
+  collection walks every object torch and transformers created (~0.25 s at 450k objects, 8 of
+  them before the first step), and those objects are then frozen out of the collections during
+  training (accelerate's ``gc.collect()`` at the start of ``Trainer.train`` was 0.3 s).
 """
 
 from __future__ import annotations
 
+import gc
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -168,6 +178,88 @@ def best_val_logits(trainer: Any, order: np.ndarray) -> np.ndarray | None:
     return result
 
 
+def best_val_features(trainer: Any, order: np.ndarray) -> np.ndarray | None:
+    """Validation CLS features of the best checkpoint in the original row order, else None.
+
+    Kept next to the logits of :func:`best_val_logits` when the trainer was built with
+    ``keep_features=True``, under the same condition (the Predictor's batches).
+    """
+    step = best_step(trainer)
+    sorted_feats = trainer.eval_features.get(step) if step is not None else None
+    if sorted_feats is None or not trainer.same_batches_as_predictor:
+        return None
+    result = np.empty_like(sorted_feats)
+    result[order] = sorted_feats
+    return result
+
+
+class KnownOutputs:
+    """The Predictor, with ``features``/``logits`` of texts it has already run answered again.
+
+    ``features(texts)`` of a text list given to :meth:`remember` (the best evaluation's val
+    rows) or asked before, and ``logits(texts)`` of such a list, return the outputs already
+    computed on the same batches, instead of one more forward pass. Anything else is the
+    Predictor's.
+    """
+
+    def __init__(self, predictor: Any) -> None:
+        self.predictor = predictor
+        self.known: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
+
+    def remember(self, texts: Sequence[str], logits: np.ndarray, features: np.ndarray) -> None:
+        """Record ``(logits, features)`` of ``texts`` (rows in the order of ``texts``)."""
+        self.known[tuple(texts)] = (logits, features)
+
+    def features(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`intentkit.inference.predictor.Predictor.features`, once per text list."""
+        key = tuple(texts)
+        if key not in self.known:
+            self.known[key] = self.predictor.features(texts, batch_size=batch_size)
+        return self.known[key]
+
+    def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """:meth:`intentkit.inference.predictor.Predictor.logits`, from the features pass if any."""
+        known = self.known.get(tuple(texts))
+        if known is not None:
+            return known[0]
+        return self.predictor.logits(texts, batch_size=batch_size)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.predictor, name)
+
+
+@contextmanager
+def paused_gc() -> Iterator[Callable[[], None]]:
+    """No cyclic garbage collection until the yielded ``settle()``; restored on the way out.
+
+    Call ``settle()`` once the imports and the model are loaded: it freezes every object that
+    exists (``gc.freeze``: later collections skip them) and turns collection back on. On exit
+    the frozen objects are unfrozen (collectable again: the run's cycles, the Trainer with its
+    model among them, go at the caller's next full collection, as without the pause) and the
+    caller's setting is back. Does nothing when collection is off or objects are already frozen
+    (the caller manages the collector itself). Results cannot change: only when collections
+    run does, and the pause makes little cyclic garbage (imports, one model load).
+    """
+    if not gc.isenabled() or gc.get_freeze_count():
+        yield lambda: None
+        return
+    state = {"frozen": False}
+
+    def settle() -> None:
+        if not state["frozen"]:
+            gc.freeze()
+            state["frozen"] = True
+            gc.enable()
+
+    gc.disable()
+    try:
+        yield settle
+    finally:
+        if state["frozen"]:
+            gc.unfreeze()
+        gc.enable()
+
+
 def lean_trainer_class(base: type) -> type:
     """``base`` (the weighted-loss Trainer) with the cuts above and the phase clocks."""
     import torch
@@ -190,17 +282,25 @@ def lean_trainer_class(base: type) -> type:
         """One pass over val per evaluation, logits kept for calibration, clocks per phase."""
 
         def __init__(
-            self, *args: Any, predictor_batches: bool = True, world_size: int = 1, **kwargs: Any
+            self,
+            *args: Any,
+            predictor_batches: bool = True,
+            world_size: int = 1,
+            keep_features: bool = False,
+            **kwargs: Any,
         ) -> None:
             super().__init__(*args, **kwargs)
             self.step_window: list[float | None] = [None, None]
             self.eval_intervals: list[tuple[float, float]] = []
             self.checkpoint_intervals: list[tuple[float, float]] = []
             self.eval_logits: dict[int, np.ndarray] = {}
+            self.eval_features: dict[int, np.ndarray] = {}
             self.world_size = world_size
             # Batches equal the Predictor's only on one process and without pad rounding
             # (pad_to_multiple_of=8 on CUDA); otherwise calibration recomputes its logits.
             self.same_batches_as_predictor = predictor_batches and world_size == 1
+            # The out-of-scope fit reads val CLS features: keep them from each evaluation.
+            self.keep_features = keep_features and self.same_batches_as_predictor
             self.add_callback(StepWindowCallback(self))
 
         def _get_eval_sampler(self, eval_dataset: Any) -> Any:
@@ -212,14 +312,29 @@ def lean_trainer_class(base: type) -> type:
 
         def evaluation_loop(self, *args: Any, **kwargs: Any) -> Any:
             started = time.time()
-            output = super().evaluation_loop(*args, **kwargs)
+            cls: list[np.ndarray] = []
+            handle = None
+            if self.keep_features:
+                # last_hidden_state[:, 0] of each batch, as forward_with_cls reads it.
+                handle = self.model.base_model.register_forward_hook(
+                    lambda _m, _i, out: cls.append(out[0][:, 0].float().cpu().numpy())
+                )
+            try:
+                output = super().evaluation_loop(*args, **kwargs)
+            finally:
+                if handle is not None:
+                    handle.remove()
             step = int(self.state.global_step)
             best = best_step(self)
-            # Keep only this evaluation's logits and the best so far (a few hundred KB).
+            # Keep only this evaluation's outputs and the best so far (a few hundred KB).
             self.eval_logits = {k: v for k, v in self.eval_logits.items() if k == best}
+            self.eval_features = {k: v for k, v in self.eval_features.items() if k == best}
             if output.predictions is not None:
                 preds = output.predictions
-                self.eval_logits[step] = np.asarray(preds[0] if isinstance(preds, tuple) else preds)
+                logits = np.asarray(preds[0] if isinstance(preds, tuple) else preds)
+                self.eval_logits[step] = logits
+                if cls and sum(len(c) for c in cls) == len(logits):
+                    self.eval_features[step] = np.concatenate(cls)
             self.eval_intervals.append((started, time.time()))
             return output
 

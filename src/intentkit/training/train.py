@@ -66,6 +66,38 @@ def train(
     from intentkit.training import overhead as lo
 
     timer = lo.PhaseTimer(started_at)
+    # No cyclic GC while importing and loading; what they built is frozen before the first step.
+    with lo.paused_gc() as settle_gc:
+        return _train(
+            data,
+            out,
+            config=config,
+            preset=preset,
+            force=force,
+            resume=resume,
+            checkpoint_dir=checkpoint_dir,
+            callbacks=callbacks,
+            timer=timer,
+            settle_gc=settle_gc,
+            overrides=overrides,
+        )
+
+
+def _train(
+    data: str | Path,
+    out: str | Path,
+    *,
+    config: TrainConfig | None,
+    preset: str | None,
+    force: bool,
+    resume: bool,
+    checkpoint_dir: str | Path | None,
+    callbacks: list[Any] | None,
+    timer: Any,
+    settle_gc: Any,
+    overrides: dict[str, Any],
+) -> Path:
+    """:func:`train`'s body, under its phase timer and with ``settle_gc`` (:func:`paused_gc`)."""
     import torch
     from datasets import Dataset
     from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
@@ -86,6 +118,7 @@ def train(
         resolve_model,
     )
     from intentkit.training import checkpoints as ck
+    from intentkit.training import overhead as lo
     from intentkit.training import trainer as tu
     from intentkit.training.modelcard import render_model_card
 
@@ -198,10 +231,12 @@ def train(
             optimizers=(optimizer, None),
             predictor_batches=not on_cuda,  # CUDA pads to multiples of 8, the Predictor not
             world_size=world_size(),
+            keep_features=bool(cfg.calibrate and cfg.oos_scorer != "softmax"),
         )
         trainer.remove_callback(cbs.ProgressCallback)
         trainer.add_callback(cbs.QuietProgressCallback())
         timer.mark("model_load")
+        settle_gc()
         started = time.perf_counter()
         resumed_step = None
         if resume_from is not None:
@@ -227,19 +262,23 @@ def train(
             predictor = Predictor(
                 model, tokenizer, meta={"max_length": max_length}, device=model_device
             )
+            # Outputs already computed are not computed again (the best evaluation's val rows).
+            known = lo.KnownOutputs(predictor)
+            val_texts = val_df["text"].tolist()
             val_logits = lo.best_val_logits(trainer, val_order)
+            val_cls = lo.best_val_features(trainer, val_order)
             if val_logits is None:
-                texts = val_df["text"].tolist()
-                val_logits = predictor.logits(texts, batch_size=cfg.eval_batch_size)
+                val_logits = predictor.logits(val_texts, batch_size=cfg.eval_batch_size)
+            elif val_cls is not None:
+                known.remember(val_texts, val_logits, val_cls)
             calibration, feats = None, None
             if cfg.calibrate:
                 if cfg.oos_scorer != "softmax":
                     from intentkit.training.oos_fit import fit_features
 
-                    # One more inference pass over train + val for the CLS features
-                    # (the trainer's evaluation kept only logits).
+                    # One more inference pass, over the train rows, for their CLS features.
                     feats = fit_features(
-                        predictor,
+                        known,
                         train_df,
                         val_df,
                         oos_val,
@@ -248,7 +287,7 @@ def train(
                         cfg.eval_batch_size,
                     )
                 calibration = setup.calibrate_on_val(
-                    cfg, predictor, val_logits, val_df, oos_val, labels, feats=feats
+                    cfg, known, val_logits, val_df, oos_val, labels, feats=feats
                 )
             timer.mark("calibration")
             counts = ds.stats.get("label_counts") or {
