@@ -67,6 +67,8 @@ SCORE_KEYS = (
     "oos_scorer", "oos_separation",
 )  # fmt: skip
 MAX_WALL_S = 30 * 60  # each end-to-end run must stay under 30 minutes
+#: In-scope accuracy levels of the test-set recall curve (:func:`oos_curve`).
+CURVE_LEVELS = (0.93, 0.94, 0.95, 0.96)
 
 
 def run(cmd: list[str], log: Path, env: dict[str, str]) -> float:
@@ -81,6 +83,46 @@ def run(cmd: list[str], log: Path, env: dict[str, str]) -> float:
         sys.exit(f"command failed (rc {proc.returncode}) after {wall:.0f}s:\n{tail}")
     print(f"  {wall:.1f}s", flush=True)
     return wall
+
+
+def oos_curve(model: Path, data: Path, levels: tuple[float, ...] = CURVE_LEVELS) -> dict | None:
+    """Diagnostic, not an operating point: each score's best test oos recall when its
+    threshold is chosen *on the test split* to keep each in-scope accuracy level (rejected
+    in-scope rows count wrong; predicting the model's oos class always rejects). It shows how
+    much recall each score could buy at most, which the served threshold (chosen on
+    validation) cannot beat. None without out-of-scope test rows."""
+    import numpy as np
+    import pandas as pd
+
+    from intentkit.evaluation.calibration import choose_threshold
+    from intentkit.evaluation.evaluate import OOS_NAMES, scored_outputs
+    from intentkit.inference.decision import top
+    from intentkit.inference.predictor import Predictor
+
+    test = pd.read_parquet(data / "test.parquet")
+    pred = Predictor.from_dir(model, device="cpu", backend="torch")
+    cal = pred.calibration or {}
+    oos_names = {n for n in (cal.get("oos_label"), *OOS_NAMES) if n}
+    is_oos = test["label"].isin(oos_names).to_numpy()
+    if not is_oos.any():
+        return None
+    logits, _, scores = scored_outputs(pred, test["text"].tolist())
+    _, top_id, conf = top(logits, float(cal.get("temperature") or 1.0))
+    answer = np.array(pred.labels)[top_id]
+    pred_oos = np.isin(answer, list(oos_names))
+    correct = (answer == test["label"].to_numpy()) & ~is_oos
+    curve = {}
+    for name, score in {"softmax": conf, **scores}.items():
+        s = np.where(pred_oos, -np.inf, score)
+        curve[name] = {
+            f"{level:.2f}": choose_threshold(
+                s, correct, is_oos, level, probabilities=name == "softmax"
+            )["oos_recall"]
+            for level in levels
+        }
+    no_reject = float((correct & ~pred_oos)[~is_oos].mean())
+    return {"rule": oos_curve.__doc__.split(".")[0], "no_reject_in_scope_accuracy": no_reject,
+            "oos_recall_at_test_in_scope_accuracy": curve}  # fmt: skip
 
 
 def check(value: float | None, op: str, target: float) -> str:
@@ -176,6 +218,7 @@ def main() -> None:
         "training": meta.get("training"),
         "calibration": calibration,
         "operating_points": points,
+        "oos_curve": oos_curve(model, data),
         "machine": {
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
