@@ -114,14 +114,13 @@ def oos_curve(model: Path, data: Path, levels: tuple[float, ...] = CURVE_LEVELS)
     curve = {}
     for name, score in {"softmax": conf, **scores}.items():
         s = np.where(pred_oos, -np.inf, score)
-        curve[name] = {
-            f"{level:.2f}": choose_threshold(
-                s, correct, is_oos, level, probabilities=name == "softmax"
-            )["oos_recall"]
-            for level in levels
-        }
+        curve[name] = {}
+        for level in levels:  # None: no threshold keeps that accuracy
+            got = choose_threshold(s, correct, is_oos, level, probabilities=name == "softmax")
+            curve[name][f"{level:.2f}"] = got["oos_recall"] if got["constraint_met"] else None
     no_reject = float((correct & ~pred_oos)[~is_oos].mean())
-    return {"rule": oos_curve.__doc__.split(".")[0], "no_reject_in_scope_accuracy": no_reject,
+    rule = " ".join((oos_curve.__doc__ or "").split(".")[0].split())
+    return {"rule": rule, "no_reject_in_scope_accuracy": no_reject,
             "oos_recall_at_test_in_scope_accuracy": curve}  # fmt: skip
 
 
