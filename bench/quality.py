@@ -117,7 +117,8 @@ def oos_curve(model: Path, data: Path, levels: tuple[float, ...] = CURVE_LEVELS)
         curve[name] = {}
         for level in levels:  # None: no threshold keeps that accuracy
             got = choose_threshold(s, correct, is_oos, level, probabilities=name == "softmax")
-            curve[name][f"{level:.2f}"] = got["oos_recall"] if got["constraint_met"] else None
+            key = f"{round(100 * level)}"  # "95": no dot, so RESULTS.md placeholders can name it
+            curve[name][key] = got["oos_recall"] if got["constraint_met"] else None
     no_reject = float((correct & ~pred_oos)[~is_oos].mean())
     rule = " ".join((oos_curve.__doc__ or "").split(".")[0].split())
     return {"rule": rule, "no_reject_in_scope_accuracy": no_reject,

@@ -99,6 +99,7 @@ def _run(data: Path, out: Path, probe: bool, extra: list[str]) -> dict[str, floa
         phases.pop("outside_train_steps_share", None)
     phases["wall_s"] = wall
     phases["exit"] = wall - phases["total_s"]
+    phases["outside_s"] = wall - phases["train_steps"]
     phases["outside_share"] = 1 - phases["train_steps"] / wall
     return phases
 
