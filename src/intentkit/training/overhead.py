@@ -169,13 +169,7 @@ def best_val_logits(trainer: Any, order: np.ndarray) -> np.ndarray | None:
     Predictor's (``trainer.same_batches_as_predictor``), so the calibration sees the very
     logits ``Predictor.logits`` would compute.
     """
-    step = best_step(trainer)
-    sorted_logits = trainer.eval_logits.get(step) if step is not None else None
-    if sorted_logits is None or not trainer.same_batches_as_predictor:
-        return None
-    result = np.empty_like(sorted_logits)
-    result[order] = sorted_logits
-    return result
+    return _best_in_row_order(trainer, trainer.eval_logits, order)
 
 
 def best_val_features(trainer: Any, order: np.ndarray) -> np.ndarray | None:
@@ -184,12 +178,20 @@ def best_val_features(trainer: Any, order: np.ndarray) -> np.ndarray | None:
     Kept next to the logits of :func:`best_val_logits` when the trainer was built with
     ``keep_features=True``, under the same condition (the Predictor's batches).
     """
+    return _best_in_row_order(trainer, trainer.eval_features, order)
+
+
+def _best_in_row_order(
+    trainer: Any, kept: dict[int, np.ndarray], order: np.ndarray
+) -> np.ndarray | None:
+    """``kept[best step]`` (rows in length-sorted evaluation order) back in the original row
+    order, or None without a best step or when the batches were not the Predictor's."""
     step = best_step(trainer)
-    sorted_feats = trainer.eval_features.get(step) if step is not None else None
-    if sorted_feats is None or not trainer.same_batches_as_predictor:
+    rows = kept.get(step) if step is not None else None
+    if rows is None or not trainer.same_batches_as_predictor:
         return None
-    result = np.empty_like(sorted_feats)
-    result[order] = sorted_feats
+    result = np.empty_like(rows)
+    result[order] = rows
     return result
 
 
