@@ -105,9 +105,7 @@ class OosStats:
         if scorer == "knn":
             return self.knn_distance(features)
         if scorer == "combined" and self.combined_norm is not None:
-            m_mu, m_sd, k_mu, k_sd = (float(v) for v in self.combined_norm)
-            d_m, d_k = self.distance(features), self.knn_distance(features)
-            return (d_m - m_mu) / m_sd + (d_k - k_mu) / k_sd
+            return self._combine(self.distance(features), self.knn_distance(features))
         raise ModelError(
             f"these out-of-scope statistics serve {', '.join(self.scorers)}, not {scorer}; refit"
         )
@@ -118,9 +116,13 @@ class OosStats:
         if self.bank is not None:
             out["knn"] = self.knn_distance(features)
         if self.combined_norm is not None:
-            m_mu, m_sd, k_mu, k_sd = (float(v) for v in self.combined_norm)
-            out["combined"] = (out["mahalanobis"] - m_mu) / m_sd + (out["knn"] - k_mu) / k_sd
+            out["combined"] = self._combine(out["mahalanobis"], out["knn"])
         return out
+
+    def _combine(self, mahalanobis: np.ndarray, knn: np.ndarray) -> np.ndarray:
+        """The combined distance: both distances standardised by ``combined_norm``, summed."""
+        m_mu, m_sd, k_mu, k_sd = (float(v) for v in self.combined_norm)
+        return (mahalanobis - m_mu) / m_sd + (knn - k_mu) / k_sd
 
     def score(self, features: np.ndarray, scorer: str = "mahalanobis") -> np.ndarray:
         """The decision score, higher = more in-scope: ``-distance``."""
