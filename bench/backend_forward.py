@@ -1,7 +1,7 @@
 """One forward pass, PyTorch eager vs ONNX Runtime, fp32 on CPU: why ``--backend auto`` picks ONNX.
 
 Model: the serve benchmark's ModernBERT-base config with random weights (and optionally MiniLM),
-saved as an intentkit artifact and exported with ``intentkit.inference.onnx_backend.export_onnx``.
+saved as an intentkit artifact and exported with ``intentkit.export.onnx_graph.export_onnx``.
 Inputs:
 ``batch`` rows of ``--length`` random token ids. Both backends run side by side in one process
 with the same thread count, interleaved per repeat; also the 2048^2 matmul rate of each library
@@ -61,7 +61,7 @@ def main() -> None:
     from transformers import AutoModelForSequenceClassification
 
     from harness import matmul_peak_gflops
-    from intentkit.inference.onnx_backend import export_onnx
+    from intentkit.export.onnx_graph import export_onnx
     from intentkit.inference.onnx_runner import OnnxRunner
     from serve_load import prepare_models
 

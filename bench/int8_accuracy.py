@@ -9,7 +9,7 @@ Side by side, in one process, on the same texts:
 * ``int8-dynamic-old``: what ``--dtype int8`` served before issue #12, ONNX Runtime's
   ``quantize_dynamic`` with its defaults (per-tensor weight scales, embedding tables included);
 * ``int8-per-channel-v1``: the recipe of session 3 (per-channel weight scales, no SmoothQuant);
-* ``int8``: the export's current recipe (:mod:`intentkit.inference.quantize`), measured here even
+* ``int8``: the export's current recipe (:mod:`intentkit.export.quantize`), measured here even
   where
   the export gate refuses it (the gate's recorded verdict is not changed).
 
@@ -59,11 +59,11 @@ def main() -> None:
 
     from intentkit.artifact import read_meta
     from intentkit.data.dataset import load_prepared
+    from intentkit.export.onnx_graph import FILES, MANIFEST, export_dir, export_onnx
+    from intentkit.export.quantize import Int8Refused, _quantize_dynamic
     from intentkit.inference.decision import apply
-    from intentkit.inference.onnx_backend import FILES, MANIFEST, export_dir, export_onnx
     from intentkit.inference.onnx_runner import OnnxRunner
     from intentkit.inference.predictor import Predictor, load_oos_stats
-    from intentkit.inference.quantize import Int8Refused, _quantize_dynamic
 
     frame = load_prepared(args.data).split(args.split)
     texts, truth = frame["text"].tolist(), np.array(frame["label"].tolist())

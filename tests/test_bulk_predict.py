@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from intentkit.bulk.scoring import predict_file, progress_path
 from intentkit.cli import main
-from intentkit.inference.bulk import predict_file, progress_path
 from intentkit.inference.predictor import Predictor
 from serve_helpers import make_artifact
 
@@ -233,7 +233,7 @@ MEMORY_SCRIPT = textwrap.dedent(
     """
     import json, resource, sys
     from pathlib import Path
-    from intentkit.inference.bulk import predict_file
+    from intentkit.bulk.scoring import predict_file
     from intentkit.inference.predictor import Predictor
 
     art, small, big, out, headroom = sys.argv[1:6]

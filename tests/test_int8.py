@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from intentkit.cli import main
-from intentkit.inference import onnx_backend, quantize
+from intentkit.export import onnx_graph as onnx_backend
+from intentkit.export import quantize
+from intentkit.export.quantize import Int8Refused
 from intentkit.inference.predictor import Predictor
-from intentkit.inference.quantize import Int8Refused
 from serve_helpers import SAMPLE_TEXTS, make_artifact
 
 TEXTS = SAMPLE_TEXTS

@@ -13,7 +13,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "intentkit"
 STAGES = {
     **dict.fromkeys(("__init__", "config", "errors", "fsutil", "artifact", "modeling"), 0),
     "data": 1,
-    "inference": 2,
+    # export and bulk sit beside the runtime for now: Predictor still exports on demand.
+    **dict.fromkeys(("inference", "export", "bulk"), 2),
     "evaluation": 3,
     "training": 4,
     **dict.fromkeys(("serve", "packaging", "aws"), 5),

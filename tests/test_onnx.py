@@ -15,7 +15,7 @@ import pytest
 from intentkit.cli import main
 from intentkit.config import ServeConfig
 from intentkit.errors import ConfigError, ModelError
-from intentkit.inference import onnx_backend
+from intentkit.export import onnx_graph as onnx_backend
 from intentkit.inference.predictor import Predictor, resolve_backend
 from intentkit.serve.app import create_app
 from serve_helpers import SAMPLE_TEXTS, make_artifact, running, wait_ready
@@ -118,7 +118,7 @@ def test_read_only_model_dir_uses_a_shipped_export_or_the_user_cache(
 
 def test_concurrent_starts_export_once(artifact: Path, caplog: pytest.LogCaptureFixture) -> None:
     results: list[Path] = []
-    with caplog.at_level(logging.INFO, logger="intentkit.inference.onnx_backend"):
+    with caplog.at_level(logging.INFO, logger="intentkit.export.onnx_graph"):
         threads = [
             threading.Thread(target=lambda: results.append(onnx_backend.export_onnx(artifact)))
             for _ in range(3)

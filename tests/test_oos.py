@@ -248,7 +248,7 @@ def test_post_hoc_fit_writes_stats_described_in_the_artifact(maha_model: Path) -
 def test_torch_and_onnx_fp32_and_int8_give_the_same_decisions(
     fixture: str, request: pytest.FixtureRequest
 ) -> None:
-    from intentkit.inference.onnx_backend import GRAPH_VERSION, export_onnx
+    from intentkit.export.onnx_graph import GRAPH_VERSION, export_onnx
 
     maha_model = request.getfixturevalue(fixture)
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from intentkit.cli import main
-from intentkit.inference import onnx_backend
+from intentkit.export import onnx_graph as onnx_backend
 from intentkit.inference.predictor import Predictor
 from intentkit.packaging import hf_inference as handler
 from intentkit.packaging import is_hf_image, pack_model

@@ -10,7 +10,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from intentkit.inference.smoothquant import linear_groups, smooth  # noqa: E402
+from intentkit.export.smoothquant import linear_groups, smooth  # noqa: E402
 
 
 def _graph(path: Path, rng: np.random.Generator) -> None:

@@ -10,7 +10,7 @@ import typer
 
 from intentkit.cli.app import app
 from intentkit.errors import ConfigError, OutputExistsError
-from intentkit.inference.quantize import DEFAULT_MIN_AGREEMENT
+from intentkit.export.quantize import DEFAULT_MIN_AGREEMENT
 
 EXPORT_FORMATS = ("onnx", "sagemaker", "sagemaker-hf")
 #: --format -> pack_model's fmt
@@ -101,8 +101,8 @@ def export(
 def _export_onnx(
     model_dir: Path, *, int8: bool, force: bool, min_agreement: float, data: Path | None
 ) -> None:
-    from intentkit.inference.onnx_backend import MANIFEST, export_dir, export_onnx
-    from intentkit.inference.quantize import Int8Refused
+    from intentkit.export.onnx_graph import MANIFEST, export_dir, export_onnx
+    from intentkit.export.quantize import Int8Refused
 
     try:
         path = export_onnx(

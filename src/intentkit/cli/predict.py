@@ -2,7 +2,7 @@
 
 ``--endpoint NAME|URL`` sends them to a deployed endpoint through its target's invoker,
 ``--model MODEL_DIR`` predicts in this process (``--file``: a streaming, resumable bulk run,
-:mod:`intentkit.inference.bulk`), and ``--target sagemaker`` runs a SageMaker batch transform from
+:mod:`intentkit.bulk.scoring`), and ``--target sagemaker`` runs a SageMaker batch transform from
 S3 to S3. One JSON line (or Parquet row) per text, whichever way.
 """
 
@@ -187,7 +187,7 @@ def predict(
     if model is not None and file is not None:
         if texts:
             raise ConfigError("give texts as arguments or --file, not both")
-        from intentkit.inference.bulk import predict_file, summary_line
+        from intentkit.bulk.scoring import predict_file, summary_line
 
         result = predict_file(
             Path(model),

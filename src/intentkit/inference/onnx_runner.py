@@ -1,4 +1,4 @@
-"""An ONNX Runtime CPU session over an exported graph (:mod:`intentkit.inference.onnx_backend`)."""
+"""An ONNX Runtime CPU session over an exported graph (:mod:`intentkit.export.onnx_graph`)."""
 
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ def resolve_dtype(dtype: str, device: str) -> Any:
     """Map ``auto|fp32|bf16|fp16|int8`` to the torch dtype the weights load in on ``device``.
 
     Half precision needs a GPU; ``int8`` loads fp32 weights that
-    :func:`intentkit.inference.quantize.quantize_int8` then converts, and is CPU-only (PyTorch's
+    :func:`intentkit.export.quantize.quantize_int8` then converts, and is CPU-only (PyTorch's
     dynamic int8 kernels are CPU kernels).
     """
     import torch
@@ -65,7 +65,7 @@ def resolve_backend(backend: str, device: str, dtype: str) -> str:
     installed (it is 2-3x faster than PyTorch eager fp32 on CPUs; bench/RESULTS.md).
     """
     from intentkit.config import BACKENDS
-    from intentkit.inference.onnx_backend import onnx_available, require_onnx
+    from intentkit.export.onnx_graph import onnx_available, require_onnx
 
     if backend not in BACKENDS:
         raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend}")
@@ -106,9 +106,9 @@ def _onnx_runner(path: Path, dtype: str, threads: int | None, *, strict: bool) -
     """An OnnxRunner over the (cached) export of ``path``; None with a warning if not strict."""
     import logging
 
-    from intentkit.inference.onnx_backend import export_onnx
+    from intentkit.export.onnx_graph import export_onnx
+    from intentkit.export.quantize import Int8Refused
     from intentkit.inference.onnx_runner import OnnxRunner
-    from intentkit.inference.quantize import Int8Refused
 
     try:
         onnx_path = export_onnx(path, int8=dtype == "int8")
@@ -190,7 +190,7 @@ class Predictor:
         ``int8`` (CPU only) quantizes the linear layers dynamically for faster serving.
 
         ``backend`` is ``torch``, ``onnx`` (ONNX Runtime on CPU, fp32 or int8; the export is
-        made once and cached next to the weights, see :mod:`intentkit.inference.onnx_backend`) or
+        made once and cached next to the weights, see :mod:`intentkit.export.onnx_graph`) or
         ``auto`` (``onnx`` on CPU when onnxruntime is installed and the export verifies,
         else ``torch`` with a warning saying why).
 
@@ -231,7 +231,7 @@ class Predictor:
         model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch_dtype)
         model.to(device)
         if dtype == "int8":
-            from intentkit.inference.quantize import quantize_int8
+            from intentkit.export.quantize import quantize_int8
 
             model = quantize_int8(model.eval())
         return cls(

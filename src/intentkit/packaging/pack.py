@@ -21,8 +21,8 @@ from typing import Any
 
 from intentkit.artifact import check_artifact_dir
 from intentkit.errors import ConfigError, ModelError
+from intentkit.export.onnx_graph import MANIFEST, export_onnx, fingerprint, onnx_available
 from intentkit.fsutil import atomic_open
-from intentkit.inference.onnx_backend import MANIFEST, export_onnx, fingerprint, onnx_available
 
 FORMATS = ("intentkit", "sagemaker-hf")
 #: ECR repository of the Hugging Face inference images (also ``...-neuron``/``-neuronx``). TGI
@@ -148,7 +148,7 @@ def pack_model(
         fmt: ``intentkit`` (intentkit's image) or ``sagemaker-hf`` (Hugging Face inference image).
         onnx: ``intentkit`` only: ship the ONNX export (made now if missing or stale).
         int8: ``intentkit`` only: ship the int8 graph too (for ``--dtype int8``), which must
-            have passed the agreement gate (:func:`intentkit.inference.onnx_backend.export_onnx`).
+            have passed the agreement gate (:func:`intentkit.export.onnx_graph.export_onnx`).
         min_agreement: int8 only: the gate's minimum (None: the recorded one, else 99.5 %).
         data: int8 only: prepared data to measure agreement on (None: the training data).
 

@@ -1,10 +1,10 @@
 """Bulk prediction: a file of any size in, one scored row per text out, resumable after a kill.
 
 ``intentkit predict --model M --file BIG --output OUT`` calls :func:`predict_file`. The input is
-read record by record (:mod:`intentkit.inference.bulk_readers`), every ``chunk_size`` texts go to
+read record by record (:mod:`intentkit.bulk.readers`), every ``chunk_size`` texts go to
 :meth:`Predictor.logits` in one call, which sorts them by token length and cuts batches of
 ``batch_size`` (little padding); the rows, back in input order, go to a writer
-(:mod:`intentkit.inference.bulk_writers`). Memory holds one chunk.
+(:mod:`intentkit.bulk.writers`). Memory holds one chunk.
 
 Resume design (kill -9 at any instant is safe). Per chunk, in this order:
 
@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from intentkit.bulk.readers import Reader, fingerprint, input_kind, open_reader
+from intentkit.bulk.writers import JsonlSink, ParquetSink, output_kind, parts_dir
 from intentkit.errors import ConfigError, DataError, OutputExistsError
 from intentkit.fsutil import atomic_write_json
-from intentkit.inference.bulk_readers import Reader, fingerprint, input_kind, open_reader
-from intentkit.inference.bulk_writers import JsonlSink, ParquetSink, output_kind, parts_dir
 
 STATE_VERSION = 1
 #: Bad line numbers kept for the summary; the full list is in OUT.errors.jsonl.

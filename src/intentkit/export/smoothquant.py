@@ -1,6 +1,6 @@
 """SmoothQuant-style scale migration on the fp32 ONNX graph, before dynamic int8 quantisation.
 
-Dynamic int8 (:mod:`intentkit.inference.quantize`) quantises each MatMul's activation with one
+Dynamic int8 (:mod:`intentkit.export.quantize`) quantises each MatMul's activation with one
 range per batch. A few activation channels of a fine-tuned encoder are tens of times larger than
 the rest, so that one range spends most of the 256 levels on them and rounds the others coarsely.
 SmoothQuant (Xiao et al. 2023, https://arxiv.org/abs/2211.10438) divides every input channel j of

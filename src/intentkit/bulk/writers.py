@@ -1,4 +1,4 @@
-"""Committed writers for bulk prediction (:mod:`intentkit.inference.bulk`): JSON Lines and Parquet.
+"""Committed writers for bulk prediction (:mod:`intentkit.bulk.scoring`): JSON Lines and Parquet.
 
 A writer appends rows and, on ``commit``, makes them durable and returns the point a resumed
 run truncates back to: a byte size for JSON Lines, a part count for Parquet.

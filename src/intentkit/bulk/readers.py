@@ -1,4 +1,4 @@
-"""Streaming readers for bulk prediction (:mod:`intentkit.inference.bulk`).
+"""Streaming readers for bulk prediction (:mod:`intentkit.bulk.scoring`).
 
 Readers yield one :class:`Item` per input record and expose a resumable :attr:`position`:
 ``(offset, line)`` after the last record handed out. Text, JSON Lines and CSV/TSV are read as

@@ -12,7 +12,7 @@ leaving the embeddings or the classifier head in fp32 (no change). Excluding nod
 in bulk: the error is spread over all layers, FFN down-projections first; keeping all six in
 fp32 reaches 99.5 % on test (99.47 % on val) but costs a third of the int8 GEMM work.
 What does help is to flatten the activations first: SmoothQuant's scale migration
-(:mod:`intentkit.inference.smoothquant`, scales from 512 training texts, alpha 0.8) keeps
+(:mod:`intentkit.export.smoothquant`, scales from 512 training texts, alpha 0.8) keeps
 99.8 % of the test answers (99.6 % on val) at nearly the same speed, so it is the recipe. The
 quantisation itself is ONNX Runtime's (``onnxruntime.quantization``); this module picks its
 options, records them and measures the result.
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from intentkit.errors import ModelError
-from intentkit.inference.smoothquant import ALPHA, CALIBRATION_TEXTS
+from intentkit.export.smoothquant import ALPHA, CALIBRATION_TEXTS
 
 if TYPE_CHECKING:  # numpy is imported where used: the CLI imports this module for a default
     import numpy as np
@@ -48,7 +48,7 @@ HELD_OUT_SHARE = 0.1
 #: made with another recipe is then re-quantised instead of reused.
 RECIPE: dict[str, Any] = {
     "name": "smoothquant-dynamic-per-channel-v2",
-    "library": "intentkit.inference.smoothquant, then onnxruntime.quantization.quantize_dynamic",
+    "library": "intentkit.export.smoothquant, then onnxruntime.quantization.quantize_dynamic",
     "method": "dynamic",
     "weights": "int8, symmetric, one scale per output channel",
     "activations": "uint8, range taken per batch at run time, after SmoothQuant scale migration",
@@ -79,7 +79,7 @@ def quantize(
     """
     import tempfile
 
-    from intentkit.inference.smoothquant import smooth
+    from intentkit.export.smoothquant import smooth
 
     recipe = {**RECIPE, "calibration_texts": 0}
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".smoothquant-") as scratch:

@@ -8,7 +8,7 @@ Exporting and quantizing are done by the libraries (``torch.onnx``, ``onnxruntim
 this module only caches, verifies and loads their output.
 
 Layout: ``MODEL_DIR/onnx/model.onnx`` (fp32), ``model.int8.onnx`` (int8 weights, see
-:mod:`intentkit.inference.quantize`) and ``export.json`` (the source fingerprint, versions, the
+:mod:`intentkit.export.quantize`) and ``export.json`` (the source fingerprint, versions, the
 measured max |logit difference|, and for int8 the recipe and its measured agreement with fp32's
 answers). An export is reused while the artifact's config and weights are unchanged. When
 ``MODEL_DIR`` is read-only the export goes to the user cache folder instead; the artifact is never
@@ -92,7 +92,7 @@ def export_dir(model_dir: Path) -> Path:
 def _has(manifest: dict[str, Any], folder: Path, kind: str) -> bool:
     """Whether the manifest lists the ``kind`` graph and its file is there (int8: made with the
     current recipe and its agreement measured)."""
-    from intentkit.inference.quantize import RECIPE
+    from intentkit.export.quantize import RECIPE
 
     info = manifest.get("files", {}).get(kind)
     if info is None or not (folder / FILES[kind]).is_file():
@@ -217,14 +217,14 @@ def export_onnx(
     ModelError, so a graph that traced a shape-specific branch is never served.
 
     int8: the graph's answers are compared with fp32's on validation texts (``data``, else the
-    artifact's recorded data folder; :func:`intentkit.inference.quantize.agreement_texts`) and the
+    artifact's recorded data folder; :func:`intentkit.export.quantize.agreement_texts`) and the
     result is recorded. Under ``min_agreement`` (None: the one recorded, else
-    :data:`~intentkit.inference.quantize.DEFAULT_MIN_AGREEMENT`) the graph stays on disk for
-    inspection, marked refused, and :class:`~intentkit.inference.quantize.Int8Refused` is raised,
+    :data:`~intentkit.export.quantize.DEFAULT_MIN_AGREEMENT`) the graph stays on disk for
+    inspection, marked refused, and :class:`~intentkit.export.quantize.Int8Refused` is raised,
     here and by every
     later load, until an export accepts it with a lower ``min_agreement``.
     """
-    from intentkit.inference.quantize import check_accepted, gate
+    from intentkit.export.quantize import check_accepted, gate
 
     model_dir = check_artifact_dir(model_dir)
     require_onnx()
@@ -263,7 +263,7 @@ def _export_locked(
     min_agreement: float | None,
     data: str | Path | None,
 ) -> Path:
-    from intentkit.inference.quantize import DEFAULT_MIN_AGREEMENT, gate
+    from intentkit.export.quantize import DEFAULT_MIN_AGREEMENT, gate
 
     target = folder / FILES[kind]
     current = fingerprint(model_dir)
@@ -310,7 +310,7 @@ def _export_locked(
     if kind == "int8":
         previous = manifest["files"].get("int8") or {}
         if not _has(manifest, folder, "int8"):
-            from intentkit.inference.quantize import calibration_feeds
+            from intentkit.export.quantize import calibration_feeds
 
             feeds = calibration_feeds(read_meta(model_dir), data, tokenizer, max_length)
             previous = _quantize_verified(model, fp32, target, batches, feeds)
@@ -337,7 +337,7 @@ def _quantize_verified(
 
     ``feeds``: training-text batches for the SmoothQuant scales (empty: none found).
     """
-    from intentkit.inference.quantize import quantize
+    from intentkit.export.quantize import quantize
 
     log.info("quantizing %s to int8 (SmoothQuant + ONNX Runtime, per-channel weights)", fp32)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
@@ -354,8 +354,8 @@ def _measure_agreement(
     fp32: Path, int8: Path, tokenizer: Any, config: Any, model_dir: Path, data: str | Path | None
 ) -> dict[str, Any]:
     """How often the int8 graph serves fp32's answer on the validation texts (the gate's input)."""
+    from intentkit.export.quantize import agreement_texts, answer_agreement
     from intentkit.inference.predictor import Predictor, load_oos_stats
-    from intentkit.inference.quantize import agreement_texts, answer_agreement
 
     meta = read_meta(model_dir)
     texts, source = agreement_texts(meta, data)

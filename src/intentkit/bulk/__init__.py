@@ -1,0 +1,1 @@
+"""Bulk scoring: a file of any size in, one scored row per text out, resumable after a kill."""
