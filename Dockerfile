@@ -1,6 +1,6 @@
 # intentkit image: a SageMaker bring-your-own container for both training and serving.
 # SageMaker runs it with the single argument `train` or `serve`; the entry point passes it to
-# `intentkit container`, which works over /opt/ml (see src/intentkit/container/):
+# `intentkit container`, which works over /opt/ml (see src/intentkit/sagemaker/image/):
 #   docker build -t intentkit .                                      # CPU
 #   docker build -t intentkit:gpu --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 .
 #   docker run -p 8080:8080 -v $PWD/model:/opt/ml/model:ro intentkit          # = `serve`

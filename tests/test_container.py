@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 
 from intentkit.artifact import check_artifact_dir
-from intentkit.container.paths import OptMl
-from intentkit.container.training import failure_reported
+from intentkit.sagemaker.image.paths import OptMl
+from intentkit.sagemaker.image.training import failure_reported
 from intentkit.training.checkpoints import complete_checkpoints
 from serve_helpers import free_port
 from train_helpers import cli_cmd, cli_env, keywords_prepared
@@ -298,9 +298,9 @@ def test_two_hosts_train_one_model_with_torchrun(
 def test_sagemaker_target_hyperparameters_round_trip() -> None:
     # `train --target sagemaker` writes the resolved config as strings; the container must read
     # back exactly that config, or the job trains something else than the user asked for.
-    from intentkit.aws.training import hyperparameters as to_hyperparameters
     from intentkit.config import TrainConfig, to_dict
-    from intentkit.container.hyperparameters import check_train_config, parse_hyperparameters
+    from intentkit.sagemaker.image.hyperparameters import check_train_config, parse_hyperparameters
+    from intentkit.sagemaker.training_job import hyperparameters as to_hyperparameters
 
     cfg = TrainConfig(
         model="minilm", epochs=2.5, lr=3e-5, warmup_steps=10, calibrate=False,

@@ -17,8 +17,9 @@ STAGES = {
     **dict.fromkeys(("inference", "export", "bulk"), 2),
     "evaluation": 3,
     "training": 4,
-    **dict.fromkeys(("serve", "packaging", "aws"), 5),
-    **dict.fromkeys(("endpoints", "container"), 6),
+    "serve": 5,
+    # sagemaker/ holds the client side and, in sagemaker/image, what runs inside the image.
+    **dict.fromkeys(("endpoints", "sagemaker"), 6),
     **dict.fromkeys(("quickstart", "cli", "__main__"), 7),
 }
 MAX_LINES = 400

@@ -16,8 +16,8 @@ import pytest
 from intentkit.cli import main
 from intentkit.export import onnx_graph as onnx_backend
 from intentkit.inference.predictor import Predictor
-from intentkit.packaging import hf_inference as handler
-from intentkit.packaging import is_hf_image, pack_model
+from intentkit.sagemaker.image import hf_inference as handler
+from intentkit.sagemaker.pack import is_hf_image, pack_model
 from serve_helpers import make_artifact
 
 TEXTS = [
@@ -149,7 +149,7 @@ def test_intentkit_archive_without_onnx_is_the_artifact_alone(
 def test_a_failed_pack_leaves_the_old_archive_and_no_temp_file(
     tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from intentkit.packaging import pack
+    from intentkit.sagemaker import pack
 
     model = make_artifact(tiny_model_dir, tmp_path / "model")
     dest = tmp_path / "out" / "model.tar.gz"

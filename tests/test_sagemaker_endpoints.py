@@ -209,7 +209,7 @@ def test_failed_step_deletes_what_it_created(
 ):
     state = tmp_path / "state"
     if step == "uploading":  # the bucket vanished between the check and the upload
-        from intentkit.aws.session import Aws
+        from intentkit.sagemaker.session import Aws
 
         monkeypatch.setattr(Aws, "bucket", lambda self: "vanished-bucket")
         rc = _deploy(artifact, state)

@@ -104,7 +104,7 @@ def test_training_job_request(aws: str, kw_data: Path, tmp_path: Path, capsys) -
         resume=False,
         overrides={"epochs": 2, "batch_size": 8, "calibrate": False},
     )
-    from intentkit.container.hyperparameters import check_train_config, parse_hyperparameters
+    from intentkit.sagemaker.image.hyperparameters import check_train_config, parse_hyperparameters
 
     assert to_dict(check_train_config(parse_hyperparameters(hp))) == to_dict(expected)
 
@@ -158,7 +158,7 @@ def test_completed_job_fills_model_dir(
 def _fake_describe(monkeypatch: pytest.MonkeyPatch, operation: str, answer: dict) -> None:
     """Make AWS answer ``operation`` with ``answer`` (botocore's before-call hook; the request
     is not sent). Every other request still goes to moto."""
-    from intentkit.aws.session import Aws
+    from intentkit.sagemaker.session import Aws
 
     original = Aws.client
 

@@ -2,7 +2,7 @@
 
 Typer reads these annotations at runtime, so they use ``Optional[...]`` (Python 3.10).
 Values left unset fall back to ``INTENTKIT_SAGEMAKER_*`` in
-:meth:`intentkit.aws.session.AwsSettings.resolve`, read once when the command starts.
+:meth:`intentkit.sagemaker.session.AwsSettings.resolve`, read once when the command starts.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ DryRun = Annotated[
 
 
 def aws_settings(region: str | None, role: str | None, bucket: str | None, dry_run: bool) -> object:
-    """The resolved :class:`~intentkit.aws.session.AwsSettings` (flags, then env)."""
-    from intentkit.aws.session import AwsSettings
+    """The resolved :class:`~intentkit.sagemaker.session.AwsSettings` (flags, then env)."""
+    from intentkit.sagemaker.session import AwsSettings
 
     return AwsSettings.resolve(region=region, role=role, bucket=bucket, dry_run=dry_run)

@@ -35,11 +35,11 @@ def train_cmd() -> None:
     29500). On failure, a one-line reason goes to output/failure; exit 2 for user errors, 1
     otherwise.
     """
-    from intentkit.container.paths import opt_ml_from_env
-    from intentkit.container.training import failure_reported, run_training_job
+    from intentkit.sagemaker.image.paths import opt_ml_from_env
+    from intentkit.sagemaker.image.training import failure_reported, run_training_job
 
     # The job's only record is its log: say what was detected and decided.
-    logging.getLogger("intentkit.container").setLevel(logging.INFO)
+    logging.getLogger("intentkit.sagemaker.image").setLevel(logging.INFO)
     paths = opt_ml_from_env()
     with failure_reported(paths):
         out = run_training_job(paths, environ=dict(os.environ))
@@ -55,7 +55,7 @@ def serve_cmd() -> None:
     $INTENTKIT_PORT overrides the port. Request limits follow SageMaker's payload sizes
     (6 MB, or $SAGEMAKER_MAX_PAYLOAD_IN_MB in batch transform) instead of serve's 1 MB.
     """
-    from intentkit.container.paths import opt_ml_from_env
-    from intentkit.container.serving import port_from_env, serve_model
+    from intentkit.sagemaker.image.paths import opt_ml_from_env
+    from intentkit.sagemaker.image.serving import port_from_env, serve_model
 
     serve_model(opt_ml_from_env(), port=port_from_env(os.environ), environ=os.environ)

@@ -173,7 +173,7 @@ def _refuse(given: dict[str, bool], kind: str, fix: str) -> None:
 
 def _sagemaker_options(settings: Any, image: str | None, **given: Any) -> Any:
     """The :class:`SageMakerOptions` for the flags given (unset ones keep its defaults)."""
-    from intentkit.endpoints.sagemaker import SageMakerOptions
+    from intentkit.sagemaker.endpoint import SageMakerOptions
 
     return SageMakerOptions(
         settings=settings, image=image, **{k: v for k, v in given.items() if v is not None}

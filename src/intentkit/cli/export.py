@@ -150,7 +150,7 @@ def _pack(
     data: Path | None,
 ) -> None:
     from intentkit.artifact import check_artifact_dir
-    from intentkit.packaging import pack_model
+    from intentkit.sagemaker.pack import pack_model
 
     model_dir = check_artifact_dir(model_dir).resolve()
     if output is None:

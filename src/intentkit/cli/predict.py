@@ -249,9 +249,9 @@ def _predict_sagemaker(
     sm: dict[str, Any],
     state_dir: Path | None,
 ) -> None:
-    """``predict --target sagemaker``: a batch transform (``intentkit.aws.transform``)."""
-    from intentkit.aws.session import AwsSettings
-    from intentkit.aws.transform import TransformOptions, transform_on_sagemaker
+    """``predict --target sagemaker``: a batch transform (``intentkit.sagemaker.transform``)."""
+    from intentkit.sagemaker.session import AwsSettings
+    from intentkit.sagemaker.transform import TransformOptions, transform_on_sagemaker
 
     if target != "sagemaker":
         raise ConfigError(f"--target {target}: unknown target; use local or sagemaker")

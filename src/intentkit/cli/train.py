@@ -142,7 +142,7 @@ def train_cmd(
         flags.pop(name)
     sagemaker = {name: flags.pop(name) for name in _SAGEMAKER_FLAGS}
     if _sagemaker_target(target, sagemaker, resume=resume, checkpoint_dir=checkpoint_dir):
-        from intentkit.aws.training import train_on_sagemaker
+        from intentkit.sagemaker.training_job import train_on_sagemaker
 
         train_on_sagemaker(
             data, out, preset=preset, force=force, **_sagemaker_args(sagemaker), **flags
@@ -201,8 +201,8 @@ def _sagemaker_target(
 
 def _sagemaker_args(sm: dict) -> dict:
     """``train_on_sagemaker``'s settings and options from the popped CLI flags."""
-    from intentkit.aws.session import AwsSettings
-    from intentkit.aws.training import SageMakerTrainOptions
+    from intentkit.sagemaker.session import AwsSettings
+    from intentkit.sagemaker.training_job import SageMakerTrainOptions
 
     settings = AwsSettings.resolve(
         region=sm["region"], role=sm["role"], bucket=sm["bucket"], dry_run=sm["dry_run"]

@@ -17,7 +17,7 @@ from intentkit.errors import ConfigError
 #: ``--target`` value -> ``module:class`` implementing it.
 TARGETS = {
     "local": "intentkit.endpoints.local:LocalTarget",
-    "sagemaker": "intentkit.endpoints.sagemaker:SageMakerTarget",
+    "sagemaker": "intentkit.sagemaker.endpoint:SageMakerTarget",
 }
 
 

@@ -1,15 +1,16 @@
 """The ``sagemaker`` target: SageMaker real-time endpoints, as the reference notebook deployed them.
 
-``deploy`` packs the artifact (:func:`intentkit.packaging.pack_model`), uploads it to
+``deploy`` packs the artifact (:func:`intentkit.sagemaker.pack.pack_model`), uploads it to
 ``s3://BUCKET/intentkit/endpoints/<name>/<stamp>/model.tar.gz`` and creates a model, an endpoint
 config (one ``AllTraffic`` variant) and the endpoint, waits for ``InService``, and optionally
 registers target-tracking autoscaling. Everything is created with boto3 through
-:meth:`intentkit.aws.session.Aws.call`, so ``--dry-run`` prints the exact request list. A failure
-at any step deletes what that call created, newest first. ``delete`` runs the same teardown for a
-recorded endpoint (the reference's three deletes, plus autoscaling and the uploaded archive).
+:meth:`intentkit.sagemaker.session.Aws.call`, so ``--dry-run`` prints the exact request list.
+A failure at any step deletes what that call created, newest first. ``delete`` runs the same
+teardown for a recorded endpoint (the reference's three deletes, plus autoscaling and the
+uploaded archive).
 
 The request list itself (names, bodies, teardown order) lives in
-:mod:`intentkit.endpoints.sagemaker_requests`; this module is the control flow.
+:mod:`intentkit.sagemaker.endpoint_requests`; this module is the control flow.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from intentkit.artifact import check_artifact_dir
-from intentkit.aws.session import Aws, AwsError, AwsSettings
-from intentkit.endpoints import sagemaker_requests as req
 from intentkit.endpoints.base import Invoke, Target
 from intentkit.errors import ConfigError, IntentkitError, ModelError
+from intentkit.sagemaker import endpoint_requests as req
+from intentkit.sagemaker.session import Aws, AwsError, AwsSettings
 
 #: SageMaker's EndpointName rule (CreateEndpoint API reference).
 ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
@@ -171,7 +172,7 @@ class SageMakerTarget(Target):
 
         Returns the registry record (not recorded in a dry run, which only prints requests).
         """
-        from intentkit.packaging import is_hf_image, pack_model
+        from intentkit.sagemaker.pack import is_hf_image, pack_model
 
         opts: SageMakerOptions = options if options is not None else SageMakerOptions()
         check_endpoint_name(name)

@@ -6,7 +6,8 @@ Two layouts, one per serving image:
   read-only): the artifact's files at the archive root plus its verified ONNX export in
   ``onnx/``, so the endpoint starts without exporting (seconds to tens of seconds per start).
 * ``sagemaker-hf``, for the Hugging Face inference containers: the artifact's files plus
-  ``code/inference.py`` (:mod:`intentkit.packaging.hf_inference`), which those containers import.
+  ``code/inference.py`` (:mod:`intentkit.sagemaker.image.hf_inference`), which those
+  containers import.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ FORMATS = ("intentkit", "sagemaker-hf")
 #: ECR repository of the Hugging Face inference images (also ``...-neuron``/``-neuronx``). TGI
 #: (``huggingface-pytorch-tgi-inference``) and TEI images run no user code, so they do not count.
 HF_REPOSITORY = "huggingface-pytorch-inference"
-HANDLER = Path(__file__).with_name("hf_inference.py")
+HANDLER = Path(__file__).parent / "image" / "hf_inference.py"
 # Never part of an artifact: editors' and writers' temp files, and archives someone left there.
 SKIP_SUFFIXES = (".tmp", ".partial", ".lock", ".tar.gz", ".tgz")
 # gzip level 1: weights are float tensors that gzip barely shrinks (MiniLM's safetensors: 91.9 %

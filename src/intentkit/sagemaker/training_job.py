@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from intentkit.aws.jobs import (
+from intentkit.config import TrainConfig
+from intentkit.errors import ConfigError, ModelError
+from intentkit.sagemaker.jobs import (
     JobFailedError,
     check_image,
     check_instances,
@@ -31,9 +33,7 @@ from intentkit.aws.jobs import (
     follow_job,
     raise_unless_completed,
 )
-from intentkit.aws.session import Aws, AwsSettings
-from intentkit.config import TrainConfig
-from intentkit.errors import ConfigError, ModelError
+from intentkit.sagemaker.session import Aws, AwsSettings
 
 #: Key prefix of everything one job puts in the bucket.
 S3_PREFIX = "intentkit"

@@ -1,6 +1,6 @@
 """The SageMaker requests behind ``deploy``/``delete --target sagemaker``: names, bodies, teardown.
 
-Kept apart from the control flow in :mod:`intentkit.endpoints.sagemaker` so the full request list
+Kept apart from the control flow in :mod:`intentkit.sagemaker.endpoint` so the full request list
 (what a dry run prints, what a failure undoes) reads in one place. Every resource gets the tags
 ``created-by=intentkit`` and ``intentkit-endpoint=<name>``, so leftovers are easy to find in the
 console or with ``aws resourcegroupstaggingapi get-resources``.
@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from intentkit.aws.session import Aws, AwsError, split_s3_uri
+from intentkit.sagemaker.session import Aws, AwsError, split_s3_uri
 
 VARIANT = "AllTraffic"  #: the one production variant, as the SDK names it
 NAMESPACE = "sagemaker"

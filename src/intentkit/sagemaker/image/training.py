@@ -17,14 +17,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from intentkit.config import TrainConfig
-from intentkit.container.channels import prepared_data
-from intentkit.container.hyperparameters import (
+from intentkit.errors import ConfigError, IntentkitError
+from intentkit.sagemaker.image.channels import prepared_data
+from intentkit.sagemaker.image.hyperparameters import (
     Hyperparameters,
     check_train_config,
     parse_hyperparameters,
 )
-from intentkit.container.paths import OptMl, Resources, read_json, read_resources
-from intentkit.errors import ConfigError, IntentkitError
+from intentkit.sagemaker.image.paths import OptMl, Resources, read_json, read_resources
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ line, in order, so SageMaker can split the input by line and join the answers by
 
 Payload size: ``MultiRecord`` packs as many lines into one request as fit ``MaxPayloadInMB``.
 ``intentkit container serve`` sizes its request limits to that (6 MB, or the job's
-``SAGEMAKER_MAX_PAYLOAD_IN_MB``: :func:`intentkit.container.serving.container_serve_config`),
+``SAGEMAKER_MAX_PAYLOAD_IN_MB``: :func:`intentkit.sagemaker.image.serving.container_serve_config`),
 so a full request of short lines is admitted instead of refused with a 413 that fails the job.
 """
 
@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from intentkit.aws.jobs import (
+from intentkit.sagemaker.jobs import (
     check_image,
     check_instances,
     check_name,
@@ -26,7 +26,7 @@ from intentkit.aws.jobs import (
     follow_job,
     raise_unless_completed,
 )
-from intentkit.aws.session import Aws, AwsError, AwsSettings
+from intentkit.sagemaker.session import Aws, AwsError, AwsSettings
 
 JSONLINES = "application/jsonlines"
 #: MB per request: SageMaker's real-time cap, which the container's server always admits.

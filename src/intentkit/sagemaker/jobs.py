@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from intentkit.aws.session import Aws, AwsError
 from intentkit.errors import ConfigError
+from intentkit.sagemaker.session import Aws, AwsError
 
 #: SageMaker's rule for job and model names (63 characters, no underscores).
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")

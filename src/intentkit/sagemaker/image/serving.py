@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from intentkit.container.paths import OptMl
 from intentkit.errors import ConfigError
+from intentkit.sagemaker.image.paths import OptMl
 
 SAGEMAKER_PORT = 8080
 PORT_ENV = "INTENTKIT_PORT"

@@ -14,9 +14,9 @@ import logging
 from pathlib import Path
 
 from intentkit.config import DataConfig
-from intentkit.container.hyperparameters import DATA_KEYS, Hyperparameters
-from intentkit.container.paths import OptMl, channel_names
 from intentkit.errors import DataError
+from intentkit.sagemaker.image.hyperparameters import DATA_KEYS, Hyperparameters
+from intentkit.sagemaker.image.paths import OptMl, channel_names
 
 log = logging.getLogger(__name__)
 
