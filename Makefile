@@ -24,7 +24,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
+# The page tests need a real browser: scripts/ensure-browser.sh finds or installs one, or stops
+# in one line saying what to run.
 test: lint
+	PY=$(BIN)/python scripts/ensure-browser.sh
 	$(BIN)/pytest
 
 format: $(STAMP)

@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 import pytest
 
 from intentkit.serve.server import free_port
+from standin import StandIn
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 FAKE_ENV = {
@@ -95,19 +96,42 @@ def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.kill()
 
 
+@pytest.fixture(scope="session")
+def standin_server(moto_url: str) -> Iterator[StandIn]:
+    """The proxy in front of moto (one per session; rules are reset per test)."""
+    proxy = StandIn(moto_url)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
 @pytest.fixture
-def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
-    """Fake credentials + ``AWS_ENDPOINT_URL`` on moto (reset), guarded; yields moto's URL."""
+def standin(aws: str, standin_server: StandIn) -> StandIn:
+    """The stand-in the ``aws`` fixture points boto3 at; register rules on it."""
+    return standin_server
+
+
+@pytest.fixture
+def aws(
+    moto_url: str, standin_server: StandIn, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[str]:
+    """Fake credentials + ``AWS_ENDPOINT_URL`` on the stand-in over moto (both reset), guarded.
+
+    Yields moto's own URL (for ``/moto-api`` calls); boto3 goes through the stand-in.
+    """
     assert is_loopback(moto_url), f"refusing a non-loopback AWS endpoint: {moto_url}"
+    assert is_loopback(standin_server.url)
     for key in list(os.environ):
         if key.startswith(("AWS_", "INTENTKIT_SAGEMAKER_")):
             monkeypatch.delenv(key)
     for key, value in FAKE_ENV.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", standin_server.url)
     # No ~/.aws config or credentials file may change what the tests see.
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
     loopback_only(monkeypatch)
     reset_moto(moto_url)
+    standin_server.reset()
     yield moto_url

@@ -4,7 +4,7 @@ Playwright's own browser download cannot work here, so the launch points at the 
 Chromium (``/usr/bin/chromium``, or ``$INTENTKIT_CHROMIUM``). A missing browser is never a
 silent pass: the ``browser`` fixture **fails** the test with the install command, unless
 ``INTENTKIT_ALLOW_NO_BROWSER=1`` is set, in which case it skips with a loud reason that ``-ra``
-prints in the summary. ``.ci/run`` installs Chromium when it is missing.
+prints in the summary. ``make test`` provisions one first (``scripts/ensure-browser.sh``).
 
 The flags keep Chromium off the network it cannot reach (no background services, no QUIC),
 so a page test sees only the requests the page itself makes.
@@ -31,7 +31,10 @@ CHROMIUM_ARGS = [
 
 
 def chromium_path() -> str | None:
-    """The system Chromium: ``$INTENTKIT_CHROMIUM``, else ``chromium`` on PATH."""
+    """The system Chromium: ``$INTENTKIT_CHROMIUM``, else ``chromium`` on PATH.
+
+    None means "Playwright's own download, if there is one" (``playwright install chromium``).
+    """
     return os.environ.get("INTENTKIT_CHROMIUM") or shutil.which("chromium")
 
 
@@ -43,19 +46,23 @@ def browser() -> Iterator[Any]:
     loop as the thread's running loop, so a later module's ``asyncio.run`` (the socket tests'
     load generators) would fail with "cannot be called from a running event loop".
     """
-    path = chromium_path()
-    if path is None:
-        message = (
-            "NO BROWSER: Debian's chromium is not installed, so the page tests cannot run; "
-            "install it with `apt-get install -y chromium` (.ci/run does this)"
-        )
-        if os.environ.get("INTENTKIT_ALLOW_NO_BROWSER") == "1":
-            pytest.skip(message)
-        pytest.fail(message)
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
+        try:
+            chromium = pw.chromium.launch(
+                executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True
+            )
+        except PlaywrightError as exc:
+            message = (
+                "NO BROWSER: no Chromium could be launched, so the page tests cannot run; "
+                "`make test` installs one (scripts/ensure-browser.sh), or run "
+                f"`apt-get install -y chromium` ({str(exc).splitlines()[0]})"
+            )
+            if os.environ.get("INTENTKIT_ALLOW_NO_BROWSER") == "1":
+                pytest.skip(message)
+            pytest.fail(message)
         try:
             yield chromium
         finally:

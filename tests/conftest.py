@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aws_helpers import aws, moto_url  # noqa: F401 - fixtures for the SageMaker tests
+from aws_helpers import aws, moto_url, standin, standin_server  # noqa: F401 - fixtures for the SageMaker tests
 from browser_helpers import browser, page  # noqa: F401 - a real Chromium for page tests
 
 FIXTURES = Path(__file__).parent / "fixtures"
