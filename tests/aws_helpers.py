@@ -123,11 +123,13 @@ def aws(
     assert is_loopback(moto_url), f"refusing a non-loopback AWS endpoint: {moto_url}"
     assert is_loopback(standin_server.url)
     for key in list(os.environ):
-        if key.startswith(("AWS_", "INTENTKIT_SAGEMAKER_")):
+        if key.startswith(("AWS_", "INTENTKIT_SAGEMAKER_")):  # before the settings below
             monkeypatch.delenv(key)
     for key, value in FAKE_ENV.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("AWS_ENDPOINT_URL", standin_server.url)
+    # The stand-in's state changes take a few polls; poll every 20 ms, not every 15 s.
+    monkeypatch.setenv("INTENTKIT_SAGEMAKER_POLL_SECONDS", "0.02")
     # No ~/.aws config or credentials file may change what the tests see.
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))

@@ -65,8 +65,6 @@ class SageMakerOptions:
     target_invocations: int = DEFAULT_TARGET_INVOCATIONS
     #: --timeout: seconds to wait for InService (SageMaker usually takes 5-10 minutes).
     timeout: float = 1800.0
-    #: Seconds between DescribeEndpoint calls while waiting.
-    poll: float = 15.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -286,7 +284,7 @@ class SageMakerTarget(Target):
                     raise AwsError(
                         f"{step}: still {state} after {opts.timeout:g} s; raise --timeout"
                     )
-                time.sleep(max(0.0, min(opts.poll, opts.timeout - elapsed)))
+                time.sleep(max(0.0, min(aws.settings.poll_s, opts.timeout - elapsed)))
         console.print(f"endpoint {name}: InService after {time.monotonic() - start:.0f} s")
 
     def status(self, record: dict[str, Any]) -> str:

@@ -238,6 +238,7 @@ def follow_job(aws: Aws, kind: str, job: str) -> dict[str, Any]:
         label=f"{kind} job {job}",
         status_key=f"{cap}JobStatus",
         logs=LogTailer(aws, group, job, log_console.print),
+        poll_s=aws.settings.poll_s,
         stop_hint=f"Stop it with: aws sagemaker stop-{kind}-job --{kind}-job-name {job}",
     )
 

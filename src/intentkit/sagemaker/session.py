@@ -59,6 +59,9 @@ class AwsSettings:
     role: str | None = None  #: --role / $INTENTKIT_SAGEMAKER_ROLE: the SageMaker execution role
     bucket: str | None = None  #: --bucket / $INTENTKIT_SAGEMAKER_BUCKET; default per account
     dry_run: bool = False  #: --dry-run: print the requests, send none
+    #: Seconds between Describe* calls while waiting ($INTENTKIT_SAGEMAKER_POLL_SECONDS; the
+    #: tests' stand-in sets it low so its realistic state changes take milliseconds).
+    poll_s: float = 15.0
 
     @classmethod
     def resolve(
@@ -74,7 +77,16 @@ class AwsSettings:
         def pick(value: str | None, name: str) -> str | None:
             return value or os.environ.get(ENV_PREFIX + name) or None
 
-        return cls(pick(region, "REGION"), pick(role, "ROLE"), pick(bucket, "BUCKET"), dry_run)
+        poll = os.environ.get(ENV_PREFIX + "POLL_SECONDS")
+        try:
+            poll_s = float(poll) if poll else 15.0
+        except ValueError:
+            raise AwsError(
+                f"INTENTKIT_SAGEMAKER_POLL_SECONDS={poll!r} is not a number of seconds"
+            ) from None
+        return cls(
+            pick(region, "REGION"), pick(role, "ROLE"), pick(bucket, "BUCKET"), dry_run, poll_s
+        )
 
 
 @contextmanager
