@@ -88,21 +88,65 @@ def console_url(region: str, kind: str, name: str) -> str:
     return f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/{kind}/{name}"
 
 
+#: CloudWatch's answers to too many requests (seen once botocore's own retries are spent).
+THROTTLED = ("ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded")
+#: Longest pause between log reads while CloudWatch keeps throttling them.
+MAX_LOG_BACKOFF_S = 60.0
+
+
 @dataclass
 class LogTailer:
-    """Print new CloudWatch lines of every stream ``<job>/...`` in ``group`` on each poll."""
+    """Print new CloudWatch lines of every stream ``<job>/...`` in ``group`` on each poll.
+
+    Logs are a view on the job, never a reason to stop waiting for it: a read that is refused
+    (``AccessDeniedException`` for a least-privilege role, or any other error) turns the view
+    off with one warning; throttling backs off (doubling up to a minute) with one warning and
+    reads again later, from where it left off.
+    """
 
     aws: Aws
     group: str  #: ``/aws/sagemaker/TrainingJobs`` or ``/aws/sagemaker/TransformJobs``
     job: str
     echo: Callable[[str], None]
+    backoff_s: float = POLL_SECONDS  #: the first pause after a throttled read
     _tokens: dict[str, str] = field(default_factory=dict)
+    _off: bool = False
+    _warned: bool = False
+    _pause: float = 0.0
+    _retry_at: float = 0.0
 
     def _missing(self, exc: AwsError) -> bool:
         return exc.code == "ResourceNotFoundException"
 
     def poll(self) -> None:
         """Print the lines written since the last poll (nothing when there are no logs yet)."""
+        if self._off or time.monotonic() < self._retry_at:
+            return
+        try:
+            self._read()
+        except AwsError as exc:
+            self._unreadable(exc)
+        else:
+            self._pause = 0.0
+
+    def _unreadable(self, exc: AwsError) -> None:
+        if exc.code in THROTTLED:
+            self._pause = min(max(2 * self._pause, self.backoff_s), MAX_LOG_BACKOFF_S)
+            self._retry_at = time.monotonic() + self._pause
+            self._warn(f"{exc}; reading the logs less often, the wait goes on")
+            return
+        self._off = True
+        self._warn(
+            f"{exc}; the job's log lines are not shown (they need logs:DescribeLogStreams and "
+            f"logs:GetLogEvents on {self.group}), the wait goes on"
+        )
+
+    def _warn(self, text: str) -> None:
+        if not self._warned:
+            self._warned = True
+            self.echo(f"warning: {text}")
+
+    def _read(self) -> None:
         try:
             streams = self.aws.call(
                 "logs",
@@ -237,7 +281,7 @@ def follow_job(aws: Aws, kind: str, job: str) -> dict[str, Any]:
         describe,
         label=f"{kind} job {job}",
         status_key=f"{cap}JobStatus",
-        logs=LogTailer(aws, group, job, log_console.print),
+        logs=LogTailer(aws, group, job, log_console.print, backoff_s=aws.settings.poll_s),
         poll_s=aws.settings.poll_s,
         stop_hint=f"Stop it with: aws sagemaker stop-{kind}-job --{kind}-job-name {job}",
     )
