@@ -3,6 +3,11 @@ unreadable logs, jobs you can come back to, tags, partitions, batch-transform li
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,17 +22,10 @@ from test_sagemaker_training import (
     BUCKET,
     IMAGE,
     _client,
+    _predict_args,
     _tar_artifact,
     _train_args,
 )
-
-
-@pytest.fixture
-def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The registry folder (endpoints and jobs) for one test."""
-    path = tmp_path / "state"
-    monkeypatch.setenv("INTENTKIT_STATE_DIR", str(path))
-    return path
 
 
 def _put_model(job: str, tiny_model_dir: Path, tmp_path: Path) -> Path:
@@ -93,7 +91,7 @@ def test_standin_training_job_walks_its_statuses_and_stops(standin: StandIn, aws
 
 # ----------------------------------------------------------- logs never end the wait (item 5)
 def test_access_denied_logs_warn_once_and_the_model_is_fetched(
-    standin: StandIn, kw_data: Path, tiny_model_dir: Path, tmp_path: Path, state: Path, capsys
+    standin: StandIn, kw_data: Path, tiny_model_dir: Path, tmp_path: Path, capsys
 ) -> None:
     job_life(standin, "Training", polls=2)
     deny_logs(standin)
@@ -112,7 +110,6 @@ def test_throttled_logs_back_off_and_lines_still_come(
     kw_data: Path,
     tiny_model_dir: Path,
     tmp_path: Path,
-    state: Path,
     capsys,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -130,3 +127,85 @@ def test_throttled_logs_back_off_and_lines_still_come(
     assert len([x for x in err.splitlines() if "ThrottlingException" in x]) == 1
     assert err.count("epoch 1: macro_f1 0.97") == 1
     assert _same_files(src, out)
+
+
+# ------------------------------------------------------ jobs you can come back to (item 5)
+def test_ctrl_c_says_how_to_reattach_and_attach_fetches_the_model(
+    standin: StandIn, kw_data: Path, tiny_model_dir: Path, tmp_path: Path, capsys
+) -> None:
+    life = job_life(standin, "Training", polls=1, held=True)
+    out = tmp_path / "model"
+    args = _train_args(kw_data, out, "--job-name", "job-int")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "intentkit", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),  # the aws fixture's settings: the stand-in on 127.0.0.1
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while "SageMaker.DescribeTrainingJob" not in standin.actions():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the job was never polled"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "intentkit jobs attach job-int" in stderr and "intentkit jobs stop job-int" in stderr
+    assert "aws sagemaker" not in stderr and "Traceback" not in stderr
+    assert not out.exists()
+
+    assert main(["jobs", "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert row["name"] == "job-int" and row["kind"] == "training"
+    assert row["region"] == "us-east-1" and row["out"] == str(out.resolve())
+    assert row["status"].startswith("InProgress (")  # held in a secondary status
+
+    src = _put_model("job-int", tiny_model_dir, tmp_path)
+    life.release()
+    assert main(["jobs", "attach", "job-int"]) == 0
+    captured = capsys.readouterr()
+    assert "Completed" in captured.err and f"model written to {out.resolve()}" in captured.out
+    assert _same_files(src, out)
+
+
+def test_stop_a_job_then_attach_reports_it_stopped(
+    standin: StandIn, kw_data: Path, tmp_path: Path, capsys
+) -> None:
+    job_life(standin, "Training", polls=1, held=True)
+    out = tmp_path / "model"
+    assert main(_train_args(kw_data, out, "--job-name", "job-stop", "--no-wait")) == 0
+    capsys.readouterr()
+    assert main(["jobs", "stop", "job-stop"]) == 0
+    assert "stopping training job job-stop" in capsys.readouterr().out
+    assert "SageMaker.StopTrainingJob" in standin.actions()
+
+    assert main(["jobs", "attach", "job-stop"]) == 1
+    err = capsys.readouterr().err
+    assert "Stopping" in err
+    [line] = [x for x in err.splitlines() if x.startswith("error:")]
+    assert "training job job-stop stopped" in line
+    assert not out.exists()
+
+    assert main(["jobs", "stop", "job-stop"]) == 2  # it has ended: one line, nothing sent
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: training job job-stop is Stopped") and "\n" not in err
+    assert main(["jobs", "attach", "no-such-job"]) == 2
+    assert "job-stop" in capsys.readouterr().err  # the known jobs are listed
+
+
+def test_transform_attach_deletes_the_temporary_model(standin: StandIn, capsys) -> None:
+    job_life(standin, "Transform", polls=1)
+    uri = "s3://m-bucket/run/model.tar.gz"
+    args = _predict_args(uri, "--image", IMAGE, "--role", ROLE, "--job-name", "tj-att")
+    assert main([*args, "--no-wait"]) == 0
+    assert "intentkit jobs attach tj-att" in capsys.readouterr().err
+    sm = _client("sagemaker")
+    assert [m["ModelName"] for m in sm.list_models()["Models"]] == ["tj-att"]
+    assert main(["jobs", "attach", "tj-att"]) == 0
+    assert "s3://out-bucket/preds/" in capsys.readouterr().out
+    assert sm.list_models()["Models"] == []

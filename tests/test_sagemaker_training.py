@@ -286,7 +286,9 @@ def test_batch_transform_from_s3_model_deletes_its_temporary_model(aws: str, cap
     assert model["PrimaryContainer"]["Image"] == IMAGE
     assert model["PrimaryContainer"]["ModelDataUrl"] == uri
     assert model["ExecutionRoleArn"] == ROLE
-    assert "delete-model --model-name tj-4" in capsys.readouterr().err
+    assert "`intentkit jobs attach tj-4` waits for the job and then deletes it" in (
+        capsys.readouterr().err
+    )
 
     assert main(_predict_args(uri, "--role", ROLE, "--job-name", "tj-5")) == 2  # no --image
     err = capsys.readouterr().err.strip()

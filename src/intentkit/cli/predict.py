@@ -18,7 +18,7 @@ import typer
 
 from intentkit.cli.app import app
 from intentkit.cli.aws_options import DryRun, Image, JobName, NoWait, Region, Role
-from intentkit.cli.common import ApiKey, StateDir, env, registry
+from intentkit.cli.common import ApiKey, StateDir, env, jobs, registry
 from intentkit.errors import ConfigError
 
 
@@ -279,7 +279,9 @@ def _predict_sagemaker(
     )
     given = {k: sm[k] for k in ("instance_type", "instance_count", "job_name") if sm[k] is not None}
     options = TransformOptions(image=sm["image"], wait=not sm["no_wait"], **given)
-    transform_on_sagemaker(model, file, output, settings=settings, options=options)
+    transform_on_sagemaker(
+        model, file, output, settings=settings, options=options, jobs=jobs(state_dir)
+    )
 
 
 def _write(out: Any, texts: list[str], answers: list[dict[str, Any]]) -> None:

@@ -142,11 +142,11 @@ def train_cmd(
         flags.pop(name)
     sagemaker = {name: flags.pop(name) for name in _SAGEMAKER_FLAGS}
     if _sagemaker_target(target, sagemaker, resume=resume, checkpoint_dir=checkpoint_dir):
+        from intentkit.cli.common import jobs
         from intentkit.sagemaker.training_job import train_on_sagemaker
 
-        train_on_sagemaker(
-            data, out, preset=preset, force=force, **_sagemaker_args(sagemaker), **flags
-        )
+        args = _sagemaker_args(sagemaker)
+        train_on_sagemaker(data, out, preset=preset, force=force, jobs=jobs(None), **args, **flags)
         return
     from intentkit.training.overhead import process_start_time, summary_line
     from intentkit.training.train import train

@@ -208,7 +208,8 @@ def wait_for_job(
     """
     from rich.console import Console
 
-    console = Console(stderr=True, highlight=False)
+    # soft_wrap: a command line in a message must not be broken at the console's width.
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
     poll = POLL_SECONDS if poll_s is None else poll_s
     started = time.monotonic()
     last_line = ""
@@ -276,14 +277,15 @@ def follow_job(aws: Aws, kind: str, job: str) -> dict[str, Any]:
             **{f"{cap}JobName": job},
         )
 
-    log_console = Console(stderr=True, highlight=False, markup=False)
+    log_console = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
     return wait_for_job(
         describe,
         label=f"{kind} job {job}",
         status_key=f"{cap}JobStatus",
         logs=LogTailer(aws, group, job, log_console.print, backoff_s=aws.settings.poll_s),
         poll_s=aws.settings.poll_s,
-        stop_hint=f"Stop it with: aws sagemaker stop-{kind}-job --{kind}-job-name {job}",
+        stop_hint=f"Reattach with `intentkit jobs attach {job}`; stop it with "
+        f"`intentkit jobs stop {job}`",
     )
 
 

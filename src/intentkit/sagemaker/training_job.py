@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from intentkit.config import TrainConfig
+from intentkit.endpoints.registry import Registry
 from intentkit.errors import ConfigError, ModelError
 from intentkit.sagemaker.jobs import (
     JobFailedError,
@@ -239,6 +240,7 @@ def train_on_sagemaker(
     options: SageMakerTrainOptions,
     preset: str | None = None,
     force: bool = False,
+    jobs: Registry | None = None,
     **overrides: Any,
 ) -> str:
     """Train on SageMaker and unpack the model into ``out``; return the job name.
@@ -251,6 +253,8 @@ def train_on_sagemaker(
         settings: region, role, bucket, dry run (:meth:`AwsSettings.resolve`).
         options: image, instances, spot, runtime, job name, wait.
         preset: applied under ``overrides`` exactly as for a local run.
+        jobs: where the job is recorded for ``intentkit jobs attach`` (default: the user state
+            folder's ``jobs.json``).
         **overrides: TrainConfig fields; None is ignored.
 
     Raises:
@@ -283,6 +287,9 @@ def train_on_sagemaker(
     if aws.dry_run:
         print(f"dry run: {len(aws.requests)} requests printed, none sent", file=sys.stderr)
         return job
+    from intentkit.sagemaker.job_records import job_registry, record_job
+
+    record_job(jobs or job_registry(), aws, "training", job, out=str(out.resolve()), force=force)
     print(f"training job {job} created: {console_url(aws.region, 'jobs', job)}")
     if not options.wait:
         output = request["OutputDataConfig"]["S3OutputPath"]
@@ -290,10 +297,17 @@ def train_on_sagemaker(
         return job
 
     final = follow_job(aws, "training", job)
+    fetch_model(aws, job, final, out)
+    return job
+
+
+def fetch_model(aws: Aws, job: str, final: dict[str, Any], out: Path) -> Path:
+    """Unpack the model of the ended training ``job`` (its last ``DescribeTrainingJob`` answer
+    ``final``) into ``out``; :class:`JobFailedError` unless it completed with a model."""
     raise_unless_completed("training", job, final)
     uri = (final.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
     if not uri:
         raise JobFailedError(f"training job {job} completed without ModelArtifacts; see its logs")
     unpack_model(aws, uri, out)
     print(f"model written to {out} (from {uri})")
-    return job
+    return out

@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from intentkit.endpoints.registry import Registry
 from intentkit.sagemaker.jobs import (
     check_image,
     check_instances,
@@ -116,6 +117,7 @@ def transform_on_sagemaker(
     *,
     settings: AwsSettings,
     options: TransformOptions,
+    jobs: Registry | None = None,
 ) -> str:
     """Run a batch transform of ``input_uri`` (JSON Lines) into ``output_uri``; return the job.
 
@@ -126,6 +128,8 @@ def transform_on_sagemaker(
         output_uri: an S3 prefix; SageMaker writes ``<input file name>.out`` there.
         settings: region, role, dry run (:meth:`AwsSettings.resolve`).
         options: instances, image, job name, wait.
+        jobs: where the job is recorded for ``intentkit jobs attach`` (default: the user state
+            folder's ``jobs.json``).
 
     Raises:
         JobFailedError: the job ended Failed or Stopped (its FailureReason is the message).
@@ -146,8 +150,10 @@ def transform_on_sagemaker(
     else:
         model_name = _existing_model(aws, model)
     # The temporary model goes once the job has ended or could not be created; a job still
-    # running (--no-wait, Ctrl-C) needs it, so it stays, with the command to delete it later.
-    created = ended = False
+    # running (--no-wait, Ctrl-C) needs it, so it stays, and `intentkit jobs attach` deletes it
+    # once the job has ended.
+    temporary = model_name if from_s3 else None
+    created = False
     try:
         request = transform_job_request(
             job=job,
@@ -161,27 +167,51 @@ def transform_on_sagemaker(
         )
         created = True
         if aws.dry_run:
+            if temporary:
+                _cleanup(aws, job, temporary, delete=True)
             print("dry run: the requests above were printed, none sent", file=sys.stderr)
             return job
+        from intentkit.sagemaker.job_records import job_registry, record_job
+
+        record_job(
+            jobs or job_registry(),
+            aws,
+            "transform",
+            job,
+            output=output_uri,
+            temporary_model=temporary,
+        )
         print(f"transform job {job} created: {console_url(aws.region, 'transform-jobs', job)}")
         if not options.wait:
+            if temporary:
+                _cleanup(aws, job, temporary, delete=False)
             return job
         final = follow_job(aws, "transform", job)
-        ended = True
-    finally:
-        if from_s3:
-            _cleanup(aws, model_name, delete=ended or not created or aws.dry_run)
-    raise_unless_completed("transform", job, final)
-    print(f"predictions written under {output_uri} (one <input file>.out per input file)")
+    except BaseException:
+        if temporary:
+            _cleanup(aws, job, temporary, delete=not created)
+        raise
+    finish_transform(aws, job, final, output_uri, temporary)
     return job
 
 
-def _cleanup(aws: Aws, model_name: str, *, delete: bool) -> None:
-    """Delete the temporary model, or say how to once the job that uses it has ended."""
+def finish_transform(
+    aws: Aws, job: str, final: dict[str, Any], output_uri: str, temporary_model: str | None
+) -> None:
+    """After the transform ``job`` ended (``final``: its last Describe answer): delete its
+    temporary model, then :class:`JobFailedError` unless it completed."""
+    if temporary_model:
+        _cleanup(aws, job, temporary_model, delete=True)
+    raise_unless_completed("transform", job, final)
+    print(f"predictions written under {output_uri} (one <input file>.out per input file)")
+
+
+def _cleanup(aws: Aws, job: str, model_name: str, *, delete: bool) -> None:
+    """Delete the temporary model, or say which command deletes it once the job has ended."""
     if not delete:
         print(
-            f"temporary model {model_name} stays while the job runs; delete it afterwards with "
-            f"`aws sagemaker delete-model --model-name {model_name}`",
+            f"temporary model {model_name} stays while job {job} runs; `intentkit jobs attach "
+            f"{job}` waits for the job and then deletes it",
             file=sys.stderr,
         )
         return
