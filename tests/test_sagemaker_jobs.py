@@ -16,7 +16,7 @@ import pytest
 from aws_helpers import ROLE
 from intentkit.cli import main
 from standin import StandIn
-from standin.jobs import job_life
+from standin.jobs import enforce_limits, job_life
 from standin.logs import deny_logs, throttle_logs
 from test_sagemaker_training import (
     BUCKET,
@@ -209,3 +209,129 @@ def test_transform_attach_deletes_the_temporary_model(standin: StandIn, capsys) 
     assert main(["jobs", "attach", "tj-att"]) == 0
     assert "s3://out-bucket/preds/" in capsys.readouterr().out
     assert sm.list_models()["Models"] == []
+
+
+# ----------------------------------------------------- batch transform that finishes (item 3)
+def test_standin_refuses_transform_settings_the_api_refuses(standin: StandIn) -> None:
+    enforce_limits(standin)
+    sm = _client("sagemaker")
+    base = {
+        "ModelName": "m",
+        "TransformInput": {
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://b/i"}}
+        },
+        "TransformOutput": {"S3OutputPath": "s3://b/o/"},
+        "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
+    }
+    for bad, needle in [
+        ({"MaxPayloadInMB": 101}, "MaxPayloadInMB"),
+        ({"MaxPayloadInMB": 30, "MaxConcurrentTransforms": 4}, "MaxConcurrentTransforms"),
+        ({"ModelClientConfig": {"InvocationsTimeoutInSeconds": 3601}}, "InvocationsTimeout"),
+        ({"ModelClientConfig": {"InvocationsMaxRetries": 4}}, "InvocationsMaxRetries"),
+    ]:
+        with pytest.raises(sm.exceptions.ClientError, match=needle):
+            sm.create_transform_job(TransformJobName="tj-bad", **base, **bad)
+
+
+@pytest.mark.parametrize(("instance", "payload_mb"), [("ml.c7i.xlarge", 1), ("ml.c5.4xlarge", 6)])
+def test_transform_requests_end_well_inside_their_timeout(
+    standin: StandIn, instance: str, payload_mb: int, capsys
+) -> None:
+    from intentkit.sagemaker import transform as t
+
+    enforce_limits(standin)
+    job_life(standin, "Transform", polls=1)
+    uri = "s3://m-bucket/run/model.tar.gz"
+    args = ["--image", IMAGE, "--role", ROLE, "--job-name", "tj-fits", "--instance-type", instance]
+    assert main(_predict_args(uri, *args)) == 0
+    [create] = [c for c in standin.calls if c.action == "SageMaker.CreateTransformJob"]
+    request = create.json()
+    client = request["ModelClientConfig"]
+    timeout = client["InvocationsTimeoutInSeconds"]
+    assert 1 <= timeout <= 3600 and client["InvocationsMaxRetries"] <= 1
+    # The Hugging Face image's model server gets the same timeout instead of its own 60 s.
+    assert request["Environment"]["SAGEMAKER_MODEL_SERVER_TIMEOUT"] == str(timeout)
+    assert request["MaxPayloadInMB"] == payload_mb
+    # A full request at the measured rate of this instance takes at most a quarter of it.
+    texts = payload_mb * 1e6 / t.BYTES_PER_TEXT
+    rate = t.TEXTS_PER_S_PER_VCPU * t.instance_vcpus(instance)
+    assert texts / rate <= timeout / 4
+
+
+# ------------------------------------------------------------- one tagging rule (item 10)
+def test_jobs_and_their_models_carry_the_created_by_tag(
+    standin: StandIn, kw_data: Path, tmp_path: Path
+) -> None:
+    sm = _client("sagemaker")
+    assert main(_train_args(kw_data, tmp_path / "m", "--job-name", "job-tags", "--no-wait")) == 0
+    arn = sm.describe_training_job(TrainingJobName="job-tags")["TrainingJobArn"]
+    tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=arn)["Tags"]}
+    assert tags["created-by"] == "intentkit" and tags["intentkit-training-job"] == "job-tags"
+
+    uri = "s3://m-bucket/run/model.tar.gz"
+    args = _predict_args(uri, "--image", IMAGE, "--role", ROLE, "--job-name", "tj-tags")
+    assert main([*args, "--no-wait"]) == 0
+    for arn in (
+        sm.describe_transform_job(TransformJobName="tj-tags")["TransformJobArn"],
+        sm.describe_model(ModelName="tj-tags")["ModelArn"],
+    ):
+        tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=arn)["Tags"]}
+        assert tags["created-by"] == "intentkit" and tags["intentkit-transform-job"] == "tj-tags"
+
+
+# ------------------------------------------------------------------- partitions (item 9)
+@pytest.mark.parametrize(
+    ("region", "console"),
+    [
+        ("cn-north-1", "https://console.amazonaws.cn/sagemaker/home?region=cn-north-1#/jobs/j"),
+        ("cn-northwest-1", "https://console.amazonaws.cn/sagemaker/home?region=cn-northwest-1"),
+        (
+            "us-gov-west-1",
+            "https://console.amazonaws-us-gov.com/sagemaker/home?region=us-gov-west-1",
+        ),
+        (
+            "us-gov-east-1",
+            "https://console.amazonaws-us-gov.com/sagemaker/home?region=us-gov-east-1",
+        ),
+        ("eu-west-1", "https://eu-west-1.console.aws.amazon.com/sagemaker/home?region=eu-west-1"),
+    ],
+)
+def test_china_and_govcloud_regions_are_accepted_with_their_console(
+    aws: str, kw_data: Path, tmp_path: Path, region: str, console: str, capsys
+) -> None:
+    from intentkit.sagemaker.jobs import console_url
+
+    assert console_url(region, "jobs", "j").startswith(console)
+    args = _train_args(kw_data, tmp_path / "m", "--job-name", "job-p", "--region", region)
+    assert main([*args, "--dry-run"]) == 0, capsys.readouterr().err
+    assert main([*args[:-2], "--region", "mars-north-1", "--dry-run"]) == 2
+    assert "--region mars-north-1" in capsys.readouterr().err
+
+
+# ----------------------------------------------- predict uses the endpoint's region (item 9)
+def test_predict_with_an_endpoint_name_uses_its_recorded_region(
+    standin: StandIn, tmp_path: Path, capsys
+) -> None:
+    import boto3
+
+    from intentkit.endpoints.registry import Registry
+
+    boto3.client("sagemaker", region_name="eu-west-1").create_model(
+        ModelName="travel-model",
+        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": "s3://m-bucket/model.tar.gz"},
+        ExecutionRoleArn=ROLE,
+    )
+    with Registry(os.environ["INTENTKIT_STATE_DIR"]).edit() as records:
+        records["travel"] = {
+            "name": "travel",
+            "target": "sagemaker",
+            "region": "eu-west-1",
+            "model_name": "travel-model",
+        }
+    assert main(_predict_args("travel", "--job-name", "tj-region", "--no-wait")) == 0
+    job = boto3.client("sagemaker", region_name="eu-west-1").describe_transform_job(
+        TransformJobName="tj-region"
+    )
+    assert job["ModelName"] == "travel-model"
+    assert main(_predict_args("travel", "--job-name", "tj-r2", "--region", "us-east-1")) == 2
+    assert "eu-west-1" in capsys.readouterr().err

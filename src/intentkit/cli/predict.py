@@ -273,6 +273,7 @@ def _predict_sagemaker(
             )
         rec = registry(state_dir).get(model)
         if rec is not None and rec.get("target") == "sagemaker" and rec.get("model_name"):
+            sm["region"] = _endpoint_region(model, rec, sm["region"])
             model = str(rec["model_name"])  # an intentkit SageMaker endpoint: its model
     settings = AwsSettings.resolve(
         region=sm["region"], role=sm["role"], dry_run=bool(sm["dry_run"])
@@ -282,6 +283,16 @@ def _predict_sagemaker(
     transform_on_sagemaker(
         model, file, output, settings=settings, options=options, jobs=jobs(state_dir)
     )
+
+
+def _endpoint_region(name: str, record: dict[str, Any], region: str | None) -> str | None:
+    """The region of endpoint ``name``'s model: its record's (one line if --region differs)."""
+    recorded = record.get("region")
+    if region and recorded and region != recorded:
+        raise ConfigError(
+            f"--region {region}: endpoint {name}'s model is in {recorded}; drop --region"
+        )
+    return region or recorded
 
 
 def _write(out: Any, texts: list[str], answers: list[dict[str, Any]]) -> None:

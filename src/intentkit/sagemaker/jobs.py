@@ -84,8 +84,14 @@ def check_s3_uri(uri: str, flag: str) -> str:
 
 
 def console_url(region: str, kind: str, name: str) -> str:
-    """The SageMaker console page of a job (``kind``: ``jobs`` or ``transform-jobs``)."""
-    return f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/{kind}/{name}"
+    """The SageMaker console page of a job (``kind``: ``jobs`` or ``transform-jobs``) in its
+    partition's console (commercial, China, GovCloud); the region where there is none."""
+    from intentkit.sagemaker.session import console_host
+
+    host = console_host(region)
+    if host is None:
+        return f"(no public console for {region})"
+    return f"https://{host}/sagemaker/home?region={region}#/{kind}/{name}"
 
 
 #: CloudWatch's answers to too many requests (seen once botocore's own retries are spent).

@@ -34,7 +34,7 @@ from intentkit.sagemaker.jobs import (
     follow_job,
     raise_unless_completed,
 )
-from intentkit.sagemaker.session import Aws, AwsSettings
+from intentkit.sagemaker.session import Aws, AwsSettings, tags
 
 #: Key prefix of everything one job puts in the bucket.
 S3_PREFIX = "intentkit"
@@ -147,7 +147,6 @@ def training_job_request(
     options: SageMakerTrainOptions,
 ) -> dict[str, Any]:
     """The ``CreateTrainingJob`` parameters (pure: no request is sent)."""
-    from intentkit import __version__
 
     root = f"s3://{bucket}/{S3_PREFIX}/{job}"
     stopping: dict[str, Any] = {"MaxRuntimeInSeconds": options.max_runtime}
@@ -184,10 +183,7 @@ def training_job_request(
         "StoppingCondition": stopping,
         "CheckpointConfig": {"S3Uri": f"{root}/checkpoints/", "LocalPath": CHECKPOINT_LOCAL},
         "EnableManagedSpotTraining": options.spot,
-        "Tags": [
-            {"Key": "intentkit:version", "Value": __version__},
-            {"Key": "intentkit:model", "Value": cfg.model[:256]},
-        ],
+        "Tags": tags("training-job", job, model=cfg.model),
     }
     return request
 
@@ -271,6 +267,7 @@ def train_on_sagemaker(
     check_output_dir(out, force=force)
     aws = Aws(settings)
     role = aws.role()
+    aws.region  # noqa: B018 - an unknown --region fails here, before any upload
     options.check()
     _check_remote_model(cfg.model)
     files = data_files(data)

@@ -4,10 +4,14 @@ Each input line is one ``{"text": ...}`` object; the intentkit container's ``/in
 answers ``application/jsonlines`` with one ``{"predicted_class", "confidence"}`` line per input
 line, in order, so SageMaker can split the input by line and join the answers by line.
 
-Payload size: ``MultiRecord`` packs as many lines into one request as fit ``MaxPayloadInMB``.
-``intentkit container serve`` sizes its request limits to that (6 MB, or the job's
-``SAGEMAKER_MAX_PAYLOAD_IN_MB``: :func:`intentkit.sagemaker.image.serving.container_serve_config`),
-so a full request of short lines is admitted instead of refused with a 413 that fails the job.
+Requests that finish: ``MultiRecord`` packs as many lines into one request as fit
+``MaxPayloadInMB``, and SageMaker gives each request ``InvocationsTimeoutInSeconds`` (600 s by
+default, retried 3 times) while the Hugging Face inference image's model server gives up after
+its own 60 s. So the job sets the timeout and retries itself (``ModelClientConfig``), passes the
+same timeout to the model server (``SAGEMAKER_MODEL_SERVER_TIMEOUT`` in the job's environment),
+and sizes the payload so that a full request takes a quarter of the timeout on the instance
+(:func:`max_payload_mb`). ``intentkit container serve`` admits up to 6 MB
+(:func:`intentkit.sagemaker.image.serving.container_serve_config`), the cap here too.
 """
 
 from __future__ import annotations
@@ -27,11 +31,24 @@ from intentkit.sagemaker.jobs import (
     follow_job,
     raise_unless_completed,
 )
-from intentkit.sagemaker.session import Aws, AwsError, AwsSettings
+from intentkit.sagemaker.session import Aws, AwsError, AwsSettings, tags
 
 JSONLINES = "application/jsonlines"
-#: MB per request: SageMaker's real-time cap, which the container's server always admits.
+#: MB per request at most: SageMaker's real-time cap, which the container's server always admits.
 MAX_PAYLOAD_MB = 6
+#: Seconds SageMaker waits for one request (ModelClientConfig; the API allows 1..3600).
+INVOCATION_TIMEOUT_S = 600
+#: Retries of a request that failed (the API's default 3 makes a stuck request cost 4 timeouts).
+INVOCATION_RETRIES = 1
+#: Bytes per input line: 52,322,089 bytes of JSON Lines held 1,000,000 CLINC150 texts
+#: (bench/RESULTS.md, section 6, "Bulk prediction", 1,000,000 texts).
+BYTES_PER_TEXT = 52
+#: Texts/s of one vCPU for the slowest model served: ModernBERT-base fp32 under ONNX Runtime
+#: served 115.8 texts/s on 2 vCPUs (bench/RESULTS.md, section 4, run 3, concurrency 32);
+#: rounded down to 50 per vCPU. MiniLM is ~5x faster, so its requests end sooner still.
+TEXTS_PER_S_PER_VCPU = 50
+#: A full request may take at most this share of the timeout (slower texts, a cold instance).
+SAFETY_FACTOR = 4
 
 
 @dataclass
@@ -45,18 +62,49 @@ class TransformOptions:
     wait: bool = True  #: False (--no-wait): print the job name and return
 
 
+def instance_vcpus(instance_type: str) -> int:
+    """vCPUs of an ``ml.FAMILY.SIZE`` instance from its size, as EC2 names them (large 2,
+    xlarge 4, Nxlarge 4N); 2 for a size it does not know."""
+    size = instance_type.rsplit(".", 1)[-1]
+    if size == "xlarge":
+        return 4
+    if size.endswith("xlarge") and size[: -len("xlarge")].isdigit():
+        return 4 * int(size[: -len("xlarge")])
+    return {"medium": 1, "large": 2}.get(size, 2)
+
+
+def max_payload_mb(instance_type: str) -> int:
+    """``MaxPayloadInMB`` for ``instance_type``: what one instance scores within a quarter of
+    the request timeout, between 1 and 6 MB.
+
+    600 s / 4 x (50 texts/s x vCPUs) x 52 bytes per text: 1 MB on 2-8 vCPUs (ml.c7i.xlarge: a
+    full 1 MB request, ~19k texts, takes ~96 s), 6 MB from 16 vCPUs (ml.c7i.4xlarge).
+    """
+    texts_per_s = TEXTS_PER_S_PER_VCPU * instance_vcpus(instance_type)
+    mb = INVOCATION_TIMEOUT_S / SAFETY_FACTOR * texts_per_s * BYTES_PER_TEXT / 1e6
+    return max(1, min(MAX_PAYLOAD_MB, int(mb)))
+
+
 def transform_job_request(
     *, job: str, model_name: str, input_uri: str, output_uri: str, options: TransformOptions
 ) -> dict[str, Any]:
     """The ``CreateTransformJob`` parameters (pure: no request is sent)."""
-    from intentkit import __version__
 
     return {
         "TransformJobName": job,
         "ModelName": model_name,
-        # Many lines per request: one HTTP round trip per ~6 MB instead of per text.
+        # Many lines per request: one HTTP round trip per MB instead of per text, sized to end
+        # well inside the request timeout (max_payload_mb).
         "BatchStrategy": "MultiRecord",
-        "MaxPayloadInMB": MAX_PAYLOAD_MB,
+        "MaxPayloadInMB": max_payload_mb(options.instance_type),
+        "ModelClientConfig": {
+            "InvocationsTimeoutInSeconds": INVOCATION_TIMEOUT_S,
+            "InvocationsMaxRetries": INVOCATION_RETRIES,
+        },
+        # The Hugging Face inference image's model server stops a request after 60 s unless
+        # told otherwise (sagemaker-inference-toolkit's SAGEMAKER_MODEL_SERVER_TIMEOUT); the
+        # intentkit image ignores it.
+        "Environment": {"SAGEMAKER_MODEL_SERVER_TIMEOUT": str(INVOCATION_TIMEOUT_S)},
         # One request in flight per instance: the container's queue holds one full payload
         # (a 429 for a second one would fail the job), and one request already keeps every
         # core busy through the micro-batcher.
@@ -76,7 +124,7 @@ def transform_job_request(
             "InstanceType": options.instance_type,
             "InstanceCount": options.instance_count,
         },
-        "Tags": [{"Key": "intentkit:version", "Value": __version__}],
+        "Tags": tags("transform-job", job),
     }
 
 
@@ -105,7 +153,7 @@ def _temporary_model(aws: Aws, name: str, model_data: str, image: str, role: str
         ModelName=name,
         PrimaryContainer={"Image": image, "ModelDataUrl": model_data, "Mode": "SingleModel"},
         ExecutionRoleArn=role,
-        Tags=[{"Key": "intentkit:temporary", "Value": "true"}],
+        Tags=tags("transform-job", name, temporary="true"),
     )
     return name
 
