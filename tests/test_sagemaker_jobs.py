@@ -136,27 +136,8 @@ def test_ctrl_c_says_how_to_reattach_and_attach_fetches_the_model(
     life = job_life(standin, "Training", polls=1, held=True)
     out = tmp_path / "model"
     args = _train_args(kw_data, out, "--job-name", "job-int")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "intentkit", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=os.environ.copy(),  # the aws fixture's settings: the stand-in on 127.0.0.1
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while "SageMaker.DescribeTrainingJob" not in standin.actions():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the job was never polled"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, stderr
+    stderr = _interrupt(standin, args, "SageMaker.DescribeTrainingJob")
     assert "intentkit jobs attach job-int" in stderr and "intentkit jobs stop job-int" in stderr
-    assert "aws sagemaker" not in stderr and "Traceback" not in stderr
     assert not out.exists()
 
     assert main(["jobs", "--json"]) == 0
@@ -335,3 +316,42 @@ def test_predict_with_an_endpoint_name_uses_its_recorded_region(
     assert job["ModelName"] == "travel-model"
     assert main(_predict_args("travel", "--job-name", "tj-r2", "--region", "us-east-1")) == 2
     assert "eu-west-1" in capsys.readouterr().err
+
+
+def _interrupt(standin: StandIn, args: list[str], action: str) -> str:
+    """Run ``intentkit ARGS`` in a child process, SIGINT it once it polls ``action``; its
+    stderr (exit code 130 asserted)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "intentkit", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),  # the aws fixture's settings: the stand-in on 127.0.0.1
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while action not in standin.actions():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, f"{action} was never called"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "aws sagemaker" not in stderr
+    return stderr
+
+
+def test_ctrl_c_during_a_transform_keeps_its_model_for_attach(standin: StandIn, capsys) -> None:
+    life = job_life(standin, "Transform", polls=1, held=True)
+    uri = "s3://m-bucket/run/model.tar.gz"
+    args = _predict_args(uri, "--image", IMAGE, "--role", ROLE, "--job-name", "tj-int")
+    stderr = _interrupt(standin, args, "SageMaker.DescribeTransformJob")
+    assert "intentkit jobs attach tj-int" in stderr and "intentkit jobs stop tj-int" in stderr
+    sm = _client("sagemaker")
+    assert [m["ModelName"] for m in sm.list_models()["Models"]] == ["tj-int"]  # the job needs it
+    life.release()
+    assert main(["jobs", "attach", "tj-int"]) == 0
+    assert sm.list_models()["Models"] == []

@@ -157,7 +157,12 @@ def predict(
 
     --target sagemaker runs a batch transform: --file s3://.../texts.jsonl ({"text": ...} per
     line) --output s3://.../ --model NAME|s3://.../model.tar.gz (the latter with --image and
-    --role; its temporary SageMaker model is deleted when the job ends).
+    --role; its temporary SageMaker model is deleted when the job ends). Each request gets 600 s
+    (1 retry; the Hugging Face image's model server is told the same) and carries at most
+    600 s / 4 x (50 texts/s per vCPU, ModernBERT-base fp32 measured in bench/RESULTS.md) x
+    52 bytes per text: 1 MB (~19k texts, ~96 s) on ml.c7i.xlarge, up to 6 MB from 16 vCPUs.
+    Ctrl-C stops waiting, not the job: `intentkit jobs attach JOB` resumes, `intentkit jobs
+    stop JOB` stops it.
     """
     sagemaker = {
         "region": region,

@@ -136,6 +136,8 @@ def train_cmd(
     --image): uploads --data to S3, waits while printing the job's status and logs, then
     unpacks the model into --out. Example: intentkit train --data data/clinc150 --out model
     --target sagemaker --role arn:aws:iam::ACCOUNT:role/NAME --image ECR_URI --spot
+    Ctrl-C stops waiting, not the job: `intentkit jobs attach JOB` resumes and fetches the
+    model into --out, `intentkit jobs stop JOB` stops it.
     """
     flags = dict(locals())  # first statement: exactly the options, one per TrainConfig field
     for name in ("data", "out", "preset", "force", "resume", "checkpoint_dir", "target"):

@@ -290,7 +290,10 @@ def train_on_sagemaker(
     print(f"training job {job} created: {console_url(aws.region, 'jobs', job)}")
     if not options.wait:
         output = request["OutputDataConfig"]["S3OutputPath"]
-        print(f"the model will be at {output}{job}/output/model.tar.gz once the job completes")
+        print(
+            f"the model will be at {output}{job}/output/model.tar.gz once the job completes; "
+            f"`intentkit jobs attach {job}` waits for it and unpacks it into {out}"
+        )
         return job
 
     final = follow_job(aws, "training", job)
