@@ -355,3 +355,23 @@ def test_ctrl_c_during_a_transform_keeps_its_model_for_attach(standin: StandIn, 
     life.release()
     assert main(["jobs", "attach", "tj-int"]) == 0
     assert sm.list_models()["Models"] == []
+
+
+def test_attach_never_overwrites_an_out_filled_since_without_force(
+    standin: StandIn, kw_data: Path, tiny_model_dir: Path, tmp_path: Path, capsys
+) -> None:
+    assert main(["jobs"]) == 0
+    assert "no jobs" in capsys.readouterr().out
+    out = tmp_path / "model"
+    assert main(_train_args(kw_data, out, "--job-name", "job-full", "--no-wait")) == 0
+    assert "intentkit jobs attach job-full" in capsys.readouterr().out
+    src = _put_model("job-full", tiny_model_dir, tmp_path)
+    capsys.readouterr()
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main(["jobs", "attach", "job-full"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --out") and "--force" in err and "\n" not in err
+    assert (out / "notes.txt").read_text() == "mine"
+    assert main(["jobs", "attach", "job-full", "--force"]) == 0
+    assert _same_files(src, out)
