@@ -16,7 +16,7 @@ import pytest
 from aws_helpers import ROLE
 from intentkit.cli import main
 from standin import StandIn
-from standin.jobs import enforce_limits, job_life
+from standin.jobs import enforce_limits, job_life, throttle_describe
 from standin.logs import deny_logs, throttle_logs
 from test_sagemaker_training import (
     BUCKET,
@@ -118,13 +118,16 @@ def test_throttled_logs_back_off_and_lines_still_come(
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     job_life(standin, "Training", polls=6)
     throttle = throttle_logs(standin, times=2)
+    busy = throttle_describe(standin, "Training", times=2)  # the status is throttled too
     src = _put_model("job-throttled", tiny_model_dir, tmp_path)
     _log_line("job-throttled", "epoch 1: macro_f1 0.97")
     out = tmp_path / "model"
     assert main(_train_args(kw_data, out, "--job-name", "job-throttled")) == 0
     err = capsys.readouterr().err
     assert throttle.seen > throttle.times  # it tried again after being throttled
-    assert len([x for x in err.splitlines() if "ThrottlingException" in x]) == 1
+    assert busy.seen > busy.times
+    # One warning for the status, one for the logs, each once however often it happens.
+    assert len([x for x in err.splitlines() if "ThrottlingException" in x]) == 2
     assert err.count("epoch 1: macro_f1 0.97") == 1
     assert _same_files(src, out)
 

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from standin.logs import Throttle
 from standin.proxy import Call, Reply, StandIn
 
 #: Secondary statuses of a training job that completes, in the order SageMaker reports them.
@@ -134,6 +135,16 @@ def job_life(standin: StandIn, kind: str, **settings: Any) -> JobLife:
     standin.on(f"SageMaker.Describe{kind}Job", life.describe)
     standin.on(f"SageMaker.Stop{kind}Job", life.stop)
     return life
+
+
+def throttle_describe(standin: StandIn, kind: str, times: int) -> Throttle:
+    """The first ``times`` ``Describe{kind}Job`` calls answer ThrottlingException, as the
+    SageMaker API does over an account's request rate (register after :func:`job_life`, which
+    it then wraps). https://docs.aws.amazon.com/sagemaker/latest/APIReference/CommonErrors.html
+    """
+    throttle = Throttle(times)
+    standin.on(f"SageMaker.Describe{kind}Job", throttle)
+    return throttle
 
 
 def transform_limits(call: Call, forward: Callable[[], Reply]) -> Reply:

@@ -41,7 +41,7 @@ def deny_logs(standin: StandIn, account: str = "123456789012") -> None:
 
 @dataclass
 class Throttle:
-    """The first ``times`` log reads answer ThrottlingException; later ones go through."""
+    """The first ``times`` calls answer ThrottlingException; later ones go through."""
 
     times: int
     seen: int = 0

@@ -17,7 +17,7 @@ from typing import Any
 
 from intentkit.endpoints.registry import Registry, default_state_dir
 from intentkit.errors import ConfigError
-from intentkit.sagemaker.jobs import console_url, follow_job
+from intentkit.sagemaker.jobs import TERMINAL, console_url, follow_job, shown_status
 from intentkit.sagemaker.session import Aws, AwsError, AwsSettings
 
 JOBS_FILE = "jobs.json"
@@ -61,6 +61,10 @@ def _aws(record: dict[str, Any]) -> Aws:
     return Aws(AwsSettings.resolve(region=record["region"]))
 
 
+def _status_key(record: dict[str, Any]) -> str:
+    return f"{record['kind'].capitalize()}JobStatus"
+
+
 def _describe(aws: Aws, record: dict[str, Any]) -> dict[str, Any]:
     kind, name = record["kind"], record["name"]
     return aws.call(
@@ -80,9 +84,7 @@ def job_status(record: dict[str, Any]) -> str:
         return "gone" if exc.code in ("ValidationException", "ResourceNotFound") else "unreachable"
     except ConfigError:
         return "unreachable"
-    status = str(desc.get(f"{record['kind'].capitalize()}JobStatus", "unknown"))
-    secondary = desc.get("SecondaryStatus")
-    return f"{status} ({secondary})" if secondary and secondary != status else status
+    return shown_status(desc, _status_key(record))
 
 
 def attach(record: dict[str, Any], *, force: bool = False) -> None:
@@ -114,13 +116,14 @@ def stop(record: dict[str, Any]) -> str:
     """Ask SageMaker to stop the job; the status it had (one-line error if it had ended)."""
     aws = _aws(record)
     kind, name = record["kind"], record["name"]
-    status = job_status(record)
-    if status.split(" ")[0] in ("Completed", "Failed", "Stopped", "Stopping"):
-        raise ConfigError(f"{kind} job {name} is {status}; there is nothing to stop")
+    desc = _describe(aws, record)
+    shown = shown_status(desc, _status_key(record))
+    if desc.get(_status_key(record)) in (*TERMINAL, "Stopping"):
+        raise ConfigError(f"{kind} job {name} is {shown}; there is nothing to stop")
     aws.call(
         "sagemaker",
         f"stop_{kind}_job",
         step=f"stopping {kind} job {name}",
         **{f"{kind.capitalize()}JobName": name},
     )
-    return status
+    return shown

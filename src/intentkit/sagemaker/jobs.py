@@ -96,8 +96,8 @@ def console_url(region: str, kind: str, name: str) -> str:
 
 #: CloudWatch's answers to too many requests (seen once botocore's own retries are spent).
 THROTTLED = ("ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded")
-#: Longest pause between log reads while CloudWatch keeps throttling them.
-MAX_LOG_BACKOFF_S = 60.0
+#: Longest pause between reads (log lines, job status) while AWS keeps throttling them.
+MAX_BACKOFF_S = 60.0
 
 
 @dataclass
@@ -137,7 +137,7 @@ class LogTailer:
 
     def _unreadable(self, exc: AwsError) -> None:
         if exc.code in THROTTLED:
-            self._pause = min(max(2 * self._pause, self.backoff_s), MAX_LOG_BACKOFF_S)
+            self._pause = min(max(2 * self._pause, self.backoff_s), MAX_BACKOFF_S)
             self._retry_at = time.monotonic() + self._pause
             self._warn(f"{exc}; reading the logs less often, the wait goes on")
             return
@@ -198,6 +198,13 @@ class LogTailer:
                 return
 
 
+def shown_status(job: dict[str, Any], status_key: str) -> str:
+    """``Status (SecondaryStatus)`` of a Describe answer; the status alone when they agree."""
+    status = str(job.get(status_key, "Unknown"))
+    secondary = job.get("SecondaryStatus")
+    return f"{status} ({secondary})" if secondary and secondary != status else status
+
+
 def wait_for_job(
     describe: Callable[[], dict[str, Any]],
     *,
@@ -226,8 +233,7 @@ def wait_for_job(
         while True:
             job = describe()
             status = str(job.get(status_key, "Unknown"))
-            secondary = job.get("SecondaryStatus")
-            shown = f"{status} ({secondary})" if secondary and secondary != status else status
+            shown = shown_status(job, status_key)
             elapsed = int(time.monotonic() - started)
             line = f"{label}: {shown}"
             if logs is not None:
@@ -285,7 +291,7 @@ def follow_job(aws: Aws, kind: str, job: str) -> dict[str, Any]:
 
     log_console = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
     return wait_for_job(
-        describe,
+        patient(describe, aws.settings.poll_s, log_console.print),
         label=f"{kind} job {job}",
         status_key=f"{cap}JobStatus",
         logs=LogTailer(aws, group, job, log_console.print, backoff_s=aws.settings.poll_s),
@@ -293,6 +299,31 @@ def follow_job(aws: Aws, kind: str, job: str) -> dict[str, Any]:
         stop_hint=f"Reattach with `intentkit jobs attach {job}`; stop it with "
         f"`intentkit jobs stop {job}`",
     )
+
+
+def patient(
+    describe: Callable[[], dict[str, Any]], pause_s: float, echo: Callable[[str], None]
+) -> Callable[[], dict[str, Any]]:
+    """``describe``, asked again after a throttled answer (pauses doubling from ``pause_s`` up
+    to a minute, one warning): an account's rate limit is no reason to stop waiting."""
+    warned = False
+
+    def call() -> dict[str, Any]:
+        nonlocal warned
+        pause = 0.0
+        while True:
+            try:
+                return describe()
+            except AwsError as exc:
+                if exc.code not in THROTTLED:
+                    raise
+                if not warned:
+                    warned = True
+                    echo(f"warning: {exc}; asking less often, the wait goes on")
+                pause = min(max(2 * pause, pause_s), MAX_BACKOFF_S)
+                time.sleep(pause)
+
+    return call
 
 
 def raise_unless_completed(kind: str, job: str, final: dict[str, Any]) -> None:

@@ -267,7 +267,7 @@ def train_on_sagemaker(
     check_output_dir(out, force=force)
     aws = Aws(settings)
     role = aws.role()
-    aws.region  # noqa: B018 - an unknown --region fails here, before any upload
+    aws.session()  # an unknown --region fails here, before any upload
     options.check()
     _check_remote_model(cfg.model)
     files = data_files(data)
