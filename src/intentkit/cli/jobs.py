@@ -20,7 +20,9 @@ jobs_app = typer.Typer(
 )
 app.add_typer(jobs_app, name="jobs")
 
-Job = Annotated[str, typer.Argument(help="Job name (see `intentkit jobs`).", show_default=False)]
+Job = Annotated[
+    str, typer.Argument(help="Job name (see `intentkit jobs`).", metavar="JOB", show_default=False)
+]
 
 
 @jobs_app.callback()
