@@ -27,7 +27,8 @@ def train_cmd() -> None:
 
     Reads input/config/hyperparameters.json (each key an `intentkit train` option: epochs,
     batch-size, model, preset...; plus text-column, label-column, test-size, min-per-label for
-    raw data; sagemaker_* keys are ignored), resourceconfig.json and the `train` channel
+    raw data; SageMaker's own sagemaker_* and _* keys, such as a tuning job's
+    _tuning_objective_metric, are ignored), resourceconfig.json and the `train` channel
     (or the only one) under input/data: a folder from `intentkit data prepare`, or CSV/TSV/
     JSON/JSONL/Parquet file(s) prepared on the fly into input/prepared. Writes the model to
     model/ and checkpoints to checkpoints/, resuming from a complete checkpoint of the same
