@@ -110,7 +110,8 @@ def make_base(codename: str, mirror: str) -> dict[str, Any]:
     """``localhost/intentkit-base:CODENAME``: debootstrap minbase + python3-venv, imported."""
     tag = f"localhost/intentkit-base:{codename}"
     if subprocess.run([*PODMAN, "image", "exists", tag]).returncode == 0:
-        return {"image": tag, "made_now": False, "size_bytes": image_size(tag)}
+        size = image_size(tag)
+        return {"image": tag, "made_now": False, "size_bytes": size, "size_mib": size >> 20}
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
         root = Path(tmp) / "rootfs"
@@ -143,6 +144,7 @@ def make_base(codename: str, mirror: str) -> dict[str, Any]:
         "made_now": True,
         "seconds": round(time.monotonic() - t0, 1),
         "size_bytes": image_size(tag),
+        "size_mib": image_size(tag) >> 20,
     }
 
 

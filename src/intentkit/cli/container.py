@@ -53,8 +53,10 @@ def serve_cmd() -> None:
 
     The same server as `intentkit serve`: GET /ping, POST /invocations ({"text": ...} ->
     {"predicted_class", "confidence"}), /predict, /info, /health, /metrics.
-    $INTENTKIT_PORT overrides the port. Request limits follow SageMaker's payload sizes
-    (6 MB, or $SAGEMAKER_MAX_PAYLOAD_IN_MB in batch transform) instead of serve's 1 MB.
+    $SAGEMAKER_BIND_TO_PORT (set by SageMaker in inference pipelines), else $INTENTKIT_PORT,
+    overrides the port. Request limits follow SageMaker's payload sizes (6 MB, or
+    $SAGEMAKER_MAX_PAYLOAD_IN_MB in batch transform) instead of serve's 1 MB. One process
+    batches every request; $SAGEMAKER_MODEL_SERVER_WORKERS is logged as not used.
     """
     from intentkit.sagemaker.image.paths import opt_ml_from_env
     from intentkit.sagemaker.image.serving import port_from_env, serve_model
