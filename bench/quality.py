@@ -100,7 +100,7 @@ def oos_curve(model: Path, data: Path, levels: tuple[float, ...] = CURVE_LEVELS)
     from intentkit.inference.predictor import Predictor
 
     test = pd.read_parquet(data / "test.parquet")
-    pred = Predictor.from_dir(model, device="cpu", backend="torch")
+    pred = Predictor.from_dir(model, device="cpu")
     cal = pred.calibration or {}
     oos_names = {n for n in (cal.get("oos_label"), *OOS_NAMES) if n}
     is_oos = test["label"].isin(oos_names).to_numpy()

@@ -14,6 +14,7 @@ from intentkit.errors import ModelError
 from intentkit.evaluation import calibration as cal
 from intentkit.evaluation.metrics import auroc
 from intentkit.evaluation.scorer_choice import MIN_AUROC_ROWS
+from intentkit.export.loader import load_predictor
 from intentkit.inference import decision, oos
 from intentkit.inference.predictor import Predictor
 from serve_helpers import SAMPLE_TEXTS
@@ -257,9 +258,9 @@ def test_torch_and_onnx_fp32_and_int8_give_the_same_decisions(
     manifest = json.loads((maha_model / "onnx" / "export.json").read_text())
     assert manifest["graph_version"] == GRAPH_VERSION
     texts = [*SAMPLE_TEXTS, "book a car", "my hotel room", "flight to rome"]
-    ref = Predictor.from_dir(maha_model, device="cpu", backend="torch").predict(texts)
+    ref = load_predictor(maha_model, device="cpu", backend="torch").predict(texts)
     for dtype in ("fp32", "int8"):
-        got = Predictor.from_dir(maha_model, device="cpu", backend="onnx", dtype=dtype)
+        got = load_predictor(maha_model, device="cpu", backend="onnx", dtype=dtype)
         assert got.runner.has_cls
         answers = got.predict(texts)
         assert [a["label"] for a in answers] == [a["label"] for a in ref], dtype

@@ -58,31 +58,6 @@ def resolve_dtype(dtype: str, device: str) -> Any:
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
 
 
-def resolve_backend(backend: str, device: str, dtype: str) -> str:
-    """Pick ``torch`` or ``onnx`` for ``backend`` on ``device`` (already resolved) and ``dtype``.
-
-    ``onnx`` runs on CPU in fp32 or int8 only; ``auto`` picks it there when onnxruntime is
-    installed (it is 2-3x faster than PyTorch eager fp32 on CPUs; bench/RESULTS.md).
-    """
-    from intentkit.config import BACKENDS
-    from intentkit.export.onnx_graph import onnx_available, require_onnx
-
-    if backend not in BACKENDS:
-        raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend}")
-    cpu_ok = device == "cpu" and dtype in ("auto", "fp32", "int8")
-    if backend == "onnx":
-        if not cpu_ok:
-            raise ConfigError(
-                f"--backend onnx runs on CPU in fp32 or int8 (got --device {device} --dtype "
-                f"{dtype}); use --backend torch there"
-            )
-        require_onnx()
-        return "onnx"
-    if backend == "auto" and cpu_ok and onnx_available():
-        return "onnx"
-    return "torch"
-
-
 def default_threads(dtype: str = "fp32", backend: str = "torch") -> int:
     """Intra-op threads for serving: every usable core, except all but one for torch int8.
 
@@ -100,28 +75,6 @@ def default_threads(dtype: str = "fp32", backend: str = "torch") -> int:
     except AttributeError:  # macOS, Windows
         cores = os.cpu_count() or 1
     return max(1, cores - 1) if (dtype, backend) == ("int8", "torch") else cores
-
-
-def _onnx_runner(path: Path, dtype: str, threads: int | None, *, strict: bool) -> Any:
-    """An OnnxRunner over the (cached) export of ``path``; None with a warning if not strict."""
-    import logging
-
-    from intentkit.export.onnx_graph import export_onnx
-    from intentkit.export.quantize import Int8Refused
-    from intentkit.inference.onnx_runner import OnnxRunner
-
-    try:
-        onnx_path = export_onnx(path, int8=dtype == "int8")
-    except Exception as exc:
-        # A refused int8 graph is no reason to fall back to PyTorch int8, which moves the
-        # answers at least as much (bench/RESULTS.md): the user must choose fp32 or accept it.
-        if strict or isinstance(exc, Int8Refused):
-            raise
-        logging.getLogger(__name__).warning(
-            "ONNX backend unavailable for %s (%s: %s); using PyTorch", path, type(exc).__name__, exc
-        )
-        return None
-    return OnnxRunner(onnx_path, threads=threads)
 
 
 def quantize_int8(model: Any) -> Any:
@@ -199,8 +152,7 @@ class Predictor:
         reject: bool = True,
         threads: int | None = None,
         dtype: str = "fp32",
-        backend: str = "torch",
-        serving: bool = False,
+        runner: Any = None,
     ) -> Predictor:
         """Load an artifact folder (validated first: missing files are listed with the fix).
 
@@ -209,52 +161,30 @@ class Predictor:
         precision on CPU is refused (bf16 is ~300x slower on CPUs without bf16 units).
         ``int8`` (CPU only) quantizes the linear layers dynamically for faster serving.
 
-        ``backend`` is ``torch``, ``onnx`` (ONNX Runtime on CPU, fp32 or int8; the export is
-        made once and cached next to the weights, see :mod:`intentkit.export.onnx_graph`) or
-        ``auto`` (``onnx`` on CPU when onnxruntime is installed and the export verifies,
-        else ``torch`` with a warning saying why).
-
-        ``serving`` with no ``threads`` picks :func:`default_threads` for the backend chosen here
-        (the server's policy), so the backend is resolved once per load.
+        ``runner`` (an :class:`~intentkit.inference.onnx_runner.OnnxRunner` over this artifact's
+        graph) replaces the PyTorch weights. The runtime never exports a graph itself:
+        :func:`intentkit.export.loader.load_predictor` picks the backend and exports on demand.
         """
         import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
         path = check_artifact_dir(path)
         device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, device)
-        chosen = resolve_backend(backend, device, dtype)
-        if threads is None and serving:
-            threads = default_threads(dtype, chosen)
         tokenizer = AutoTokenizer.from_pretrained(path)
         meta = read_meta(path)
         stats = load_oos_stats(path, meta)
-        if chosen == "onnx":
-            runner = _onnx_runner(path, dtype, threads, strict=backend == "onnx")
-            if runner is not None:
-                from transformers import AutoConfig
-
-                config = AutoConfig.from_pretrained(path)
-                return cls(
-                    None,
-                    tokenizer,
-                    meta=meta,
-                    device="cpu",
-                    reject=reject,
-                    path=path,
-                    runner=runner,
-                    config=config,
-                    oos_stats=stats,
-                )
+        common = {"meta": meta, "reject": reject, "path": path, "oos_stats": stats}
+        if runner is not None:
+            config = AutoConfig.from_pretrained(path)
+            return cls(None, tokenizer, device="cpu", runner=runner, config=config, **common)
         if threads:
             torch.set_num_threads(threads)
         model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch_dtype)
         model.to(device)
         if dtype == "int8":
             model = quantize_int8(model.eval())
-        return cls(
-            model, tokenizer, meta=meta, device=device, reject=reject, path=path, oos_stats=stats
-        )
+        return cls(model, tokenizer, device=device, **common)
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids per text, truncated to ``max_length``, unpadded."""
@@ -405,8 +335,3 @@ def load_oos_stats(path: Path, meta: dict[str, Any]) -> Any:
     from intentkit.inference import oos
 
     return oos.load(path / oos.STATS_FILE, scorer)
-
-
-def load(path: str | Path, **kwargs: Any) -> Predictor:
-    """Load a trained artifact folder: ``intentkit.load("model").predict(["hi"])``."""
-    return Predictor.from_dir(path, **kwargs)

@@ -111,7 +111,8 @@ def create_app(
 
     Args:
         config: server and batcher settings (``api_key`` set = bearer auth on).
-        model_dir: artifact folder, loaded with :meth:`Predictor.from_dir` unless ``loader``.
+        model_dir: artifact folder, loaded with
+            :func:`~intentkit.export.loader.load_predictor` unless ``loader``.
         loader: zero-argument callable returning a loaded Predictor (tests, benchmarks).
         on_load_error: called with the exception when loading fails (the CLI stops the server).
         freeze_gc: once loaded, move every object alive to the collector's permanent generation
@@ -122,9 +123,9 @@ def create_app(
             raise ValueError("create_app needs model_dir or loader")
 
         def loader() -> Any:
-            from intentkit.inference.predictor import Predictor
+            from intentkit.export.loader import load_predictor
 
-            return Predictor.from_dir(
+            return load_predictor(
                 model_dir,
                 device=config.device,
                 reject=config.reject,
