@@ -366,3 +366,27 @@ def test_evaluate_reports_every_scorer_side_by_side(combined_model: Path) -> Non
     pred.oos_scorer, pred.oos_stats = "softmax", None
     _, served, scores = scored_outputs(pred, texts)
     assert served is None and set(scores) == set(oos.SCORERS)
+
+
+def test_batch_result_carries_logits_and_the_oos_score_apart(maha_model: Path) -> None:
+    import asyncio
+
+    from intentkit.serve.batcher import MicroBatcher
+
+    pred = Predictor.from_dir(maha_model, device="cpu")
+    texts = SAMPLE_TEXTS[:3]
+
+    async def submit() -> object:
+        batcher = MicroBatcher(pred.encode, pred.forward_ids)
+        batcher.start()
+        try:
+            return await batcher.submit(texts)
+        finally:
+            await batcher.stop()
+
+    result = asyncio.run(submit())
+    logits, score = pred.outputs(texts)
+    assert result.logits.shape == (len(texts), len(pred.labels))  # no extra score column
+    np.testing.assert_allclose(result.logits, logits, atol=1e-5)
+    assert result.oos_score is not None and result.oos_score.shape == (len(texts),)
+    np.testing.assert_allclose(result.oos_score, score, rtol=1e-5)

@@ -232,37 +232,38 @@ class Predictor:
             logits, cls = forward_with_cls(self.model, t_ids, t_mask)
         return logits.float().cpu().numpy(), cls.float().cpu().numpy()
 
-    def forward_ids(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
-        """One row per text for the micro-batcher: the logits, then one column with the
-        out-of-scope score when the scorer reads features (:meth:`split` separates them)."""
+    def forward_ids(self, ids: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(logits, out-of-scope score or None)`` of one batch, for the micro-batcher: the score
+        (float32, higher = more in-scope) when the scorer reads features, from the same pass."""
         if self.oos_stats is None:
-            return self.forward(ids)[0]
+            return self.forward(ids)[0], None
         logits, cls = self.forward(ids, features=True)
         score = self.oos_stats.score(cls, self.oos_scorer)  # one or two extra matrix products
-        return np.concatenate([logits, score[:, None].astype(np.float32)], axis=1)
+        return logits, score.astype(np.float32)
 
-    def split(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """``(logits, oos score or None)`` from :meth:`forward_ids` rows."""
-        if self.oos_stats is None:
-            return rows, None
-        return rows[:, :-1], rows[:, -1].astype(np.float64)
-
-    def _batched(self, texts: Sequence[str], batch_size: int, fn: Any, width: int) -> np.ndarray:
-        """``fn(ids)`` over length-sorted batches of ``texts``; rows back in input order."""
+    def _batched(
+        self, texts: Sequence[str], batch_size: int, fn: Any, shapes: Sequence[tuple | None]
+    ) -> list[np.ndarray | None]:
+        """``fn(ids)`` over length-sorted batches of ``texts``: one float32 array per entry of
+        ``shapes`` (a row's shape; None where ``fn`` gives None), rows back in input order."""
         ids = self.encode(texts) if len(texts) else []
         order = np.argsort([len(x) for x in ids], kind="stable")
-        result = np.empty((len(ids), width), dtype=np.float32)
+        results = [None if s is None else np.empty((len(ids), *s), np.float32) for s in shapes]
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            result[chunk] = fn([ids[i] for i in chunk])
-        return result
+            for out, part in zip(results, fn([ids[i] for i in chunk]), strict=True):
+                if out is not None:
+                    out[chunk] = part
+        return results
 
     def outputs(
         self, texts: Sequence[str], batch_size: int = 64
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """``(logits (n, n_labels), out-of-scope score (n,) or None)`` in input order."""
-        width = len(self.labels) + (self.oos_stats is not None)
-        return self.split(self._batched(texts, batch_size, self.forward_ids, width))
+        shapes = [(len(self.labels),), None if self.oos_stats is None else ()]
+        logits, score = self._batched(texts, batch_size, self.forward_ids, shapes)
+        assert logits is not None
+        return logits, None if score is None else score.astype(np.float64)
 
     def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Raw logits (n, n_labels), batching length-sorted texts; rows in input order."""
@@ -270,14 +271,12 @@ class Predictor:
 
     def features(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """``(logits, last-layer CLS features (n, hidden))`` of one pass, in input order."""
-        k = len(self.labels)
-
-        def both(ids: Sequence[Sequence[int]]) -> np.ndarray:
-            logits, cls = self.forward(ids, features=True)
-            return np.concatenate([logits, cls], axis=1)
-
-        rows = self._batched(texts, batch_size, both, k + int(self.config.hidden_size))
-        return rows[:, :k], rows[:, k:]
+        shapes = [(len(self.labels),), (int(self.config.hidden_size),)]
+        logits, cls = self._batched(
+            texts, batch_size, lambda ids: self.forward(ids, features=True), shapes
+        )
+        assert logits is not None and cls is not None
+        return logits, cls
 
     def decide(
         self,

@@ -346,7 +346,7 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
         result = await batcher.submit(texts)
         labels = predictor.labels
         k = len(labels) if req.top_k is None else min(req.top_k, len(labels))
-        logits, oos_score = predictor.split(result.logits)
+        logits, oos_score = result.logits, result.oos_score
         if req.raw_scores:
             out = [_sorted_scores(row, labels, k) for row in logits]
         else:
@@ -387,7 +387,7 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
         texts = _check_texts(value, "text", cfg.max_texts_per_request)
         predictor, batcher = state.require_ready()
         result = await batcher.submit(texts)
-        logits, oos_score = predictor.split(result.logits)
+        logits, oos_score = result.logits, result.oos_score
         answers = [  # the SageMaker contract: these two keys, nothing more
             {"predicted_class": a["label"], "confidence": a["confidence"]}
             for a in predictor.decide(logits, oos_score=oos_score, top_k=1, reject=cfg.reject)
