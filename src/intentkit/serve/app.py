@@ -24,16 +24,21 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from intentkit.config import ServeConfig
 from intentkit.inference import buckets
 from intentkit.serve.batcher import BatchResult, MicroBatcher
+from intentkit.serve.codecs import (
+    JSONLINES_TYPES,
+    check_texts,
+    parse_invocation,
+    sorted_scores,
+    validation_message,
+)
 from intentkit.serve.http_errors import ServeError, error_body
 from intentkit.serve.metrics import Metrics, MetricsMiddleware
 from intentkit.serve.middleware import OPEN_PATHS, AuthMiddleware, BodyLimitMiddleware
@@ -42,7 +47,6 @@ from intentkit.serve.schemas import (
     ErrorResponse,
     Info,
     Invocation,
-    InvocationLine,
     InvocationRequest,
     PredictRequest,
     Score,
@@ -50,8 +54,6 @@ from intentkit.serve.schemas import (
 
 log = logging.getLogger("intentkit.serve")
 
-JSON_TYPES = ("application/json", "text/json")
-JSONLINES_TYPES = ("application/jsonlines", "application/jsonl", "application/x-jsonlines")
 #: Default --split-tokens off GPUs (see intentkit.serve.batcher.plan_batches).
 CPU_SPLIT_TOKENS = 128
 
@@ -78,16 +80,6 @@ class ServerState:
         if self.predictor is None or self.batcher is None:
             raise ServeError("not_ready", "the model is still loading; retry shortly")
         return self.predictor, self.batcher
-
-
-def _validation_message(errors: list[dict[str, Any]]) -> str:
-    parts = []
-    for err in errors[:5]:
-        if err.get("type") == "json_invalid":
-            return f"invalid JSON: {err.get('ctx', {}).get('error', err.get('msg'))}"
-        loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
-        parts.append(f"{loc or 'body'}: {err.get('msg')}")
-    return "; ".join(parts) or "invalid request"
 
 
 def _timing_headers(result: BatchResult, started: float) -> dict[str, str]:
@@ -211,7 +203,7 @@ def _version() -> str:
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(error_body("validation", _validation_message(exc.errors())), 422)
+        return JSONResponse(error_body("validation", validation_message(exc.errors())), 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -225,51 +217,6 @@ def _add_error_handlers(app: FastAPI) -> None:
         # The traceback goes to the log, never to the client.
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return JSONResponse(error_body("internal", "internal server error"), 500)
-
-
-def _check_texts(value: str | list[str], field: str, limit: int) -> list[str]:
-    texts = [value] if isinstance(value, str) else value
-    if not texts:
-        raise ServeError("empty", f"`{field}` is an empty list; send at least one text")
-    if len(texts) > limit:
-        raise ServeError(
-            "payload_too_large", f"{len(texts)} texts in one request; the limit is {limit}"
-        )
-    for i, text in enumerate(texts):
-        if not text.strip():
-            where = field if isinstance(value, str) else f"{field}[{i}]"
-            raise ServeError("empty", f"`{where}` is empty; send a non-empty text")
-    return texts
-
-
-def _parse_invocation(body: bytes, ctype: str) -> tuple[str | list[str], bool]:
-    """(texts, jsonlines?) from an /invocations body; typed errors for anything else."""
-    if ctype in JSONLINES_TYPES:
-        texts = []
-        for n, line in enumerate(body.decode("utf-8", errors="replace").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                texts.append(InvocationLine.model_validate_json(line).text)
-            except ValidationError as exc:
-                msg = f"line {n}: {_validation_message(exc.errors())}"
-                raise ServeError("validation", msg) from None
-        return texts, True
-    if ctype in JSON_TYPES or not ctype:
-        try:
-            req = InvocationRequest.model_validate_json(body)
-        except ValidationError as exc:
-            raise ServeError("validation", _validation_message(exc.errors())) from None
-        return req.text, False
-    raise ServeError(
-        "unsupported_media_type",
-        f"Content-Type {ctype!r}: send application/json or application/jsonlines",
-    )
-
-
-def _sorted_scores(row: np.ndarray, labels: list[str], k: int) -> list[dict[str, Any]]:
-    top = np.argsort(-row, kind="stable")[:k]
-    return [{"label": labels[j], "score": float(row[j])} for j in top]
 
 
 def _add_routes(app: FastAPI, state: ServerState) -> None:
@@ -341,14 +288,14 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
         per text, comma-separated, higher = more in-scope) carry the out-of-scope score.
         """
         started = time.perf_counter()
-        texts = _check_texts(req.inputs, "inputs", cfg.max_texts_per_request)
+        texts = check_texts(req.inputs, "inputs", cfg.max_texts_per_request)
         predictor, batcher = state.require_ready()
         result = await batcher.submit(texts)
         labels = predictor.labels
         k = len(labels) if req.top_k is None else min(req.top_k, len(labels))
         logits, oos_score = result.logits, result.oos_score
         if req.raw_scores:
-            out = [_sorted_scores(row, labels, k) for row in logits]
+            out = [sorted_scores(row, labels, k) for row in logits]
         else:
             out = []
             for ans in predictor.decide(logits, oos_score=oos_score, top_k=k, reject=cfg.reject):
@@ -383,8 +330,8 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
         """The reference handler's contract, plus a list form and JSON Lines for batch transform."""
         started = time.perf_counter()
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        value, jsonlines = _parse_invocation(await request.body(), ctype)
-        texts = _check_texts(value, "text", cfg.max_texts_per_request)
+        value, jsonlines = parse_invocation(await request.body(), ctype)
+        texts = check_texts(value, "text", cfg.max_texts_per_request)
         predictor, batcher = state.require_ready()
         result = await batcher.submit(texts)
         logits, oos_score = result.logits, result.oos_score
