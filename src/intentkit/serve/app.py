@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -33,10 +32,13 @@ from intentkit.config import ServeConfig
 from intentkit.inference import buckets
 from intentkit.serve.batcher import BatchResult, MicroBatcher
 from intentkit.serve.codecs import (
-    JSONLINES_TYPES,
+    Decided,
+    Decoded,
     check_texts,
-    parse_invocation,
-    sorted_scores,
+    decode_invocation,
+    decode_predict,
+    encode_invocation,
+    encode_predict,
     validation_message,
 )
 from intentkit.serve.http_errors import ServeError, error_body
@@ -219,8 +221,25 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body("internal", "internal server error"), 500)
 
 
+Encoder = Callable[[Decoded, Decided, dict[str, str]], Response]
+
+
 def _add_routes(app: FastAPI, state: ServerState) -> None:
     cfg = state.config
+
+    async def answer(decoding: Awaitable[Decoded], encode: Encoder) -> Response:
+        """The one path of every text: decode -> check -> submit -> decide -> encode."""
+        started = time.perf_counter()
+        req = await decoding
+        texts = check_texts(req.value, req.field, cfg.max_texts_per_request)
+        predictor, batcher = state.require_ready()
+        result = await batcher.submit(texts)
+        answers = predictor.decide(
+            result.logits, oos_score=result.oos_score, top_k=req.top_k, reject=cfg.reject
+        )
+        # Every request's decided answers exist here, once, whichever contract it came by.
+        out = Decided(texts, result, answers, predictor.labels, predictor.oos_scorer)
+        return encode(req, out, _timing_headers(result, started))
 
     @app.get("/ping", summary="SageMaker health check (200 once the model is loaded)")
     async def ping() -> dict[str, str]:
@@ -287,30 +306,7 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
         With a feature-space scorer, headers ``x-oos-scorer`` and ``x-oos-score`` (one score
         per text, comma-separated, higher = more in-scope) carry the out-of-scope score.
         """
-        started = time.perf_counter()
-        texts = check_texts(req.inputs, "inputs", cfg.max_texts_per_request)
-        predictor, batcher = state.require_ready()
-        result = await batcher.submit(texts)
-        labels = predictor.labels
-        k = len(labels) if req.top_k is None else min(req.top_k, len(labels))
-        logits, oos_score = result.logits, result.oos_score
-        if req.raw_scores:
-            out = [sorted_scores(row, labels, k) for row in logits]
-        else:
-            out = []
-            for ans in predictor.decide(logits, oos_score=oos_score, top_k=k, reject=cfg.reject):
-                scores = ans["scores"]
-                if ans["label"] != scores[0]["label"]:  # rejected: the answer leads
-                    scores = [{"label": ans["label"], "score": ans["confidence"]}, *scores]
-                out.append(scores)
-        body = out[0] if isinstance(req.inputs, str) else out
-        headers = _timing_headers(result, started)
-        if oos_score is not None:
-            # The TEI body has no room for it: the feature-space score (higher = more in-scope),
-            # one per text in input order, goes in a header.
-            headers["x-oos-scorer"] = predictor.oos_scorer
-            headers["x-oos-score"] = ",".join(f"{float(v):.6g}" for v in oos_score)
-        return JSONResponse(body, headers=headers)
+        return await answer(decode_predict(req), encode_predict)
 
     @app.post(
         "/invocations",
@@ -328,20 +324,4 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
     )
     async def invocations(request: Request) -> Response:
         """The reference handler's contract, plus a list form and JSON Lines for batch transform."""
-        started = time.perf_counter()
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        value, jsonlines = parse_invocation(await request.body(), ctype)
-        texts = check_texts(value, "text", cfg.max_texts_per_request)
-        predictor, batcher = state.require_ready()
-        result = await batcher.submit(texts)
-        logits, oos_score = result.logits, result.oos_score
-        answers = [  # the SageMaker contract: these two keys, nothing more
-            {"predicted_class": a["label"], "confidence": a["confidence"]}
-            for a in predictor.decide(logits, oos_score=oos_score, top_k=1, reject=cfg.reject)
-        ]
-        headers = _timing_headers(result, started)
-        accept = request.headers.get("accept", "").split(";")[0].strip().lower()
-        if jsonlines or accept in JSONLINES_TYPES:
-            lines = "".join(json.dumps(a) + "\n" for a in answers)
-            return Response(lines, media_type="application/jsonlines", headers=headers)
-        return JSONResponse(answers[0] if isinstance(value, str) else answers, headers=headers)
+        return await answer(decode_invocation(request), encode_invocation)
