@@ -47,3 +47,18 @@ def test_no_module_spells_the_out_of_scope_label_itself() -> None:
         if p not in allowed and "image" not in p.parts and "oos" in _string_constants(p)
     ]
     assert not spelled, f"ask intentkit.inference.decision.oos_names instead: {spelled}"
+
+
+def test_label_list_from_id2label_is_built_once() -> None:
+    from intentkit.artifact import labels_of
+
+    # config.json stores str keys, a loaded config int keys; order is by id, not by insertion.
+    assert labels_of({"1": "hotel", "0": "flight"}) == labels_of({0: "flight", 1: "hotel"})
+    assert labels_of({1: "hotel", 0: "flight"}) == ["flight", "hotel"]
+    # What runs inside the SageMaker image must not import intentkit: its copy is tested apart.
+    others = [
+        str(p.relative_to(SRC))
+        for p in SRC.rglob("*.py")
+        if p.name != "artifact.py" and "image" not in p.parts and "id2label[" in p.read_text()
+    ]
+    assert not others, f"build the label list with intentkit.artifact.labels_of: {others}"

@@ -97,7 +97,7 @@ def evaluate(
     Returns:
         The report dict (also written to ``out/report.json``).
     """
-    from intentkit.artifact import check_artifact_dir, read_meta
+    from intentkit.artifact import check_artifact_dir, labels_of, read_meta
     from intentkit.data.dataset import load_prepared
     from intentkit.evaluation.figures import confusion_matrix_png, reliability_diagram
     from intentkit.evaluation.metrics import expected_calibration_error, oos_report
@@ -114,12 +114,14 @@ def evaluate(
     if len(frame) == 0:
         raise DataError(f"--split {split}: the split in {ds.path} has no rows")
     # Labels are checked from config.json before the (slower) model load: fail fast.
-    model_labels = json.loads((model_dir / "config.json").read_text("utf-8")).get("id2label", {})
+    model_labels = labels_of(
+        json.loads((model_dir / "config.json").read_text("utf-8")).get("id2label", {})
+    )
     cal = read_meta(model_dir).get("calibration") or {}
     reject_label = str(cal.get("reject_label") or "out_of_scope")
     oos_names = oos_label_names(cal.get("oos_label"))
     true = frame["label"].tolist()
-    unseen = sorted(set(true) - {str(v) for v in model_labels.values()} - oos_names)
+    unseen = sorted(set(true) - set(model_labels) - oos_names)
     if unseen:
         raise DataError(
             f"--data {ds.path} ({split}): labels the model was not trained on: "

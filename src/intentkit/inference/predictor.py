@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from intentkit.artifact import check_artifact_dir, read_meta, served_max_length
+from intentkit.artifact import check_artifact_dir, labels_of, read_meta, served_max_length
 from intentkit.errors import ConfigError, ModelError
 
 
@@ -133,8 +133,7 @@ class Predictor:
         self.path = path
         config = config if config is not None else model.config
         self.config = config
-        id2label = config.id2label
-        self.labels: list[str] = [str(id2label[i]) for i in range(len(id2label))]
+        self.labels: list[str] = labels_of(config.id2label)
         self.max_length: int = served_max_length(config, self.meta)
         self.calibration: dict[str, Any] | None = self.meta.get("calibration")
         self.oos_scorer: str = str((self.calibration or {}).get("oos_scorer") or "softmax")
