@@ -62,3 +62,23 @@ def test_label_list_from_id2label_is_built_once() -> None:
         if p.name != "artifact.py" and "image" not in p.parts and "id2label[" in p.read_text()
     ]
     assert not others, f"build the label list with intentkit.artifact.labels_of: {others}"
+
+
+def test_intentkit_port_is_parsed_once() -> None:
+    from intentkit.config import port_from_env
+    from intentkit.errors import ConfigError
+    from intentkit.sagemaker.image import serving
+
+    assert port_from_env({"INTENTKIT_PORT": "9001"}) == serving.port_from_env(
+        {"INTENTKIT_PORT": "9001"}
+    )
+    assert port_from_env({}) is None and serving.port_from_env({}) == 8080
+    for read in (port_from_env, serving.port_from_env):
+        with pytest.raises(ConfigError, match=r"\$INTENTKIT_PORT must be a port number"):
+            read({"INTENTKIT_PORT": "80a"})
+    spelled = [
+        str(p.relative_to(SRC))
+        for p in SRC.rglob("*.py")
+        if p.name != "config.py" and "INTENTKIT_PORT" in _string_constants(p)
+    ]
+    assert not spelled, f"read the port with intentkit.config.port_from_env: {spelled}"

@@ -8,6 +8,7 @@ dataclass defaults < preset (``--preset``) < explicit flags.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -146,6 +147,20 @@ class TrainConfig:
         if self.report_to not in ("none", "tensorboard"):
             problems.append("--report-to must be none or tensorboard")
         _raise_if(problems)
+
+
+PORT_ENV = "INTENTKIT_PORT"
+
+
+def port_from_env(environ: Mapping[str, str]) -> int | None:
+    """``$INTENTKIT_PORT`` as a port number, None when unset or empty; the one reader of it
+    (``intentkit serve`` and ``intentkit container serve`` both ask here)."""
+    text = environ.get(PORT_ENV)
+    if not text:
+        return None
+    if not text.isdigit():
+        raise ConfigError(f"${PORT_ENV} must be a port number, got {text!r}")
+    return int(text)
 
 
 @dataclass

@@ -13,7 +13,6 @@ from intentkit.errors import ConfigError
 from intentkit.sagemaker.image.paths import OptMl
 
 SAGEMAKER_PORT = 8080
-PORT_ENV = "INTENTKIT_PORT"
 #: Set by SageMaker batch transform in the container: the largest request body it will send.
 PAYLOAD_ENV = "SAGEMAKER_MAX_PAYLOAD_IN_MB"
 #: SageMaker caps a real-time request at 6 MB; batch transform at MaxPayloadInMB (<= 100).
@@ -24,13 +23,11 @@ MIN_LINE_BYTES = 13
 
 
 def port_from_env(environ: Mapping[str, str]) -> int:
-    """``$INTENTKIT_PORT`` (as ``intentkit serve`` reads it) or SageMaker's 8080."""
-    text = environ.get(PORT_ENV)
-    if not text:
-        return SAGEMAKER_PORT
-    if not text.isdigit():
-        raise ConfigError(f"${PORT_ENV} must be a port number, got {text!r}")
-    return int(text)
+    """``$INTENTKIT_PORT`` (read by :func:`intentkit.config.port_from_env`) or SageMaker's 8080."""
+    from intentkit.config import port_from_env as read_port
+
+    port = read_port(environ)
+    return SAGEMAKER_PORT if port is None else port
 
 
 def container_serve_config(environ: Mapping[str, str], *, port: int = SAGEMAKER_PORT) -> Any:
