@@ -15,7 +15,6 @@ from intentkit.sagemaker.image.paths import OptMl
 
 log = logging.getLogger(__name__)
 SAGEMAKER_PORT = 8080
-PORT_ENV = "INTENTKIT_PORT"
 #: Set by SageMaker when several containers share a host (inference pipelines).
 BIND_TO_PORT_ENV = "SAGEMAKER_BIND_TO_PORT"
 #: The worker-process count of SageMaker's own model servers (MMS, TorchServe) and the Hugging
@@ -31,8 +30,8 @@ MIN_LINE_BYTES = 13
 
 
 def port_from_env(environ: Mapping[str, str]) -> int:
-    """``$SAGEMAKER_BIND_TO_PORT``, else ``$INTENTKIT_PORT`` (as ``intentkit serve`` reads it),
-    else SageMaker's 8080.
+    """``$SAGEMAKER_BIND_TO_PORT``, else ``$INTENTKIT_PORT`` (read by
+    :func:`intentkit.config.port_from_env`, as ``intentkit serve`` reads it), else SageMaker's 8080.
 
     SageMaker sets ``SAGEMAKER_BIND_TO_PORT`` for images labelled
     ``com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true`` (the Dockerfile is), when
@@ -40,14 +39,13 @@ def port_from_env(environ: Mapping[str, str]) -> int:
     SageMaker's pings go to a port nobody listens on:
     https://docs.aws.amazon.com/sagemaker/latest/dg/inference-pipeline-real-time.html
     """
-    for name in (BIND_TO_PORT_ENV, PORT_ENV):
-        text = environ.get(name)
-        if not text:
-            continue
-        if not text.isdigit() or not 0 < int(text) < 65536:
-            raise ConfigError(f"${name} must be a port number (1-65535), got {text!r}")
-        return int(text)
-    return SAGEMAKER_PORT
+    from intentkit.config import port_from_env as read_port
+
+    bind = read_port(environ, BIND_TO_PORT_ENV)
+    if bind is not None:
+        return bind
+    port = read_port(environ)
+    return SAGEMAKER_PORT if port is None else port
 
 
 def container_serve_config(environ: Mapping[str, str], *, port: int = SAGEMAKER_PORT) -> Any:
