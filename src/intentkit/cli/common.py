@@ -45,6 +45,6 @@ ApiKey = Annotated[
 
 def jobs(state_dir: Path | None) -> Any:
     """The SageMaker job records (``jobs.json``) in the same folder as :func:`registry`."""
-    from intentkit.sagemaker.job_records import job_registry
+    from intentkit.sagemaker.jobs import job_registry
 
     return job_registry(state_dir_or_env(state_dir))

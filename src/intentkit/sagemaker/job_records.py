@@ -6,44 +6,19 @@ it: kind, region, and what the waiting command would have done at the end (``--o
 training job, the output prefix and any temporary model for a transform). So a wait that was
 interrupted (Ctrl-C, a closed laptop, ``--no-wait``) can be resumed from any shell: ``attach``
 follows the live status and log lines and then does exactly what ``train --target sagemaker`` or
-``predict --target sagemaker`` would have done.
+``predict --target sagemaker`` would have done. The records are written by
+:func:`intentkit.sagemaker.jobs.record_job`; this module reads them.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from intentkit.endpoints.registry import Registry, default_state_dir
+from intentkit.endpoints.registry import Registry
 from intentkit.errors import ConfigError
-from intentkit.sagemaker.jobs import TERMINAL, console_url, follow_job, shown_status
+from intentkit.sagemaker.jobs import TERMINAL, follow_job, shown_status
 from intentkit.sagemaker.session import Aws, AwsError, AwsSettings
-
-JOBS_FILE = "jobs.json"
-KINDS = ("training", "transform")
-
-
-def job_registry(state_dir: str | Path | None = None) -> Registry:
-    """The job records in ``state_dir`` (default: the user state folder, as for endpoints)."""
-    return Registry(state_dir or default_state_dir(), file=JOBS_FILE, key="jobs")
-
-
-def record_job(jobs: Registry, aws: Aws, kind: str, name: str, **fields: Any) -> dict[str, Any]:
-    """Record job ``name`` (``kind`` training|transform) as created now in ``aws``'s region."""
-    record = {
-        "name": name,
-        "kind": kind,
-        "region": aws.region,
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "console": console_url(
-            aws.region, "jobs" if kind == "training" else "transform-jobs", name
-        ),
-        **fields,
-    }
-    with jobs.edit() as records:
-        records[name] = record
-    return record
 
 
 def lookup_job(jobs: Registry, name: str) -> dict[str, Any]:

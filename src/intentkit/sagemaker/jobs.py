@@ -1,9 +1,11 @@
-"""What SageMaker training and batch-transform jobs share: names, checks, waiting and logs.
+"""What SageMaker training and batch-transform jobs share: names, checks, records, waiting, logs.
 
 Waiting polls ``Describe*Job`` (SageMaker has no push API for job status) and shows one live
 status line on a terminal, or one line per status change elsewhere (CI logs stay readable).
 The job's CloudWatch log lines are printed as they appear; a log group or stream that does not
-exist yet is normal (the instance is still starting), not an error.
+exist yet is normal (the instance is still starting), not an error; logs that cannot be read
+never end the wait. Each job is recorded in ``jobs.json`` beside the endpoint registry when
+SageMaker accepts it (:func:`record_job`), for :mod:`intentkit.sagemaker.job_records`.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
+from intentkit.endpoints.registry import Registry, default_state_dir
 from intentkit.errors import ConfigError
 from intentkit.sagemaker.session import Aws, AwsError
 
@@ -98,6 +102,31 @@ def console_url(region: str, kind: str, name: str) -> str:
 THROTTLED = ("ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded")
 #: Longest pause between reads (log lines, job status) while AWS keeps throttling them.
 MAX_BACKOFF_S = 60.0
+
+
+JOBS_FILE = "jobs.json"
+
+
+def job_registry(state_dir: str | Path | None = None) -> Registry:
+    """The job records in ``state_dir`` (default: the user state folder, as for endpoints)."""
+    return Registry(state_dir or default_state_dir(), file=JOBS_FILE, key="jobs")
+
+
+def record_job(jobs: Registry, aws: Aws, kind: str, name: str, **fields: Any) -> dict[str, Any]:
+    """Record job ``name`` (``kind`` training|transform) as created now in ``aws``'s region."""
+    record = {
+        "name": name,
+        "kind": kind,
+        "region": aws.region,
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "console": console_url(
+            aws.region, "jobs" if kind == "training" else "transform-jobs", name
+        ),
+        **fields,
+    }
+    with jobs.edit() as records:
+        records[name] = record
+    return record
 
 
 @dataclass

@@ -219,7 +219,7 @@ def transform_on_sagemaker(
                 _cleanup(aws, job, temporary, delete=True)
             print("dry run: the requests above were printed, none sent", file=sys.stderr)
             return job
-        from intentkit.sagemaker.job_records import job_registry, record_job
+        from intentkit.sagemaker.jobs import job_registry, record_job
 
         record_job(
             jobs or job_registry(),
