@@ -149,17 +149,19 @@ def train_cmd(
     --target sagemaker --role arn:aws:iam::ACCOUNT:role/NAME --image ECR_URI --spot
     --image huggingface runs it on AWS's Hugging Face PyTorch training image for the region
     (GPU instances; intentkit goes in as the job's source code, nothing to build or push).
+    Ctrl-C stops waiting, not the job: `intentkit jobs attach JOB` resumes and fetches the
+    model into --out, `intentkit jobs stop JOB` stops it.
     """
     flags = dict(locals())  # first statement: exactly the options, one per TrainConfig field
     for name in ("data", "out", "preset", "force", "resume", "checkpoint_dir", "target"):
         flags.pop(name)
     sagemaker = {name: flags.pop(name) for name in _SAGEMAKER_FLAGS}
     if _sagemaker_target(target, sagemaker, resume=resume, checkpoint_dir=checkpoint_dir):
+        from intentkit.cli.common import jobs
         from intentkit.sagemaker.training_job import train_on_sagemaker
 
-        train_on_sagemaker(
-            data, out, preset=preset, force=force, **_sagemaker_args(sagemaker), **flags
-        )
+        args = _sagemaker_args(sagemaker)
+        train_on_sagemaker(data, out, preset=preset, force=force, jobs=jobs(None), **args, **flags)
         return
     from intentkit.training.overhead import process_start_time, summary_line
     from intentkit.training.train import train

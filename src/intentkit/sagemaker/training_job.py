@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from intentkit.config import TrainConfig
+from intentkit.endpoints.registry import Registry
 from intentkit.errors import ConfigError, ModelError
 from intentkit.sagemaker.jobs import (
     JobFailedError,
@@ -32,7 +33,7 @@ from intentkit.sagemaker.jobs import (
     follow_job,
     raise_unless_completed,
 )
-from intentkit.sagemaker.session import Aws, AwsSettings
+from intentkit.sagemaker.session import Aws, AwsSettings, tags
 
 #: Key prefix of everything one job puts in the bucket.
 S3_PREFIX = "intentkit"
@@ -148,7 +149,6 @@ def training_job_request(
     options: SageMakerTrainOptions,
 ) -> dict[str, Any]:
     """The ``CreateTrainingJob`` parameters (pure: no request is sent)."""
-    from intentkit import __version__
 
     root = f"s3://{bucket}/{S3_PREFIX}/{job}"
     stopping: dict[str, Any] = {"MaxRuntimeInSeconds": options.max_runtime}
@@ -185,10 +185,7 @@ def training_job_request(
         "StoppingCondition": stopping,
         "CheckpointConfig": {"S3Uri": f"{root}/checkpoints/", "LocalPath": CHECKPOINT_LOCAL},
         "EnableManagedSpotTraining": options.spot,
-        "Tags": [
-            {"Key": "intentkit:version", "Value": __version__},
-            {"Key": "intentkit:model", "Value": cfg.model[:256]},
-        ],
+        "Tags": tags("training-job", job, model=cfg.model),
     }
     return request
 
@@ -257,6 +254,7 @@ def train_on_sagemaker(
     options: SageMakerTrainOptions,
     preset: str | None = None,
     force: bool = False,
+    jobs: Registry | None = None,
     **overrides: Any,
 ) -> str:
     """Train on SageMaker and unpack the model into ``out``; return the job name.
@@ -269,6 +267,8 @@ def train_on_sagemaker(
         settings: region, role, bucket, dry run (:meth:`AwsSettings.resolve`).
         options: image, instances, spot, runtime, job name, wait.
         preset: applied under ``overrides`` exactly as for a local run.
+        jobs: where the job is recorded for ``intentkit jobs attach`` (default: the user state
+            folder's ``jobs.json``).
         **overrides: TrainConfig fields; None is ignored.
 
     Raises:
@@ -285,6 +285,7 @@ def train_on_sagemaker(
     check_output_dir(out, force=force)
     aws = Aws(settings)
     role = aws.role()
+    aws.session()  # an unknown --region fails here, before any upload
     options.check()
     _check_remote_model(cfg.model)
     files = data_files(data)
@@ -309,17 +310,30 @@ def train_on_sagemaker(
     if aws.dry_run:
         print(f"dry run: {len(aws.requests)} requests printed, none sent", file=sys.stderr)
         return job
+    from intentkit.sagemaker.jobs import job_registry, record_job
+
+    record_job(jobs or job_registry(), aws, "training", job, out=str(out.resolve()), force=force)
     print(f"training job {job} created: {console_url(aws.region, 'jobs', job)}")
     if not options.wait:
         output = request["OutputDataConfig"]["S3OutputPath"]
-        print(f"the model will be at {output}{job}/output/model.tar.gz once the job completes")
+        print(
+            f"the model will be at {output}{job}/output/model.tar.gz once the job completes; "
+            f"`intentkit jobs attach {job}` waits for it and unpacks it into {out}"
+        )
         return job
 
     final = follow_job(aws, "training", job)
+    fetch_model(aws, job, final, out)
+    return job
+
+
+def fetch_model(aws: Aws, job: str, final: dict[str, Any], out: Path) -> Path:
+    """Unpack the model of the ended training ``job`` (its last ``DescribeTrainingJob`` answer
+    ``final``) into ``out``; :class:`JobFailedError` unless it completed with a model."""
     raise_unless_completed("training", job, final)
     uri = (final.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
     if not uri:
         raise JobFailedError(f"training job {job} completed without ModelArtifacts; see its logs")
     unpack_model(aws, uri, out)
     print(f"model written to {out} (from {uri})")
-    return job
+    return out
