@@ -82,3 +82,42 @@ def test_intentkit_port_is_parsed_once() -> None:
         if p.name != "config.py" and "INTENTKIT_PORT" in _string_constants(p)
     ]
     assert not spelled, f"read the port with intentkit.config.port_from_env: {spelled}"
+
+
+def test_selection_and_report_macro_f1_agree_on_the_same_rows() -> None:
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    from intentkit.evaluation.evaluate import score
+    from intentkit.training.trainer import compute_metrics
+
+    labels = ["book", "cancel", "refund"]
+    true = ["book", "book", "cancel", "cancel", "book"]
+    # "refund" is only ever predicted: the case where "truth only" and "truth or predictions"
+    # part ways (2/3 of classes vs 2/2).
+    pred = ["book", "refund", "cancel", "book", "book"]
+    ids = {name: i for i, name in enumerate(labels)}
+    logits = np.eye(len(labels))[[ids[p] for p in pred]]
+    selection = compute_metrics(
+        SimpleNamespace(predictions=logits, label_ids=np.array([ids[t] for t in true]))
+    )
+    report = score(true, pred, oos={"oos"}, reject_label="out_of_scope")
+    for key in ("accuracy", "macro_f1", "weighted_f1"):
+        assert selection[key] == pytest.approx(report[key]), key
+    assert report["macro_f1"] == pytest.approx(f1_score(true, pred, average="macro"))
+    assert report["macro_f1"] != pytest.approx(
+        f1_score(true, pred, labels=sorted(set(true)), average="macro")
+    )
+    # The per-class table lists the classes the mean is over.
+    assert set(report["per_class"]) == set(labels)
+    mean = np.mean([c["f1"] for c in report["per_class"].values()])
+    assert report["macro_f1"] == pytest.approx(mean)
+
+
+def test_no_module_calls_f1_score_but_metrics() -> None:
+    callers = [
+        str(p.relative_to(SRC))
+        for p in SRC.rglob("*.py")
+        if p.name != "metrics.py" and "f1_score" in p.read_text("utf-8")
+    ]
+    assert not callers, f"score F1 with intentkit.evaluation.metrics: {callers}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -82,14 +83,36 @@ def oos_report(
     }
 
 
-def classification_metrics(pred_ids: np.ndarray, label_ids: np.ndarray) -> dict[str, float]:
-    """Accuracy, macro F1 and weighted F1 of integer predictions (sklearn, zero_division=0)."""
+def scored_classes(true: Sequence[Any], pred: Sequence[Any]) -> list[Any]:
+    """The classes F1 averages over: every label present in ``true`` or ``pred``, sorted.
+
+    This is scikit-learn's own default for ``f1_score(average="macro")`` (``labels=None``: "all
+    labels in y_true and y_pred", https://scikit-learn.org/stable/modules/generated/
+    sklearn.metrics.f1_score.html). A class only ever predicted scores F1 0: its predictions are
+    all wrong, and averaging over the true classes alone would hide that from the macro mean.
+    """
+    return sorted(set(true) | set(pred))
+
+
+def classification_metrics(pred_ids: Sequence[Any], label_ids: Sequence[Any]) -> dict[str, float]:
+    """Accuracy, macro F1 and weighted F1 of predictions (sklearn, zero_division=0).
+
+    The one definition: checkpoint selection (integer ids) and ``report.json`` (label names)
+    both call it, averaging over :func:`scored_classes`.
+    """
     from sklearn.metrics import accuracy_score, f1_score
+
+    classes = scored_classes(label_ids, pred_ids)
+
+    def f1(average: str) -> float:
+        return float(
+            f1_score(label_ids, pred_ids, labels=classes, average=average, zero_division=0)
+        )
 
     return {
         "accuracy": float(accuracy_score(label_ids, pred_ids)),
-        "macro_f1": float(f1_score(label_ids, pred_ids, average="macro", zero_division=0)),
-        "weighted_f1": float(f1_score(label_ids, pred_ids, average="weighted", zero_division=0)),
+        "macro_f1": f1("macro"),
+        "weighted_f1": f1("weighted"),
     }
 
 
