@@ -121,3 +121,44 @@ def test_no_module_calls_f1_score_but_metrics() -> None:
         if p.name != "metrics.py" and "f1_score" in p.read_text("utf-8")
     ]
     assert not callers, f"score F1 with intentkit.evaluation.metrics: {callers}"
+
+
+def test_ece_is_computed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from intentkit.evaluation import evaluate, metrics
+
+    probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8], [0.55, 0.45]])
+    y = np.array([0, 1, 1, 1, 0])
+    conf = probs.max(axis=1)
+    # The training/calibration ECE, the served-answer ECE of report.json and the report page's
+    # reliability chart agree on the same answers...
+    answers = [
+        {"label": "ab"[int(i)], "confidence": float(c)}
+        for i, c in zip(probs.argmax(1), conf, strict=True)
+    ]
+    served = evaluate.served_calibration(answers, ["ab"[int(i)] for i in y], set(), "out_of_scope")
+    pred = pd.DataFrame(
+        {"label": ["ab"[int(i)] for i in y], "top1": [a["label"] for a in answers]}
+        | {"confidence_raw": conf, "confidence": conf}
+    )
+    chart = charts.reliability(pred, {"labels": ["a", "b"]})
+    want = metrics.expected_calibration_error(probs, y)
+    # 15 bins: {0.9 right}, {0.55 right, 0.6 wrong}, {0.7 right}, {0.8 right}.
+    assert want == pytest.approx(0.2 * 0.1 + 0.4 * 0.075 + 0.2 * 0.3 + 0.2 * 0.2)
+    assert served["ece_all"] == pytest.approx(want)
+    assert chart is not None and chart["before"]["ece"] == pytest.approx(want)
+    # ...because each asks metrics.calibration_error: change it there and all three follow.
+    monkeypatch.setattr(metrics, "calibration_error", lambda c, r, n_bins=15: 0.125)
+    assert metrics.expected_calibration_error(probs, y) == 0.125
+    assert evaluate.served_calibration(answers, ["a"] * 5, set(), "x")["ece_all"] == 0.125
+    assert charts.reliability(pred, {"labels": ["a", "b"]})["after"]["ece"] == 0.125
+
+
+def test_no_module_writes_the_ece_sum_itself() -> None:
+    spelled = [
+        str(p.relative_to(SRC))
+        for p in [*SRC.rglob("*.py"), *(SRC.parents[1] / "bench").glob("*.py")]
+        if p.name != "metrics.py" and "np.abs(acc - " in p.read_text("utf-8").replace("  ", " ")
+    ]
+    assert not spelled, f"use intentkit.evaluation.metrics.calibration_error: {spelled}"

@@ -210,7 +210,7 @@ def served_calibration(
     """ECE of the served confidence against "the served answer is right", over all rows
     (out-of-scope rows right when rejected) and over in-scope rows: ``ece_all``,
     ``ece_in_scope``."""
-    from intentkit.evaluation.metrics import bin_stats
+    from intentkit.evaluation.metrics import calibration_error
 
     oos_all = oos_names | {reject_label}
     conf = np.array([a["confidence"] for a in answers], dtype=np.float64)
@@ -223,13 +223,10 @@ def served_calibration(
         dtype=bool,
     )
 
-    def ece(rows: np.ndarray) -> float | None:
-        if not rows.any():
-            return None
-        count, acc, mean_conf = bin_stats(conf[rows], right[rows], 15)
-        return float(np.sum(count / rows.sum() * np.abs(acc - mean_conf)))
-
-    return {"ece_all": ece(np.ones(len(true), dtype=bool)), "ece_in_scope": ece(~is_oos)}
+    return {
+        "ece_all": calibration_error(conf, right),
+        "ece_in_scope": calibration_error(conf[~is_oos], right[~is_oos]),
+    }
 
 
 def scored_outputs(

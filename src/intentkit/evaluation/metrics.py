@@ -43,10 +43,27 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: in
     """
     p = check_logits(probs, "probs")
     y = check_labels(labels, p.shape[0], p.shape[1])
-    conf = p.max(axis=1)
-    correct = p.argmax(axis=1) == y
-    count, acc, mean_conf = bin_stats(conf, correct, n_bins)
-    return float(np.sum(count / len(y) * np.abs(acc - mean_conf)))
+    ece = calibration_error(p.max(axis=1), p.argmax(axis=1) == y, n_bins)
+    assert ece is not None  # check_logits refuses empty probs
+    return ece
+
+
+def calibration_error(conf: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> float | None:
+    """The ECE formula, once: ``sum_b |B_b| / n * |acc(B_b) - conf(B_b)|`` over :func:`bin_stats`.
+
+    Args:
+        conf: the confidence of each answer (n,), in [0, 1].
+        correct: whether each answer was right (n,).
+        n_bins: number of equal-width bins.
+
+    Returns:
+        ECE in [0, 1]; None for no rows (undefined, not perfect).
+    """
+    conf = np.asarray(conf, dtype=np.float64)
+    if not len(conf):
+        return None
+    count, acc, mean_conf = bin_stats(conf, np.asarray(correct, dtype=bool), n_bins)
+    return float(np.sum(count / len(conf) * np.abs(acc - mean_conf)))
 
 
 def oos_report(
