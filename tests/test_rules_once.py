@@ -162,3 +162,79 @@ def test_no_module_writes_the_ece_sum_itself() -> None:
         if p.name != "metrics.py" and "np.abs(acc - " in p.read_text("utf-8").replace("  ", " ")
     ]
     assert not spelled, f"use intentkit.evaluation.metrics.calibration_error: {spelled}"
+
+
+def _cli_command(name: str) -> object:
+    import typer
+
+    from intentkit.cli import _load_commands
+    from intentkit.cli.app import app
+
+    _load_commands()
+    return typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
+
+
+#: CLI option -> (ServeConfig field, negated?) where the names differ.
+_SERVE_FIELD = {
+    "graceful_timeout": ("timeout_graceful_s", False),
+    "no_reject": ("reject", True),
+    "no_playground": ("playground", True),
+}
+
+
+def test_serve_defaults_come_from_serve_config() -> None:
+    import dataclasses
+    import inspect
+
+    from intentkit.config import ServeConfig
+    from intentkit.endpoints.local import LocalOptions, start_detached
+    from intentkit.serve.batcher import MicroBatcher
+
+    fields = {f.name: f.default for f in dataclasses.fields(ServeConfig)}
+    checked = set()
+    for param in _cli_command("serve").params:  # type: ignore[attr-defined]
+        if param.name == "model_dir":
+            continue
+        field, negated = _SERVE_FIELD.get(param.name, (param.name, False))
+        assert field in fields, f"serve --{param.name} has no ServeConfig field"
+        if param.name in ("host", "port"):
+            # None = "$INTENTKIT_HOST/PORT, else ServeConfig's": the help must say which.
+            assert param.default is None and str(fields[field]) in param.help, param.name
+        else:
+            want = not fields[field] if negated else fields[field]
+            assert param.default == want, f"serve --{param.name}: {param.default} != {want}"
+        checked.add(field)
+    assert checked == set(fields), f"no serve option for {set(fields) - checked}"
+    # deploy's local serve flags pass through to serve (None) or show ServeConfig's value.
+    for param in _cli_command("deploy").params:  # type: ignore[attr-defined]
+        field = _SERVE_FIELD.get(param.name, (param.name, False))[0]
+        if field in fields and param.name not in ("no_reject", "no_playground"):
+            assert param.default is None, f"deploy --{param.name}: pass it on or leave it unset"
+            if param.name in ("host", "port"):
+                assert str(fields[field]) in param.help, param.name
+    # The batcher's and the local target's own defaults are ServeConfig's.
+    for params in (
+        inspect.signature(MicroBatcher.__init__).parameters,
+        inspect.signature(start_detached).parameters,
+        inspect.signature(LocalOptions).parameters,
+    ):
+        shared = set(params) & set(fields) - {"split_tokens"}
+        assert shared, params
+        for name in shared:
+            assert params[name].default == fields[name], name
+
+
+def test_deploy_sagemaker_refuses_local_serve_flags_even_at_their_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from intentkit.cli import main
+
+    state = tmp_path / "state"
+    base = ["deploy", str(tmp_path), "--name", "e1", "--target", "sagemaker"]
+    for flag, value in (("--port", "8080"), ("--host", "127.0.0.1"), ("--dtype", "fp32")):
+        # No AWS is set up: the refusal must come before any request (or credentials check).
+        assert main([*base, flag, value, "--state-dir", str(state)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"error: {flag}: only for --target local")
+        assert "a SageMaker endpoint always listens on 8080" in err and "Traceback" not in err
+    assert not state.exists() or not any(state.iterdir())
