@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from intentkit.bulk.readers import Reader, fingerprint, input_kind, open_reader
+from intentkit.bulk.rows import predictor_rows
 from intentkit.bulk.writers import JsonlSink, ParquetSink, output_kind, parts_dir
 from intentkit.errors import ConfigError, DataError, OutputExistsError
 from intentkit.fsutil import atomic_write_json
@@ -181,26 +182,6 @@ def _progress_bar(reader: Reader, file: Path) -> Any:
     return bar
 
 
-def _rows(predictor: Any, lines: list[int], texts: list[str], batch_size: int) -> list[dict]:
-    """Scored rows for one chunk, in input order (``logits`` length-buckets internally)."""
-    if getattr(predictor, "oos_stats", None) is None:  # softmax scorer: logits are enough
-        logits, oos_score = predictor.logits(texts, batch_size=batch_size), None
-    else:
-        logits, oos_score = predictor.outputs(texts, batch_size=batch_size)
-    answers = predictor.decide(logits, oos_score=oos_score)
-    return [
-        {
-            "line": line,
-            "text": text,
-            "predicted_class": a["label"],
-            "confidence": a["confidence"],
-            # The answer differs from the top class only when rejection replaced it.
-            "rejected": a["label"] != a["scores"][0]["label"],
-        }
-        for line, text, a in zip(lines, texts, answers, strict=True)
-    ]
-
-
 def predict_file(
     model: str | Path | Any,
     file: str | Path,
@@ -292,7 +273,7 @@ def predict_file(
     def commit(position: tuple[int, int]) -> None:
         nonlocal done_this_run, lines, texts, bad
         if texts:
-            sink.write(_rows(predictor, lines, texts, batch_size))
+            sink.write(predictor_rows(predictor, lines, texts, batch_size))
         state["output_committed"] = sink.commit()
         if errors is not None:
             errors.write(bad)
