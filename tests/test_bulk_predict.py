@@ -332,4 +332,4 @@ def test_user_errors_are_one_line_exit_2(
     assert main([*base, "--file", str(src), "--output", str(out), "--on-error", "maybe"]) == 2
     _one_line_error(capsys, "--on-error")
     assert main(["predict", "--endpoint", "x", "hi", "--resume"]) == 2
-    _one_line_error(capsys, "--resume", "--model MODEL_DIR --file")
+    _one_line_error(capsys, "--resume", "only with --file FILE")

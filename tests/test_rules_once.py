@@ -82,3 +82,159 @@ def test_intentkit_port_is_parsed_once() -> None:
         if p.name != "config.py" and "INTENTKIT_PORT" in _string_constants(p)
     ]
     assert not spelled, f"read the port with intentkit.config.port_from_env: {spelled}"
+
+
+def test_selection_and_report_macro_f1_agree_on_the_same_rows() -> None:
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    from intentkit.evaluation.evaluate import score
+    from intentkit.training.trainer import compute_metrics
+
+    labels = ["book", "cancel", "refund"]
+    true = ["book", "book", "cancel", "cancel", "book"]
+    # "refund" is only ever predicted: the case where "truth only" and "truth or predictions"
+    # part ways (2/3 of classes vs 2/2).
+    pred = ["book", "refund", "cancel", "book", "book"]
+    ids = {name: i for i, name in enumerate(labels)}
+    logits = np.eye(len(labels))[[ids[p] for p in pred]]
+    selection = compute_metrics(
+        SimpleNamespace(predictions=logits, label_ids=np.array([ids[t] for t in true]))
+    )
+    report = score(true, pred, oos={"oos"}, reject_label="out_of_scope")
+    for key in ("accuracy", "macro_f1", "weighted_f1"):
+        assert selection[key] == pytest.approx(report[key]), key
+    assert report["macro_f1"] == pytest.approx(f1_score(true, pred, average="macro"))
+    assert report["macro_f1"] != pytest.approx(
+        f1_score(true, pred, labels=sorted(set(true)), average="macro")
+    )
+    # The per-class table lists the classes the mean is over.
+    assert set(report["per_class"]) == set(labels)
+    mean = np.mean([c["f1"] for c in report["per_class"].values()])
+    assert report["macro_f1"] == pytest.approx(mean)
+
+
+def test_no_module_calls_f1_score_but_metrics() -> None:
+    callers = [
+        str(p.relative_to(SRC))
+        for p in SRC.rglob("*.py")
+        if p.name != "metrics.py" and "f1_score" in p.read_text("utf-8")
+    ]
+    assert not callers, f"score F1 with intentkit.evaluation.metrics: {callers}"
+
+
+def test_ece_is_computed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from intentkit.evaluation import evaluate, metrics
+
+    probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8], [0.55, 0.45]])
+    y = np.array([0, 1, 1, 1, 0])
+    conf = probs.max(axis=1)
+    # The training/calibration ECE, the served-answer ECE of report.json and the report page's
+    # reliability chart agree on the same answers...
+    answers = [
+        {"label": "ab"[int(i)], "confidence": float(c)}
+        for i, c in zip(probs.argmax(1), conf, strict=True)
+    ]
+    served = evaluate.served_calibration(answers, ["ab"[int(i)] for i in y], set(), "out_of_scope")
+    pred = pd.DataFrame(
+        {"label": ["ab"[int(i)] for i in y], "top1": [a["label"] for a in answers]}
+        | {"confidence_raw": conf, "confidence": conf}
+    )
+    chart = charts.reliability(pred, {"labels": ["a", "b"]})
+    want = metrics.expected_calibration_error(probs, y)
+    # 15 bins: {0.9 right}, {0.55 right, 0.6 wrong}, {0.7 right}, {0.8 right}.
+    assert want == pytest.approx(0.2 * 0.1 + 0.4 * 0.075 + 0.2 * 0.3 + 0.2 * 0.2)
+    assert served["ece_all"] == pytest.approx(want)
+    assert chart is not None and chart["before"]["ece"] == pytest.approx(want)
+    # ...because each asks metrics.calibration_error: change it there and all three follow.
+    monkeypatch.setattr(metrics, "calibration_error", lambda c, r, n_bins=15: 0.125)
+    assert metrics.expected_calibration_error(probs, y) == 0.125
+    assert evaluate.served_calibration(answers, ["a"] * 5, set(), "x")["ece_all"] == 0.125
+    assert charts.reliability(pred, {"labels": ["a", "b"]})["after"]["ece"] == 0.125
+
+
+def test_no_module_writes_the_ece_sum_itself() -> None:
+    spelled = [
+        str(p.relative_to(SRC))
+        for p in [*SRC.rglob("*.py"), *(SRC.parents[1] / "bench").glob("*.py")]
+        if p.name != "metrics.py" and "np.abs(acc - " in p.read_text("utf-8").replace("  ", " ")
+    ]
+    assert not spelled, f"use intentkit.evaluation.metrics.calibration_error: {spelled}"
+
+
+def _cli_command(name: str) -> object:
+    import typer
+
+    from intentkit.cli import _load_commands
+    from intentkit.cli.app import app
+
+    _load_commands()
+    return typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
+
+
+#: CLI option -> (ServeConfig field, negated?) where the names differ.
+_SERVE_FIELD = {
+    "graceful_timeout": ("timeout_graceful_s", False),
+    "no_reject": ("reject", True),
+    "no_playground": ("playground", True),
+}
+
+
+def test_serve_defaults_come_from_serve_config() -> None:
+    import dataclasses
+    import inspect
+
+    from intentkit.config import ServeConfig
+    from intentkit.endpoints.local import LocalOptions, start_detached
+    from intentkit.serve.batcher import MicroBatcher
+
+    fields = {f.name: f.default for f in dataclasses.fields(ServeConfig)}
+    checked = set()
+    for param in _cli_command("serve").params:  # type: ignore[attr-defined]
+        if param.name == "model_dir":
+            continue
+        field, negated = _SERVE_FIELD.get(param.name, (param.name, False))
+        assert field in fields, f"serve --{param.name} has no ServeConfig field"
+        if param.name in ("host", "port"):
+            # None = "$INTENTKIT_HOST/PORT, else ServeConfig's": the help must say which.
+            assert param.default is None and str(fields[field]) in param.help, param.name
+        else:
+            want = not fields[field] if negated else fields[field]
+            assert param.default == want, f"serve --{param.name}: {param.default} != {want}"
+        checked.add(field)
+    assert checked == set(fields), f"no serve option for {set(fields) - checked}"
+    # deploy's local serve flags pass through to serve (None) or show ServeConfig's value.
+    for param in _cli_command("deploy").params:  # type: ignore[attr-defined]
+        field = _SERVE_FIELD.get(param.name, (param.name, False))[0]
+        if field in fields and param.name not in ("no_reject", "no_playground"):
+            assert param.default is None, f"deploy --{param.name}: pass it on or leave it unset"
+            if param.name in ("host", "port"):
+                assert str(fields[field]) in param.help, param.name
+    # The batcher's and the local target's own defaults are ServeConfig's.
+    for params in (
+        inspect.signature(MicroBatcher.__init__).parameters,
+        inspect.signature(start_detached).parameters,
+        inspect.signature(LocalOptions).parameters,
+    ):
+        shared = set(params) & set(fields) - {"split_tokens"}
+        assert shared, params
+        for name in shared:
+            assert params[name].default == fields[name], name
+
+
+def test_deploy_sagemaker_refuses_local_serve_flags_even_at_their_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from intentkit.cli import main
+
+    state = tmp_path / "state"
+    base = ["deploy", str(tmp_path), "--name", "e1", "--target", "sagemaker"]
+    for flag, value in (("--port", "8080"), ("--host", "127.0.0.1"), ("--dtype", "fp32")):
+        # No AWS is set up: the refusal must come before any request (or credentials check).
+        assert main([*base, flag, value, "--state-dir", str(state)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"error: {flag}: only for --target local")
+        assert "a SageMaker endpoint always listens on 8080" in err and "Traceback" not in err
+    assert not state.exists() or not any(state.iterdir())

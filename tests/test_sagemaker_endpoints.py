@@ -153,7 +153,11 @@ def test_deploy_endpoints_predict_delete(aws: str, artifact: Path, tmp_path: Pat
     args = ["predict", "--endpoint", "e1", "--file", str(queries), "--batch-size", "2"]
     assert main([*args, "--state-dir", str(state)]) == 0
     rows = _json_lines(capsys.readouterr().out)
-    assert rows == [{"text": q, **a} for q, a in zip(QUERIES, ANSWERS, strict=True)]
+    # --file rows are the bulk reader's (intentkit.bulk): the input line, and rejected unknown.
+    assert rows == [
+        {"line": i, "text": q, **a, "rejected": None}
+        for i, (q, a) in enumerate(zip(QUERIES, ANSWERS, strict=True), start=1)
+    ]
 
     assert main(["delete", "e1", "--state-dir", str(state)]) == 0
     assert capsys.readouterr().out == "deleted e1 (deleted)\n"

@@ -118,7 +118,7 @@ def run_quickstart(
 
         port = free_port()
     name = f"quickstart-{port}"
-    rec = start_detached(registry, name, model_dir, host="127.0.0.1", port=port)
+    rec = start_detached(registry, name, model_dir, port=port)
     summary["endpoint"] = rec["url"]
     timings["deploy"] = time.perf_counter() - t
     try:

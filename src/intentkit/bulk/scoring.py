@@ -28,10 +28,12 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from intentkit.bulk.readers import Reader, fingerprint, input_kind, open_reader
+from intentkit.bulk.rows import Remote, predictor_rows
 from intentkit.bulk.writers import JsonlSink, ParquetSink, output_kind, parts_dir
 from intentkit.errors import ConfigError, DataError, OutputExistsError
 from intentkit.fsutil import atomic_write_json
@@ -181,26 +183,6 @@ def _progress_bar(reader: Reader, file: Path) -> Any:
     return bar
 
 
-def _rows(predictor: Any, lines: list[int], texts: list[str], batch_size: int) -> list[dict]:
-    """Scored rows for one chunk, in input order (``logits`` length-buckets internally)."""
-    if getattr(predictor, "oos_stats", None) is None:  # softmax scorer: logits are enough
-        logits, oos_score = predictor.logits(texts, batch_size=batch_size), None
-    else:
-        logits, oos_score = predictor.outputs(texts, batch_size=batch_size)
-    answers = predictor.decide(logits, oos_score=oos_score)
-    return [
-        {
-            "line": line,
-            "text": text,
-            "predicted_class": a["label"],
-            "confidence": a["confidence"],
-            # The answer differs from the top class only when rejection replaced it.
-            "rejected": a["label"] != a["scores"][0]["label"],
-        }
-        for line, text, a in zip(lines, texts, answers, strict=True)
-    ]
-
-
 def predict_file(
     model: str | Path | Any,
     file: str | Path,
@@ -219,11 +201,13 @@ def predict_file(
     """Score every text of ``file`` into ``output`` (JSONL or Parquet; None: JSON lines on stdout).
 
     Args:
-        model: an artifact folder, or a loaded :class:`~intentkit.inference.predictor.Predictor`.
+        model: an artifact folder, a loaded :class:`~intentkit.inference.predictor.Predictor`,
+            or a :class:`~intentkit.bulk.rows.Remote` endpoint (``predict --endpoint --file``).
         file: ``.txt`` (one text per line, blank lines skipped), ``.csv``, ``.tsv``, ``.jsonl``
             or ``.parquet``; read as a stream whatever its size.
         output: ``.jsonl`` or ``.parquet``; rows ``{line, text, predicted_class, confidence,
-            rejected}`` in input order. Refused if it exists, unless ``resume`` or ``force``.
+            rejected}`` in input order (``rejected`` None through a ``Remote``). Refused if it
+            exists, unless ``resume`` or ``force``.
         text_column: the column of CSV/TSV/JSONL/Parquet input; detected when None.
         on_error: ``skip`` a bad line (listed in ``OUT.errors.jsonl``) or ``fail`` on it with
             a :class:`~intentkit.errors.DataError` naming its line, rows before it committed.
@@ -257,13 +241,18 @@ def predict_file(
         from intentkit.artifact import check_artifact_dir
 
         check_artifact_dir(model)  # cheap, and before --force removes anything
-    model_id = str(Path(model).resolve()) if from_dir else str(model.path)
-    reject = reject if from_dir else bool(model.reject)
+    remote = isinstance(model, Remote)
+    rejects: bool | None = None  # through an endpoint: its own setting, unknown here
+    if remote:  # a resumed run must name the same endpoint
+        model_id = f"endpoint {model.name}"
+    else:
+        model_id = str(Path(model).resolve()) if from_dir else str(model.path)
+        rejects = reject = reject if from_dir else bool(model.reject)
     # Detect the column now (and fail on a bad --text-column) before any file is touched.
     probe = open_reader(file, text_column)
     probe.close()
     ident = {"input": {"path": str(file.resolve()), **fingerprint(file)}, "model": model_id}
-    ident |= {"text_column": probe.column, "reject": reject}
+    ident |= {"text_column": probe.column, "reject": rejects}
     state = _start_state(file, output, resume=resume, force=force, ident=ident)
 
     if from_dir:
@@ -292,7 +281,8 @@ def predict_file(
     def commit(position: tuple[int, int]) -> None:
         nonlocal done_this_run, lines, texts, bad
         if texts:
-            sink.write(_rows(predictor, lines, texts, batch_size))
+            rows = predictor.rows if remote else partial(predictor_rows, predictor)
+            sink.write(rows(lines, texts, batch_size))
         state["output_committed"] = sink.commit()
         if errors is not None:
             errors.write(bad)

@@ -25,6 +25,7 @@ from intentkit.cli.aws_options import (
     aws_settings,
 )
 from intentkit.cli.common import ApiKey, StateDir, env, registry
+from intentkit.config import ServeConfig
 from intentkit.errors import ConfigError
 
 Target = Annotated[
@@ -37,8 +38,12 @@ def deploy(
     model_dir: Annotated[Path, typer.Argument(help="Artifact folder to serve.")],
     name: Annotated[str, typer.Option(help="Endpoint name (unique).")],
     target: Target = "local",
-    port: Annotated[int, typer.Option(help="Local only: port to bind.")] = 8080,
-    host: Annotated[str, typer.Option(help="Local only: bind address.")] = "127.0.0.1",
+    port: Annotated[
+        int | None, typer.Option(help=f"Local only: port to bind [default: {ServeConfig.port}].")
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help=f"Local only: bind address [default: {ServeConfig.host}].")
+    ] = None,
     api_key: ApiKey = None,
     no_reject: Annotated[
         bool, typer.Option("--no-reject", help="Local only: turn rejection off.")
@@ -95,8 +100,9 @@ def deploy(
     from intentkit.endpoints import get_target
 
     local_flags = {
-        "--port": port != 8080,
-        "--host": host != "127.0.0.1",
+        # Given at all, even as the local default: a SageMaker endpoint cannot take it.
+        "--port": port is not None,
+        "--host": host is not None,
         "--api-key": api_key is not None,
         "--no-reject": no_reject,
         "--no-playground": no_playground,
@@ -121,7 +127,12 @@ def deploy(
     }
     reg = registry(state_dir)
     if target == "sagemaker":
-        _refuse(local_flags, "local", "drop them (the image decides how it serves)")
+        _refuse(
+            local_flags,
+            "local",
+            "drop them (a SageMaker endpoint always listens on 8080, and its image decides "
+            "how it serves)",
+        )
         opts: Any = _sagemaker_options(
             aws_settings(region, role, bucket, dry_run),
             image=image,
@@ -164,8 +175,8 @@ def deploy(
         if value is not None:
             args += [flag, str(value)]
     local = LocalOptions(
-        host=host,
-        port=port,
+        host=ServeConfig.host if host is None else host,
+        port=ServeConfig.port if port is None else port,
         serve_args=args,
         api_key=api_key or env("INTENTKIT_API_KEY"),
         timeout=180.0 if timeout is None else timeout,

@@ -22,14 +22,6 @@ from intentkit.cli.common import ApiKey, StateDir, env, jobs, registry
 from intentkit.errors import ConfigError
 
 
-def _read_texts(path: Path) -> Iterator[str]:
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if line:
-                yield line
-
-
 def _batches(texts: Iterator[str], size: int) -> Iterator[list[str]]:
     batch: list[str] = []
     for t in texts:
@@ -88,41 +80,43 @@ def predict(
     file: Annotated[
         str | None,
         typer.Option(
-            help="Texts to classify: .txt (one per line; with --endpoint only .txt), .csv, .tsv, "
-            ".jsonl or .parquet, streamed whatever its size (sagemaker: s3:// JSON Lines)."
+            help="Texts to classify: .txt (one per line), .csv, .tsv, .jsonl or .parquet, "
+            "streamed whatever its size (sagemaker: s3:// JSON Lines)."
         ),
     ] = None,
     output: Annotated[
         str | None,
         typer.Option(
-            help="Write JSONL here, or Parquet with --model --file OUT.parquet (default stdout; "
+            help="Write JSONL here, or Parquet with --file OUT.parquet (default stdout; "
             "sagemaker: s3:// prefix)."
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Texts per request / forward.")] = 64,
     text_column: Annotated[
         str | None,
-        typer.Option(help="--model --file: the text column of CSV/TSV/JSONL/Parquet (detected)."),
+        typer.Option(help="--file: the text column of CSV/TSV/JSONL/Parquet (detected)."),
     ] = None,
     on_error: Annotated[
         str | None,
         typer.Option(
-            help="--model --file: skip a bad line (listed in OUT.errors.jsonl) or fail on it "
+            help="--file: skip a bad line (listed in OUT.errors.jsonl) or fail on it "
             "(exit 2). skip | fail [default: skip]"
         ),
     ] = None,
     resume: Annotated[
         bool,
         typer.Option(
-            "--resume", help="--model --file: continue an interrupted run into the same --output."
+            "--resume", help="--file: continue an interrupted run into the same --output."
         ),
     ] = False,
     force: Annotated[
-        bool, typer.Option("--force", help="--model --file: overwrite an existing --output.")
+        bool, typer.Option("--force", help="--file: overwrite an existing --output.")
     ] = False,
     chunk_size: Annotated[
         int,
-        typer.Option(help="--model --file: texts per committed chunk, length-sorted into batches."),
+        typer.Option(
+            help="--file: texts per committed chunk (--model: length-sorted into batches)."
+        ),
     ] = 4096,
     api_key: ApiKey = None,
     no_reject: Annotated[bool, typer.Option("--no-reject", help="Local only.")] = False,
@@ -150,9 +144,10 @@ def predict(
 ) -> None:
     """Classify texts via an endpoint (--endpoint) or locally (--model); one JSON line per text.
 
-    --model MODEL_DIR --file BIG.txt|.csv|.tsv|.jsonl|.parquet --output OUT.jsonl|.parquet
-    streams any file size in constant memory, with a progress bar; each row is {line, text,
-    predicted_class, confidence, rejected}, in input order. Bad lines are skipped and listed
+    --model MODEL_DIR (or --endpoint NAME|URL) --file BIG.txt|.csv|.tsv|.jsonl|.parquet --output
+    OUT.jsonl|.parquet streams any file size in constant memory, with a progress bar; each row is
+    {line, text, predicted_class, confidence, rejected}, in input order (rejected: null through
+    an endpoint, which answers only the class and confidence). Bad lines are skipped and listed
     (--on-error fail stops at the first); an interrupted run continues with --resume.
 
     --target sagemaker runs a batch transform: --file s3://.../texts.jsonl ({"text": ...} per
@@ -189,13 +184,20 @@ def predict(
         raise ConfigError(f"--file {file}: no such file")
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
-    if model is not None and file is not None:
+    if file is not None:
         if texts:
             raise ConfigError("give texts as arguments or --file, not both")
+        # One reader for every --file (intentkit.bulk.readers): an endpoint reads the same
+        # formats, --text-column and bad lines as --model, and resumes the same way.
+        from intentkit.bulk.rows import Remote
         from intentkit.bulk.scoring import predict_file, summary_line
 
+        source: Any = Path(model) if model is not None else None
+        if endpoint is not None:
+            key = api_key or env("INTENTKIT_API_KEY")
+            source = Remote(endpoint, _remote(endpoint, key, state_dir))
         result = predict_file(
-            Path(model),
+            source,
             file,
             output,
             text_column=text_column,
@@ -216,7 +218,7 @@ def predict(
         "--force": force or None,
     }
     if given := [k for k, v in bulk_only.items() if v is not None]:
-        raise ConfigError(f"{', '.join(given)}: only with --model MODEL_DIR --file FILE")
+        raise ConfigError(f"{', '.join(given)}: only with --file FILE")
     if endpoint is not None:
         run = _remote(endpoint, api_key or env("INTENTKIT_API_KEY"), state_dir)
     else:
@@ -225,20 +227,8 @@ def predict(
 
     out = open(output, "w", encoding="utf-8") if output else sys.stdout
     try:
-        if file is None:
-            for batch in _batches(iter(texts or []), batch_size):
-                _write(out, batch, run(batch))
-            return
-        from rich.console import Console
-        from rich.progress import Progress
-
-        total = sum(1 for _ in _read_texts(file))  # a cheap pass so the bar has an end
-        # The bar goes to stderr so stdout stays pure JSONL.
-        with Progress(console=Console(stderr=True)) as bar:
-            task = bar.add_task(f"predicting {file.name}", total=total)
-            for batch in _batches(_read_texts(file), batch_size):
-                _write(out, batch, run(batch))
-                bar.advance(task, len(batch))
+        for batch in _batches(iter(texts or []), batch_size):
+            _write(out, batch, run(batch))
     finally:
         if output:
             out.close()

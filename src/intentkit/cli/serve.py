@@ -10,6 +10,7 @@ import typer
 
 from intentkit.cli.app import app
 from intentkit.cli.common import ApiKey, env
+from intentkit.config import ServeConfig
 
 #: SageMaker mounts the model here and runs the image with the single argument ``serve``.
 SAGEMAKER_MODEL_DIR = "/opt/ml/model"
@@ -22,14 +23,21 @@ def serve(
         typer.Argument(help="Artifact folder (default: $INTENTKIT_MODEL_DIR or /opt/ml/model)."),
     ] = None,
     host: Annotated[
-        str | None, typer.Option(help="Bind address (default: $INTENTKIT_HOST or 127.0.0.1).")
+        str | None,
+        typer.Option(help=f"Bind address (default: $INTENTKIT_HOST or {ServeConfig.host})."),
     ] = None,
     port: Annotated[
-        int | None, typer.Option(help="Port (default: $INTENTKIT_PORT or 8080).")
+        int | None, typer.Option(help=f"Port (default: $INTENTKIT_PORT or {ServeConfig.port}).")
     ] = None,
-    max_batch_tokens: Annotated[int, typer.Option(help="Padded tokens per forward.")] = 16384,
-    max_batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 256,
-    max_wait_ms: Annotated[float, typer.Option(help="Wait for batch-mates (ms).")] = 5.0,
+    max_batch_tokens: Annotated[
+        int, typer.Option(help="Padded tokens per forward.")
+    ] = ServeConfig.max_batch_tokens,
+    max_batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = (
+        ServeConfig.max_batch_size
+    ),
+    max_wait_ms: Annotated[float, typer.Option(help="Wait for batch-mates (ms).")] = (
+        ServeConfig.max_wait_ms
+    ),
     split_tokens: Annotated[
         int | None,
         typer.Option(
@@ -37,35 +45,43 @@ def serve(
             "(default 128 on CPU, 0 = never on GPU)."
         ),
     ] = None,
-    max_queue: Annotated[int, typer.Option(help="Pending texts before 429.")] = 1024,
-    max_body_bytes: Annotated[int, typer.Option(help="Body size limit (413).")] = 1_000_000,
-    max_texts_per_request: Annotated[int, typer.Option(help="Texts per request (413).")] = 1024,
+    max_queue: Annotated[
+        int, typer.Option(help="Pending texts before 429.")
+    ] = ServeConfig.max_queue,
+    max_body_bytes: Annotated[int, typer.Option(help="Body size limit (413).")] = (
+        ServeConfig.max_body_bytes
+    ),
+    max_texts_per_request: Annotated[int, typer.Option(help="Texts per request (413).")] = (
+        ServeConfig.max_texts_per_request
+    ),
     api_key: ApiKey = None,
     no_reject: Annotated[
         bool, typer.Option("--no-reject", help="Answer the top class even below the threshold.")
-    ] = False,
-    device: Annotated[str, typer.Option(help="auto|cpu|cuda")] = "auto",
+    ] = not ServeConfig.reject,
+    device: Annotated[str, typer.Option(help="auto|cpu|cuda")] = ServeConfig.device,
     dtype: Annotated[
         str, typer.Option(help="fp32 | int8 (CPU, ~2x faster) | auto/bf16/fp16 (GPU)")
-    ] = "fp32",
+    ] = ServeConfig.dtype,
     backend: Annotated[
         str,
         typer.Option(
             help="auto (ONNX Runtime on CPU when installed, else PyTorch) | torch | onnx; "
             "the ONNX export is made once and cached in MODEL_DIR/onnx."
         ),
-    ] = "auto",
+    ] = ServeConfig.backend,
     threads: Annotated[
         int | None,
         typer.Option(help="Intra-op threads (default: all cores; torch int8: all but one)."),
     ] = None,
     graceful_timeout: Annotated[
         float, typer.Option(help="Seconds in-flight requests get on SIGTERM.")
-    ] = 30.0,
-    log_level: Annotated[str, typer.Option(help="debug|info|warning|error")] = "info",
+    ] = ServeConfig.timeout_graceful_s,
+    log_level: Annotated[str, typer.Option(help="debug|info|warning|error")] = (
+        ServeConfig.log_level
+    ),
     no_playground: Annotated[
         bool, typer.Option("--no-playground", help="No test page at GET / (the API only).")
-    ] = False,
+    ] = not ServeConfig.playground,
     buckets: Annotated[
         bool | None,
         typer.Option(
@@ -76,24 +92,24 @@ def serve(
     ] = None,
     compile: Annotated[
         bool, typer.Option("--compile", help="torch.compile the model per shape (CUDA only).")
-    ] = False,
+    ] = ServeConfig.compile,
     compile_mode: Annotated[
         str,
         typer.Option(help="default | reduce-overhead (CUDA graphs) | max-autotune-no-cudagraphs"),
-    ] = "default",
+    ] = ServeConfig.compile_mode,
 ) -> None:
     """Serve a trained model over HTTP (SageMaker /invocations + TEI /predict) until stopped.
 
     Open http://HOST:PORT/ in a browser for the playground page (live predictions, batch mode).
     """
-    from intentkit.config import ServeConfig, port_from_env
+    from intentkit.config import port_from_env
     from intentkit.serve.server import serve_forever
 
     if port is None:
         port = port_from_env(os.environ)
     config = ServeConfig(
-        host=host or env("INTENTKIT_HOST") or "127.0.0.1",
-        port=port or 8080,
+        host=host or env("INTENTKIT_HOST") or ServeConfig.host,
+        port=port or ServeConfig.port,
         max_batch_tokens=max_batch_tokens,
         max_batch_size=max_batch_size,
         max_wait_ms=max_wait_ms,

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from intentkit.artifact import check_artifact_dir
+from intentkit.config import ServeConfig
 from intentkit.endpoints.base import Invoke, Target, check_name
 from intentkit.endpoints.registry import Registry
 from intentkit.errors import ConfigError, ModelError
@@ -75,8 +76,8 @@ def start_detached(
     name: str,
     model_dir: str | Path,
     *,
-    host: str = "127.0.0.1",
-    port: int = 8080,
+    host: str = ServeConfig.host,
+    port: int = ServeConfig.port,
     serve_args: list[str] | None = None,
     api_key: str | None = None,
     timeout: float = 180.0,
@@ -246,8 +247,8 @@ class HttpInvoker:
 class LocalOptions:
     """What ``intentkit deploy --target local`` takes (the serve flags it passes on)."""
 
-    host: str = "127.0.0.1"  #: --host bind address
-    port: int = 8080  #: --port
+    host: str = ServeConfig.host  #: --host bind address
+    port: int = ServeConfig.port  #: --port
     serve_args: list[str] = field(default_factory=list)  #: extra ``intentkit serve`` flags
     api_key: str | None = None  #: --api-key (passed in the environment, never in argv)
     timeout: float = 180.0  #: --timeout seconds to wait for /ping

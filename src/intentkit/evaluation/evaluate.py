@@ -32,16 +32,19 @@ def score(
     """Accuracy, macro/weighted F1, per-class scores and top confusions of answered labels.
 
     ``oos`` holds the label names that mean out-of-scope (true or predicted); they and the
-    ``reject_label`` are folded into one class. Macro/weighted F1 average over the classes that
-    occur in ``true_labels`` (a rejection is a miss for its true class, not a phantom class).
+    ``reject_label`` are folded into one class. F1 averages over the classes checkpoint selection
+    averages over (:func:`~intentkit.evaluation.metrics.scored_classes`: those in the truth or
+    the answers), so a model's selection and its report score the same rows alike, and
+    ``per_class`` lists the same classes (a class only answered has support 0).
     """
-    from sklearn.metrics import f1_score, precision_recall_fscore_support
+    from sklearn.metrics import precision_recall_fscore_support
+
+    from intentkit.evaluation.metrics import classification_metrics, scored_classes
 
     oos_all = set(oos) | {reject_label}
     y = _canonical(list(true_labels), oos_all, reject_label)
     p = _canonical(list(pred_labels), oos_all, reject_label)
-    classes = sorted(set(y))
-    acc = float(np.mean([a == b for a, b in zip(y, p, strict=True)])) if y else 0.0
+    classes = scored_classes(y, p)
     prec, rec, f1, support = precision_recall_fscore_support(y, p, labels=classes, zero_division=0)
     per_class = {
         c: {
@@ -59,9 +62,7 @@ def score(
         for (a, b), n in sorted(errors.items(), key=lambda kv: (-kv[1], kv[0]))[:20]
     ]
     return {
-        "accuracy": acc,
-        "macro_f1": float(f1_score(y, p, labels=classes, average="macro", zero_division=0)),
-        "weighted_f1": float(f1_score(y, p, labels=classes, average="weighted", zero_division=0)),
+        **classification_metrics(p, y),
         "per_class": per_class,
         "top_confusions": top,
     }
@@ -209,7 +210,7 @@ def served_calibration(
     """ECE of the served confidence against "the served answer is right", over all rows
     (out-of-scope rows right when rejected) and over in-scope rows: ``ece_all``,
     ``ece_in_scope``."""
-    from intentkit.evaluation.metrics import bin_stats
+    from intentkit.evaluation.metrics import calibration_error
 
     oos_all = oos_names | {reject_label}
     conf = np.array([a["confidence"] for a in answers], dtype=np.float64)
@@ -222,13 +223,10 @@ def served_calibration(
         dtype=bool,
     )
 
-    def ece(rows: np.ndarray) -> float | None:
-        if not rows.any():
-            return None
-        count, acc, mean_conf = bin_stats(conf[rows], right[rows], 15)
-        return float(np.sum(count / rows.sum() * np.abs(acc - mean_conf)))
-
-    return {"ece_all": ece(np.ones(len(true), dtype=bool)), "ece_in_scope": ece(~is_oos)}
+    return {
+        "ece_all": calibration_error(conf, right),
+        "ece_in_scope": calibration_error(conf[~is_oos], right[~is_oos]),
+    }
 
 
 def scored_outputs(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -42,10 +43,27 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: in
     """
     p = check_logits(probs, "probs")
     y = check_labels(labels, p.shape[0], p.shape[1])
-    conf = p.max(axis=1)
-    correct = p.argmax(axis=1) == y
-    count, acc, mean_conf = bin_stats(conf, correct, n_bins)
-    return float(np.sum(count / len(y) * np.abs(acc - mean_conf)))
+    ece = calibration_error(p.max(axis=1), p.argmax(axis=1) == y, n_bins)
+    assert ece is not None  # check_logits refuses empty probs
+    return ece
+
+
+def calibration_error(conf: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> float | None:
+    """The ECE formula, once: ``sum_b |B_b| / n * |acc(B_b) - conf(B_b)|`` over :func:`bin_stats`.
+
+    Args:
+        conf: the confidence of each answer (n,), in [0, 1].
+        correct: whether each answer was right (n,).
+        n_bins: number of equal-width bins.
+
+    Returns:
+        ECE in [0, 1]; None for no rows (undefined, not perfect).
+    """
+    conf = np.asarray(conf, dtype=np.float64)
+    if not len(conf):
+        return None
+    count, acc, mean_conf = bin_stats(conf, np.asarray(correct, dtype=bool), n_bins)
+    return float(np.sum(count / len(conf) * np.abs(acc - mean_conf)))
 
 
 def oos_report(
@@ -82,14 +100,36 @@ def oos_report(
     }
 
 
-def classification_metrics(pred_ids: np.ndarray, label_ids: np.ndarray) -> dict[str, float]:
-    """Accuracy, macro F1 and weighted F1 of integer predictions (sklearn, zero_division=0)."""
+def scored_classes(true: Sequence[Any], pred: Sequence[Any]) -> list[Any]:
+    """The classes F1 averages over: every label present in ``true`` or ``pred``, sorted.
+
+    This is scikit-learn's own default for ``f1_score(average="macro")`` (``labels=None``: "all
+    labels in y_true and y_pred", https://scikit-learn.org/stable/modules/generated/
+    sklearn.metrics.f1_score.html). A class only ever predicted scores F1 0: its predictions are
+    all wrong, and averaging over the true classes alone would hide that from the macro mean.
+    """
+    return sorted(set(true) | set(pred))
+
+
+def classification_metrics(pred_ids: Sequence[Any], label_ids: Sequence[Any]) -> dict[str, float]:
+    """Accuracy, macro F1 and weighted F1 of predictions (sklearn, zero_division=0).
+
+    The one definition: checkpoint selection (integer ids) and ``report.json`` (label names)
+    both call it, averaging over :func:`scored_classes`.
+    """
     from sklearn.metrics import accuracy_score, f1_score
+
+    classes = scored_classes(label_ids, pred_ids)
+
+    def f1(average: str) -> float:
+        return float(
+            f1_score(label_ids, pred_ids, labels=classes, average=average, zero_division=0)
+        )
 
     return {
         "accuracy": float(accuracy_score(label_ids, pred_ids)),
-        "macro_f1": float(f1_score(label_ids, pred_ids, average="macro", zero_division=0)),
-        "weighted_f1": float(f1_score(label_ids, pred_ids, average="weighted", zero_division=0)),
+        "macro_f1": f1("macro"),
+        "weighted_f1": f1("weighted"),
     }
 
 

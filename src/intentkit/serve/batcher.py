@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from intentkit.config import ServeConfig
 from intentkit.serve.http_errors import ServeError
 
 log = logging.getLogger(__name__)
@@ -99,10 +100,11 @@ class MicroBatcher:
         encode: Encode,
         forward: Forward,
         *,
-        max_batch_tokens: int = 16384,
-        max_batch_size: int = 256,
-        max_wait_ms: float = 5.0,
-        max_queue: int = 1024,
+        max_batch_tokens: int = ServeConfig.max_batch_tokens,
+        max_batch_size: int = ServeConfig.max_batch_size,
+        max_wait_ms: float = ServeConfig.max_wait_ms,
+        max_queue: int = ServeConfig.max_queue,
+        # ServeConfig's None ("by device") is resolved by the app; here it is a token count.
         split_tokens: int = 0,
         metrics: Any | None = None,
     ) -> None:

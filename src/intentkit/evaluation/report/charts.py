@@ -80,7 +80,7 @@ def reliability(pred: Any, meta: dict[str, Any], n_bins: int = 15) -> dict[str, 
     Rows whose true label is a model class, top-1 correctness, 15 equal-width bins: the same
     definition as ``report.json``'s ``ece_before``/``ece_after``.
     """
-    from intentkit.evaluation.metrics import bin_stats
+    from intentkit.evaluation.metrics import bin_stats, calibration_error
 
     # Without intentkit.json, the classes the model ever ranked first stand in for its labels.
     labels = set(meta.get("labels") or pred["top1"].unique())
@@ -91,11 +91,11 @@ def reliability(pred: Any, meta: dict[str, Any], n_bins: int = 15) -> dict[str, 
     out: dict[str, Any] = {"n": len(rows)}
     for key, col in (("before", "confidence_raw"), ("after", "confidence")):
         conf = rows[col].to_numpy(dtype=np.float64)
-        count, acc, mean_conf = bin_stats(conf, correct, n_bins)
+        count, acc, _ = bin_stats(conf, correct, n_bins)
         out[key] = {
             "count": count.astype(int).tolist(),
             "accuracy": acc.tolist(),
-            "ece": float(np.sum(count / len(conf) * np.abs(acc - mean_conf))),
+            "ece": calibration_error(conf, correct, n_bins),
         }
     return out
 
