@@ -93,23 +93,24 @@ def test_selection_and_report_macro_f1_agree_on_the_same_rows() -> None:
 
     labels = ["book", "cancel", "refund"]
     true = ["book", "book", "cancel", "cancel", "book"]
-    # "refund" is only ever predicted: the case where "truth only" and "truth or predictions"
-    # part ways (2/3 of classes vs 2/2).
-    pred = ["book", "refund", "cancel", "book", "book"]
-    ids = {name: i for i, name in enumerate(labels)}
-    logits = np.eye(len(labels))[[ids[p] for p in pred]]
+    # "refund" is only ever predicted and "out_of_scope" (a rejection) has no true row: the cases
+    # where "classes in truth" and "classes in truth or predictions" part ways.
+    pred = ["book", "refund", "cancel", "out_of_scope", "book"]
+    ids = {name: i for i, name in enumerate([*labels, "out_of_scope"])}
+    logits = np.eye(len(ids))[[ids[p] for p in pred]]
     selection = compute_metrics(
         SimpleNamespace(predictions=logits, label_ids=np.array([ids[t] for t in true]))
     )
     report = score(true, pred, oos={"oos"}, reject_label="out_of_scope")
     for key in ("accuracy", "macro_f1", "weighted_f1"):
         assert selection[key] == pytest.approx(report[key]), key
-    assert report["macro_f1"] == pytest.approx(f1_score(true, pred, average="macro"))
-    assert report["macro_f1"] != pytest.approx(
+    # The mean is over the classes with true rows: a rejection is a missed "cancel", not a class.
+    assert report["macro_f1"] == pytest.approx(
         f1_score(true, pred, labels=sorted(set(true)), average="macro")
     )
+    assert report["macro_f1"] != pytest.approx(f1_score(true, pred, average="macro"))
     # The per-class table lists the classes the mean is over.
-    assert set(report["per_class"]) == set(labels)
+    assert set(report["per_class"]) == {"book", "cancel"}
     mean = np.mean([c["f1"] for c in report["per_class"].values()])
     assert report["macro_f1"] == pytest.approx(mean)
 
