@@ -21,7 +21,7 @@ def test_phases_recorded_and_sum_to_the_wall_time(
     import pandas as pd
 
     from intentkit.inference.predictor import Predictor
-    from intentkit.training import overhead as lo
+    from intentkit.training import timing as lo
     from intentkit.training.train import train
 
     kept: dict[str, object] = {}
@@ -82,7 +82,7 @@ def test_phases_recorded_and_sum_to_the_wall_time(
 
 
 def test_paused_gc_restores_the_collector_even_on_errors() -> None:
-    from intentkit.training.overhead import paused_gc
+    from intentkit.training.timing import paused_gc
 
     assert gc.isenabled() and gc.get_freeze_count() == 0
     with pytest.raises(RuntimeError), paused_gc() as settle:
@@ -105,7 +105,7 @@ def test_paused_gc_restores_the_collector_even_on_errors() -> None:
 
 
 def test_known_outputs_answers_texts_it_has_run() -> None:
-    from intentkit.training.overhead import KnownOutputs
+    from intentkit.training.timing import KnownOutputs
 
     calls: list[tuple[str, tuple[str, ...]]] = []
 
@@ -133,7 +133,7 @@ def test_known_outputs_answers_texts_it_has_run() -> None:
 
 
 def test_summary_line_and_share() -> None:
-    from intentkit.training.overhead import PhaseTimer, summary_line
+    from intentkit.training.timing import PhaseTimer, summary_line
 
     timer = PhaseTimer(started_at=time.time() - 2.0)
     timer.seconds["train_steps"] = 6.0

@@ -148,7 +148,7 @@ def train_cmd(
             data, out, preset=preset, force=force, **_sagemaker_args(sagemaker), **flags
         )
         return
-    from intentkit.training.overhead import process_start_time, summary_line
+    from intentkit.training.timing import process_start_time, summary_line
     from intentkit.training.train import train
 
     out_dir = train(

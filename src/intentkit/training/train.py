@@ -63,7 +63,7 @@ def train(
             phases in ``intentkit.json`` include interpreter start-up and the CLI's imports.
         **overrides: TrainConfig fields (``model="minilm"``, ``epochs=1``...); None is ignored.
     """
-    from intentkit.training import overhead as lo
+    from intentkit.training import timing as lo
 
     timer = lo.PhaseTimer(started_at)
     # No cyclic GC while importing and loading; what they built is frozen before the first step.
@@ -118,7 +118,7 @@ def _train(
         resolve_model,
     )
     from intentkit.training import checkpoints as ck
-    from intentkit.training import overhead as lo
+    from intentkit.training import timing as lo
     from intentkit.training import trainer as tu
     from intentkit.training.modelcard import render_model_card
 
