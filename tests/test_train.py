@@ -141,12 +141,13 @@ def test_class_weights_modes() -> None:
 def test_weighted_loss_matches_torch_cross_entropy() -> None:
     import torch
 
-    from intentkit.training.trainer import weighted_trainer_class
+    from intentkit.training.trainer import IntentTrainer
 
-    cls = weighted_trainer_class()
-    trainer = cls.__new__(cls)  # compute_loss only needs the two loss attributes
+    cls = IntentTrainer
+    trainer = cls.__new__(cls)  # compute_loss only needs the loss attributes
     trainer.loss_weights = torch.tensor([1.0, 3.0])
     trainer.label_smoothing = 0.1
+    trainer.keep_features = False
     logits = torch.tensor([[2.0, 0.5], [0.1, 0.3], [1.0, -1.0]])
     labels = torch.tensor([0, 1, 1])
 
