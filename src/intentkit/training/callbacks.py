@@ -16,7 +16,17 @@ from intentkit.training.timing import TrainerClock
 
 
 class QuietProgressCallback(ProgressCallback):
-    """tqdm bar with the running loss and learning rate as postfix; one line per eval."""
+    """tqdm bar with the running loss and learning rate as postfix; one line per eval, and one
+    saying where a resumed run picks up."""
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        """Open the bar; on ``--resume`` (the checkpoint's state is loaded), say from where."""
+        super().on_train_begin(args, state, control, **kw)
+        if state.is_world_process_zero and state.global_step > 0:
+            self.training_bar.write(
+                f"resumed from step {state.global_step} of {state.max_steps} "
+                f"(epoch {state.epoch or 0:.2f})"
+            )
 
     def on_prediction_step(self, *args: Any, **kw: Any) -> None:
         """No second bar for the (short) evaluation passes."""
