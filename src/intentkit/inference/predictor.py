@@ -200,6 +200,8 @@ class Predictor:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from intentkit.modeling import quiet_transformers
+
         path = check_artifact_dir(path)
         device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, device)
@@ -228,7 +230,9 @@ class Predictor:
                 )
         if threads:
             torch.set_num_threads(threads)
-        model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch_dtype)
+        # A library call is quiet: no "Loading weights" bar on the caller's stderr.
+        with quiet_transformers():
+            model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch_dtype)
         model.to(device)
         if dtype == "int8":
             from intentkit.export.quantize import quantize_int8
