@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from intentkit.errors import ConfigError, DataError
 from intentkit.training import setup
 from intentkit.training.setup import rank
 from intentkit.training.timing import PhaseTimer
+
+if TYPE_CHECKING:
+    from intentkit.data.dataset import PreparedDataset
 
 
 @dataclass
@@ -31,7 +34,7 @@ class Run:
     checkpoint_dir: Path | None  #: ``--checkpoint-dir`` as given (None: ``out/checkpoints``)
     resume_from: Path | None  #: the checkpoint ``--resume`` continues from
     device: str
-    dataset: Any  #: :class:`intentkit.data.dataset.PreparedDataset`
+    dataset: PreparedDataset
     labels: list[str]
     train_df: Any
     val_df: Any

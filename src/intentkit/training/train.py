@@ -29,13 +29,17 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from intentkit.config import METRICS, TrainConfig
 from intentkit.training import setup
 from intentkit.training.prepare import Run, prepare_data
 from intentkit.training.setup import rank, world_size
 from intentkit.training.timing import PhaseTimer
+
+if TYPE_CHECKING:  # heavy (torch, transformers): imported by the phases themselves
+    from intentkit.training.oos_fit import OosFeatures
+    from intentkit.training.trainer import IntentTrainer
 
 #: Imported before the first phase, so that the ``imports`` phase holds their cost.
 _LIBRARIES = (
@@ -114,7 +118,7 @@ def train(
 
 
 # ----------------------------------------------------------------------------- build trainer
-def build_trainer(run: Run, *, force: bool, callbacks: list[Any] | None) -> Any:
+def build_trainer(run: Run, *, force: bool, callbacks: list[Any] | None) -> IntentTrainer:
     """The model (head initialised from ``--seed``) in an :class:`IntentTrainer`.
 
     ``--force`` empties ``out`` here, once every input is validated; the resolved config is
@@ -122,6 +126,7 @@ def build_trainer(run: Run, *, force: bool, callbacks: list[Any] | None) -> Any:
     """
     import torch
     from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
+    from transformers.trainer_callback import ProgressCallback
 
     from intentkit.fsutil import atomic_write_json
     from intentkit.modeling import resolve_model
@@ -168,7 +173,7 @@ def build_trainer(run: Run, *, force: bool, callbacks: list[Any] | None) -> Any:
         predictor_batches=not on_cuda,  # CUDA pads to multiples of 8, the Predictor not
         keep_features=bool(cfg.calibrate and cfg.oos_scorer != "softmax"),
     )
-    trainer.remove_callback(cb.ProgressCallback)
+    trainer.remove_callback(ProgressCallback)
     trainer.add_callback(cb.QuietProgressCallback())
     return trainer
 
@@ -178,7 +183,7 @@ def build_trainer(run: Run, *, force: bool, callbacks: list[Any] | None) -> Any:
 class Fitted:
     """What :func:`fit` hands on: the trainer holding the best weights, and the run's record."""
 
-    trainer: Any  #: :class:`intentkit.training.trainer.IntentTrainer`
+    trainer: IntentTrainer
     metrics: dict[str, float]  #: the best checkpoint's validation metrics
     train_loss: float
     history: list[dict[str, Any]]  #: the compact log history (the report's curves)
@@ -187,7 +192,7 @@ class Fitted:
     runtime_s: float
 
 
-def fit(trainer: Any, run: Run, timer: PhaseTimer) -> Fitted:
+def fit(trainer: IntentTrainer, run: Run, timer: PhaseTimer) -> Fitted:
     """Train (from ``run.resume_from`` when resuming) and end on the best checkpoint.
 
     Phases ``setup``, ``train_steps``, ``evaluation``, ``checkpoints`` and ``other``.
@@ -228,7 +233,7 @@ class Calibrated:
     """What :func:`calibrate` hands on (both None with ``--no-calibrate``)."""
 
     calibration: dict[str, Any] | None  #: ``intentkit.json["calibration"]``
-    feats: Any  #: :class:`intentkit.training.oos_fit.OosFeatures` unless the scorer is softmax
+    feats: OosFeatures | None  #: the out-of-scope statistics unless the scorer is softmax
 
 
 def calibrate(fitted: Fitted, run: Run) -> Calibrated:
