@@ -45,9 +45,9 @@ class _Local:
     """Predict in this process (no server)."""
 
     def __init__(self, model_dir: Path, no_reject: bool, backend: str) -> None:
-        from intentkit.inference.predictor import Predictor
+        from intentkit.export.loader import load_predictor
 
-        self.predictor = Predictor.from_dir(model_dir, reject=not no_reject, backend=backend)
+        self.predictor = load_predictor(model_dir, reject=not no_reject, backend=backend)
 
     def __call__(self, texts: list[str]) -> list[dict[str, Any]]:
         return [

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,6 @@ from intentkit.config import TrainConfig
 from intentkit.errors import ConfigError, ModelError
 from intentkit.sagemaker.jobs import (
     JobFailedError,
-    check_image,
     check_instances,
     check_name,
     console_url,
@@ -49,7 +48,8 @@ MAX_HP_KEYS, MAX_HP_KEY_CHARS, MAX_HP_VALUE_CHARS = 100, 256, 2500
 class SageMakerTrainOptions:
     """How and where the job runs (the ``--target sagemaker`` flags of ``intentkit train``)."""
 
-    image: str | None = None  #: --image: the intentkit container image in ECR
+    image: str | None = None  #: --image: the intentkit image in ECR, or ``huggingface``
+    image_version: str | None = None  #: --image-version: with ``huggingface``, its transformers
     instance_type: str = "ml.g5.xlarge"  #: --instance-type (the reference's GPU)
     instance_count: int = 1  #: --instance-count; >1 runs DDP across hosts (torchrun)
     spot: bool = False  #: --spot: managed spot training (cheaper, may be interrupted)
@@ -60,7 +60,9 @@ class SageMakerTrainOptions:
 
     def check(self) -> None:
         """One-line errors for values SageMaker would refuse (before any request)."""
-        check_image(self.image)
+        from intentkit.sagemaker.hf_images import check_image_flags
+
+        check_image_flags(self.image, self.image_version)
         check_instances(self.instance_type, self.instance_count)
         if not 1 <= self.max_runtime <= MAX_RUNTIME_LIMIT:
             raise ConfigError(
@@ -231,6 +233,22 @@ def unpack_model(aws: Aws, uri: str, out: Path) -> Path:
     return out
 
 
+def _hf_training_image(options: SageMakerTrainOptions, region: str, model: str) -> str | None:
+    """The Hugging Face training image's URI for ``--image huggingface``, else None."""
+    from intentkit.sagemaker.hf_images import is_hf_choice, resolve_image_flag
+
+    if not is_hf_choice(options.image):
+        return None
+    return resolve_image_flag(
+        str(options.image),
+        options.image_version,
+        scope="training",
+        region=region,
+        instance_type=options.instance_type,
+        model=model,
+    )
+
+
 def train_on_sagemaker(
     data: str | Path,
     out: str | Path,
@@ -273,12 +291,20 @@ def train_on_sagemaker(
     job = options.job_name or default_job_name()
     check_name(job)
     hyperparameters(cfg)  # SageMaker's size limits, checked before anything is uploaded
+    hf_image = _hf_training_image(options, aws.region, cfg.model)  # refused before any upload
 
     bucket = aws.bucket()
     prefix = f"{S3_PREFIX}/{job}/data"
     for path in files:
         aws.upload(path, bucket, f"{prefix}/{path.relative_to(data).as_posix()}")
+    if hf_image is not None:  # no image to build: intentkit goes in as the job's source
+        from intentkit.sagemaker.source_dir import ship_source_dir
+
+        source = ship_source_dir(aws, bucket, f"{S3_PREFIX}/{job}/source", job)
+        options = replace(options, image=hf_image)
     request = training_job_request(job=job, bucket=bucket, role=role, cfg=cfg, options=options)
+    if hf_image is not None:
+        request["HyperParameters"].update(source)
     aws.call("sagemaker", "create_training_job", step=f"creating training job {job}", **request)
     if aws.dry_run:
         print(f"dry run: {len(aws.requests)} requests printed, none sent", file=sys.stderr)
