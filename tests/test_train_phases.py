@@ -34,6 +34,16 @@ def test_phases_recorded_and_sum_to_the_wall_time(
         return kept["logits"], kept["features"]
 
     monkeypatch.setattr(IntentTrainer, "best_validation", spy)
+    from intentkit import fsutil
+
+    written: list[str] = []  # every text file written (atomic_write_json goes through it)
+    real_write = fsutil.atomic_write_text
+
+    def counted(path: Path, *args: object, **kwargs: object) -> None:
+        written.append(Path(path).name)
+        real_write(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fsutil, "atomic_write_text", counted)
     started = time.time() - 1.0  # as if the process had started a second earlier
     out = train(kw_data, tmp_path / "m", model=str(tiny_model_dir), started_at=started, **FAST)
     wall = time.time() - started
@@ -49,6 +59,8 @@ def test_phases_recorded_and_sum_to_the_wall_time(
     # Loose: the recorded phases cover the call (less the spy's extra evaluate and the return).
     assert 0.5 * wall <= phases["total_s"] <= wall + 0.01
     assert 0 < phases["outside_train_steps_share"] < 1
+    # The artifact is written once: no second pass to add the phases.
+    assert written.count("intentkit.json") == 1 and written.count("README.md") == 1, written
     card = (out / "README.md").read_text()
     # Written once, after the save: the card shows the phases intentkit.json records.
     assert "## Training time" in card and f"| write | {phases['write']:.2f} |" in card
