@@ -5,7 +5,7 @@ Runs, N times (default 3), in a fresh subprocess each:
     intentkit train --data DATA --model minilm --preset cpu-fast --epochs 1 --out OUT --force
 
 and prints JSON: median and min-max seconds of each phase (``intentkit.json["training"]
-["phases"]``, see ``intentkit.training.overhead``), of the wall time measured here, of ``exit``
+["phases"]``, see ``intentkit.training.timing``), of the wall time measured here, of ``exit``
 (wall minus the recorded phases: interpreter teardown) and of the share of the wall time
 outside training steps. DATA defaults to /tmp/lean/data (``intentkit data prepare
 clinc150-travel --out /tmp/lean/data`` first).

@@ -73,6 +73,20 @@ def test_pipeline_parity(kw_model: Path, kw_data: Path) -> None:
     assert len(set(ours)) == 3  # a real check: the model does not answer one class for all
 
 
+def test_load_is_quiet(kw_model: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """A library call prints nothing: no transformers "Loading weights" bar on stderr."""
+    import transformers
+
+    import intentkit
+
+    assert transformers.logging.is_progress_bar_enabled()  # the bar would show by default
+    predictor = intentkit.load(kw_model)
+    assert predictor.predict(["book a flight to rome"])[0]["label"] == "flight"
+    out, err = capfd.readouterr()
+    assert "Loading weights" not in err and err.strip() == "", err
+    assert transformers.logging.is_progress_bar_enabled()  # and the caller's setting is back
+
+
 def test_same_seed_twice_gives_identical_metrics(
     kw_model: Path, kw_data: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -141,12 +155,13 @@ def test_class_weights_modes() -> None:
 def test_weighted_loss_matches_torch_cross_entropy() -> None:
     import torch
 
-    from intentkit.training.trainer import weighted_trainer_class
+    from intentkit.training.trainer import IntentTrainer
 
-    cls = weighted_trainer_class()
-    trainer = cls.__new__(cls)  # compute_loss only needs the two loss attributes
+    cls = IntentTrainer
+    trainer = cls.__new__(cls)  # compute_loss only needs the loss attributes
     trainer.loss_weights = torch.tensor([1.0, 3.0])
     trainer.label_smoothing = 0.1
+    trainer.keep_features = False
     logits = torch.tensor([[2.0, 0.5], [0.1, 0.3], [1.0, -1.0]])
     labels = torch.tensor([0, 1, 1])
 

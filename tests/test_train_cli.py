@@ -184,6 +184,8 @@ def test_resume_after_kill_9_continues_from_checkpoint(
         env=cli_env(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
+    # The user is told where the run picks up (8 steps per epoch).
+    assert f"resumed from step {last_step} of {total} (epoch {last_step / 8:.2f})" in res.stdout
     meta = json.loads((out / "intentkit.json").read_text())
     assert meta["training"]["resumed_from"] == str(last)
     assert meta["training"]["resumed_step"] == last_step

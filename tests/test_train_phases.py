@@ -21,25 +21,29 @@ def test_phases_recorded_and_sum_to_the_wall_time(
     import pandas as pd
 
     from intentkit.inference.predictor import Predictor
-    from intentkit.training import overhead as lo
+    from intentkit.training import timing as lo
     from intentkit.training.train import train
+    from intentkit.training.trainer import IntentTrainer
 
     kept: dict[str, object] = {}
-    real = lo.best_val_logits
+    real = IntentTrainer.best_validation
 
-    def spy(trainer: object, order: np.ndarray) -> np.ndarray | None:
-        kept["logits"] = real(trainer, order)
+    def spy(trainer: IntentTrainer, order: np.ndarray) -> tuple:
+        kept["logits"], kept["features"] = real(trainer, order)
         kept["scores"] = trainer.evaluate()  # what the artifact's metrics used to come from
-        return kept["logits"]
+        return kept["logits"], kept["features"]
 
-    monkeypatch.setattr(lo, "best_val_logits", spy)
-    real_features = lo.best_val_features
+    monkeypatch.setattr(IntentTrainer, "best_validation", spy)
+    from intentkit import fsutil
 
-    def spy_features(trainer: object, order: np.ndarray) -> np.ndarray | None:
-        kept["features"] = real_features(trainer, order)
-        return kept["features"]
+    written: list[str] = []  # every text file written (atomic_write_json goes through it)
+    real_write = fsutil.atomic_write_text
 
-    monkeypatch.setattr(lo, "best_val_features", spy_features)
+    def counted(path: Path, *args: object, **kwargs: object) -> None:
+        written.append(Path(path).name)
+        real_write(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fsutil, "atomic_write_text", counted)
     started = time.time() - 1.0  # as if the process had started a second earlier
     out = train(kw_data, tmp_path / "m", model=str(tiny_model_dir), started_at=started, **FAST)
     wall = time.time() - started
@@ -55,7 +59,12 @@ def test_phases_recorded_and_sum_to_the_wall_time(
     # Loose: the recorded phases cover the call (less the spy's extra evaluate and the return).
     assert 0.5 * wall <= phases["total_s"] <= wall + 0.01
     assert 0 < phases["outside_train_steps_share"] < 1
-    assert "## Training time" in (out / "README.md").read_text()
+    # The artifact is written once: no second pass to add the phases.
+    assert written.count("intentkit.json") == 1 and written.count("README.md") == 1, written
+    card = (out / "README.md").read_text()
+    # Written once, after the save: the card shows the phases intentkit.json records.
+    assert "## Training time" in card and f"| write | {phases['write']:.2f} |" in card
+    assert phases["write"] > 0
     assert lo.summary_line(phases).startswith("time: ")
 
     # The best evaluation's metrics are trainer.evaluate()'s after loading the best checkpoint.
@@ -82,7 +91,7 @@ def test_phases_recorded_and_sum_to_the_wall_time(
 
 
 def test_paused_gc_restores_the_collector_even_on_errors() -> None:
-    from intentkit.training.overhead import paused_gc
+    from intentkit.training.setup import paused_gc
 
     assert gc.isenabled() and gc.get_freeze_count() == 0
     with pytest.raises(RuntimeError), paused_gc() as settle:
@@ -105,7 +114,7 @@ def test_paused_gc_restores_the_collector_even_on_errors() -> None:
 
 
 def test_known_outputs_answers_texts_it_has_run() -> None:
-    from intentkit.training.overhead import KnownOutputs
+    from intentkit.training.setup import KnownOutputs
 
     calls: list[tuple[str, tuple[str, ...]]] = []
 
@@ -133,7 +142,7 @@ def test_known_outputs_answers_texts_it_has_run() -> None:
 
 
 def test_summary_line_and_share() -> None:
-    from intentkit.training.overhead import PhaseTimer, summary_line
+    from intentkit.training.timing import PhaseTimer, summary_line
 
     timer = PhaseTimer(started_at=time.time() - 2.0)
     timer.seconds["train_steps"] = 6.0

@@ -15,7 +15,7 @@ Layout: ``config.json`` (with ``id2label``/``label2id``), ``model.safetensors``,
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -96,8 +96,8 @@ def write_artifact(
     *,
     model: Any,
     tokenizer: Any,
-    meta: dict[str, Any],
-    model_card: str,
+    meta: dict[str, Any] | Callable[[], dict[str, Any]],
+    model_card: str | Callable[[dict[str, Any]], str],
     files: dict[str, bytes] | None = None,
 ) -> Path:
     """Write the artifact files into ``out`` so readers never see a half-written model.
@@ -107,7 +107,9 @@ def write_artifact(
     :func:`check_artifact_dir` requires it, so a crash mid-move leaves a folder that is reported
     as incomplete, never a mix that loads. Other entries of ``out`` (``checkpoints/``) stay.
     ``files`` maps extra file names to their bytes (``oos_stats.safetensors``); they move in
-    with the rest.
+    with the rest. ``meta`` and ``model_card`` may be functions, called once the weights,
+    tokenizer and ``files`` are saved (``meta()``, then ``model_card(meta)``): training records
+    in ``intentkit.json`` how long that save took, and each file is still written once.
     """
     import os
     import shutil
@@ -121,9 +123,11 @@ def write_artifact(
     try:
         model.save_pretrained(tmp)  # safetensors (transformers 5 writes no pickle weights)
         tokenizer.save_pretrained(tmp)
-        atomic_write_text(tmp / "README.md", model_card)
         for name, data in (files or {}).items():
             (tmp / name).write_bytes(data)
+        meta = meta() if callable(meta) else meta
+        card = model_card(meta) if callable(model_card) else model_card
+        atomic_write_text(tmp / "README.md", card)
         atomic_write_json(tmp / META_FILE, {"format_version": FORMAT_VERSION, **meta})
         # Some writers (safetensors) leave 0600 files; an artifact must be readable by a serving
         # container that runs as another user, so give every file plain open()'s mode.

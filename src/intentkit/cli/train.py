@@ -163,7 +163,7 @@ def train_cmd(
         args = _sagemaker_args(sagemaker)
         train_on_sagemaker(data, out, preset=preset, force=force, jobs=jobs(None), **args, **flags)
         return
-    from intentkit.training.overhead import process_start_time, summary_line
+    from intentkit.training.timing import process_start_time, summary_line
     from intentkit.training.train import train
 
     out_dir = train(

@@ -68,15 +68,6 @@ def score(
     }
 
 
-def _quiet_load(model_dir: Path, reject: bool) -> Any:
-    """``Predictor.from_dir`` without transformers' "Loading weights" progress bar."""
-    from intentkit.inference.predictor import Predictor
-    from intentkit.modeling import quiet_transformers
-
-    with quiet_transformers():
-        return Predictor.from_dir(model_dir, reject=reject)
-
-
 def evaluate(
     model_dir: str | Path,
     data: str | Path,
@@ -128,7 +119,9 @@ def evaluate(
             f"--data {ds.path} ({split}): labels the model was not trained on: "
             f"{', '.join(unseen)}; evaluate on data prepared with the same labels"
         )
-    predictor = _quiet_load(model_dir, reject)
+    from intentkit.inference.predictor import Predictor
+
+    predictor = Predictor.from_dir(model_dir, reject=reject)  # quiet: no "Loading weights" bar
 
     texts = frame["text"].tolist()
     logits, oos_score, scores = scored_outputs(predictor, texts)

@@ -167,6 +167,8 @@ class Predictor:
         import torch
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
+        from intentkit.modeling import quiet_transformers
+
         path = check_artifact_dir(path)
         device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, device)
@@ -179,7 +181,9 @@ class Predictor:
             return cls(None, tokenizer, device="cpu", runner=runner, config=config, **common)
         if threads:
             torch.set_num_threads(threads)
-        model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch_dtype)
+        # A library call is quiet: no "Loading weights" bar on the caller's stderr.
+        with quiet_transformers():
+            model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch_dtype)
         model.to(device)
         if dtype == "int8":
             model = quantize_int8(model.eval())

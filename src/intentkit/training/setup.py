@@ -1,14 +1,20 @@
-"""What :func:`intentkit.train` decides before the first step: the resolved config, the
-Trainer's arguments, the attention kernel, the model, and the post-training calibration call."""
+"""What :func:`intentkit.train` decides before the first step (the resolved config, the
+Trainer's arguments, the attention kernel, the model, the paused garbage collector) and the
+post-training calibration call with the outputs it can reuse (:class:`KnownOutputs`)."""
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import json
 import logging
 import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from intentkit.config import TrainConfig, build, load_preset, to_dict
 
@@ -50,6 +56,42 @@ def resolve_config(
     if config is not None:
         base = {**base, **to_dict(config)}
     return build(TrainConfig, base, **overrides)
+
+
+@contextmanager
+def paused_gc() -> Iterator[Callable[[], None]]:
+    """No cyclic garbage collection until the yielded ``settle()``; restored on the way out.
+
+    Each full collection walks every object torch and transformers created (~0.25 s at 450k
+    objects, 8 of them before the first step), and accelerate's ``gc.collect()`` at the start
+    of ``Trainer.train`` was 0.3 s (issue #12, bench/RESULTS.md "train overhead").
+
+    Call ``settle()`` once the imports and the model are loaded: it freezes every object that
+    exists (``gc.freeze``: later collections skip them) and turns collection back on. On exit
+    the frozen objects are unfrozen (collectable again: the run's cycles, the Trainer with its
+    model among them, go at the caller's next full collection, as without the pause) and the
+    caller's setting is back. Does nothing when collection is off or objects are already frozen
+    (the caller manages the collector itself). Results cannot change: only when collections
+    run does, and the pause makes little cyclic garbage (imports, one model load).
+    """
+    if not gc.isenabled() or gc.get_freeze_count():
+        yield lambda: None
+        return
+    state = {"frozen": False}
+
+    def settle() -> None:
+        if not state["frozen"]:
+            gc.freeze()
+            state["frozen"] = True
+            gc.enable()
+
+    gc.disable()
+    try:
+        yield settle
+    finally:
+        if state["frozen"]:
+            gc.unfreeze()
+        gc.enable()
 
 
 def attention_impl(device: str) -> str:
@@ -133,8 +175,6 @@ def calibrate_on_val(
     (:class:`intentkit.training.oos_fit.OosFeatures`) brings the feature-space distances that
     ``--oos-scorer mahalanobis|knn|combined|auto`` reads; without it the scorer is softmax.
     """
-    import numpy as np
-
     from intentkit.evaluation.calibration import calibrate
 
     label2id = {name: i for i, name in enumerate(labels)}
@@ -158,6 +198,45 @@ def calibrate_on_val(
         prior=cfg.oos_prior,
         **distances,
     )
+
+
+class KnownOutputs:
+    """The Predictor, with ``features``/``logits`` of texts it has already run answered again.
+
+    The best evaluation's val rows went through the model in the Predictor's batches
+    (``IntentTrainer.best_validation``), so calibration and the out-of-scope fit take their
+    outputs from there: one pass over val instead of three.
+
+    ``features(texts)`` of a text list given to :meth:`remember` (the best evaluation's val
+    rows) or asked before, and ``logits(texts)`` of such a list, return the outputs already
+    computed on the same batches, instead of one more forward pass. Anything else is the
+    Predictor's.
+    """
+
+    def __init__(self, predictor: Any) -> None:
+        self.predictor = predictor
+        self.known: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
+
+    def remember(self, texts: Sequence[str], logits: np.ndarray, features: np.ndarray) -> None:
+        """Record ``(logits, features)`` of ``texts`` (rows in the order of ``texts``)."""
+        self.known[tuple(texts)] = (logits, features)
+
+    def features(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`intentkit.inference.predictor.Predictor.features`, once per text list."""
+        key = tuple(texts)
+        if key not in self.known:
+            self.known[key] = self.predictor.features(texts, batch_size=batch_size)
+        return self.known[key]
+
+    def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """:meth:`intentkit.inference.predictor.Predictor.logits`, from the features pass if any."""
+        known = self.known.get(tuple(texts))
+        if known is not None:
+            return known[0]
+        return self.predictor.logits(texts, batch_size=batch_size)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.predictor, name)
 
 
 def _checkpointing_arg() -> str:

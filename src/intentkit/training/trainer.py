@@ -1,21 +1,28 @@
-"""Pieces of the training loop that ``train.py`` wires into the Hugging Face Trainer.
+"""intentkit's one Trainer subclass and what it is built from.
 
-Kept apart so each stays small and testable: the dynamic-padding collator, class weights, the
-weighted-loss Trainer subclass, the metrics hook, callbacks and layer-wise learning rates.
-Heavy imports (torch, transformers) happen inside functions or in :func:`weighted_trainer_class`.
+:class:`IntentTrainer` is ``transformers.Trainer`` with a weighted, smoothed cross-entropy loss
+and evaluations whose outputs (logits, and CLS features for the out-of-scope fit) are kept for
+the best checkpoint, so calibration reuses them instead of running val again. Beside it: the
+dynamic-padding collator, class weights, the metrics hook, the log history kept in the
+artifact and layer-wise learning rates. The callbacks are in ``callbacks.py``; the two private
+Trainer methods it overrides in ``trainer_private.py``.
+
+Imports torch and transformers: ``train.py`` imports this module inside its functions.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from transformers import Trainer
 
 from intentkit.evaluation.metrics import classification_metrics
-from intentkit.training.checkpoints import RUN_CONFIG_FILE
+from intentkit.inference.features import forward_with_cls
+from intentkit.training.trainer_private import PrivateOverrides
 
 
 # ----------------------------------------------------------------------------- batching
@@ -46,6 +53,15 @@ class PadCollator:
         return batch
 
 
+def sort_by_length(dataset: Any) -> tuple[Any, np.ndarray]:
+    """``dataset`` rows in ascending token length (stable, as the Predictor batches) + order.
+
+    Row ``i`` of the result is row ``order[i]`` of ``dataset``.
+    """
+    order = np.argsort(np.asarray(dataset["length"]), kind="stable")
+    return dataset.select(order.tolist()), order
+
+
 # ----------------------------------------------------------------------------- class imbalance
 def class_weights(label_ids: Sequence[int], n_classes: int, mode: str) -> np.ndarray | None:
     """Per-class loss weights for ``--class-weights``; None for ``none``.
@@ -68,56 +84,133 @@ def class_weights(label_ids: Sequence[int], n_classes: int, mode: str) -> np.nda
     return w.astype(np.float32)
 
 
-def weighted_trainer_class() -> type:
-    """The Trainer subclass whose loss is cross-entropy with class weights and label smoothing.
+# ----------------------------------------------------------------------------- the Trainer
+class IntentTrainer(PrivateOverrides, Trainer):
+    """``Trainer`` with ``F.cross_entropy(weight=..., label_smoothing=...)`` as its loss and the
+    outputs of its best evaluation kept.
 
-    Built lazily so importing this module does not import transformers.
+    Each evaluation's outputs reach :meth:`score_evaluation` (the ``compute_metrics`` hook),
+    which keeps them for the current step and the best so far; with ``keep_features`` the
+    evaluation's forward also returns each row's CLS feature (:func:`forward_with_cls`). They
+    are reused by calibration only when the batches were the Predictor's
+    (:attr:`same_batches_as_predictor`).
     """
-    import torch
-    from transformers import Trainer
 
-    class WeightedLossTrainer(Trainer):
-        """``Trainer`` with ``F.cross_entropy(weight=..., label_smoothing=...)`` as its loss."""
+    # Our loss is a per-batch mean, so the Trainer must still divide by grad-accum steps.
+    loss_is_scaled_for_ga = False
 
-        # Our loss is a per-batch mean, so the Trainer must still divide by grad-accum steps.
-        loss_is_scaled_for_ga = False
+    def __init__(
+        self,
+        *args: Any,
+        loss_weights: np.ndarray | None = None,
+        label_smoothing: float = 0.0,
+        predictor_batches: bool = True,
+        keep_features: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, compute_metrics=self.score_evaluation, **kwargs)
+        # Older transformers 5.x (no loss_is_scaled_for_ga) skip the grad-accum division
+        # for models that accept loss kwargs; ours is a plain mean, so it must be divided.
+        self.model_accepts_loss_kwargs = False
+        self.loss_weights = None if loss_weights is None else torch.tensor(loss_weights)
+        self.label_smoothing = float(label_smoothing)
+        # Batches equal the Predictor's only on one process and without pad rounding
+        # (pad_to_multiple_of=8 on CUDA); otherwise calibration recomputes its logits.
+        self.predictor_batches = predictor_batches and self.args.world_size == 1
+        # The out-of-scope fit reads val CLS features: keep them from each evaluation.
+        self.keep_features = keep_features and self.predictor_batches
+        #: {global step: (logits, CLS features or None)} of the best and the latest evaluation.
+        self.evaluations: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
 
-        def __init__(
-            self,
-            *args: Any,
-            loss_weights: np.ndarray | None = None,
-            label_smoothing: float = 0.0,
-            **kwargs: Any,
-        ) -> None:
-            super().__init__(*args, **kwargs)
-            # Older transformers 5.x (no loss_is_scaled_for_ga) skip the grad-accum division
-            # for models that accept loss kwargs; ours is a plain mean, so it must be divided.
-            self.model_accepts_loss_kwargs = False
-            self.loss_weights = None if loss_weights is None else torch.tensor(loss_weights)
-            self.label_smoothing = float(label_smoothing)
+    @property
+    def same_batches_as_predictor(self) -> bool:
+        """Whether evaluations ran the Predictor's batches (one process, val read in order)."""
+        return self.predictor_batches and self.sequential_eval
 
-        def compute_loss(
-            self,
-            model: Any,
-            inputs: dict[str, Any],
-            return_outputs: bool = False,
-            num_items_in_batch: Any = None,
-        ) -> Any:
-            """Weighted, smoothed cross-entropy over the batch (mean)."""
-            inputs = dict(inputs)
-            labels = inputs.pop("labels")
+    def compute_loss(
+        self,
+        model: Any,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ) -> Any:
+        """Weighted, smoothed cross-entropy over the batch (mean).
+
+        ``return_outputs`` is the evaluation's call (``prediction_step``): with
+        ``keep_features`` its outputs also hold ``cls``, which the Trainer gathers with the
+        logits into the predictions that :meth:`score_evaluation` receives.
+        """
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")
+        if return_outputs and self.keep_features:
+            logits, cls = forward_with_cls(model, inputs["input_ids"], inputs["attention_mask"])
+            outputs: Any = {"logits": logits, "cls": cls.float()}
+        else:
             outputs = model(**inputs)
             logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
-            weight = None
-            if self.loss_weights is not None:
-                weight = self.loss_weights.to(device=logits.device, dtype=torch.float32)
-            # fp32 loss even under bf16 autocast: log-softmax over many classes loses precision.
-            loss = torch.nn.functional.cross_entropy(
-                logits.float(), labels, weight=weight, label_smoothing=self.label_smoothing
-            )
-            return (loss, outputs) if return_outputs else loss
+        weight = None
+        if self.loss_weights is not None:
+            weight = self.loss_weights.to(device=logits.device, dtype=torch.float32)
+        # fp32 loss even under bf16 autocast: log-softmax over many classes loses precision.
+        loss = torch.nn.functional.cross_entropy(
+            logits.float(), labels, weight=weight, label_smoothing=self.label_smoothing
+        )
+        return (loss, outputs) if return_outputs else loss
 
-    return WeightedLossTrainer
+    def score_evaluation(self, eval_pred: Any) -> dict[str, float]:
+        """The ``compute_metrics`` hook: keep this evaluation's outputs, then score them."""
+        preds = eval_pred.predictions
+        logits, cls = preds if isinstance(preds, tuple) else (preds, None)
+        best = self.best_step()
+        # Keep only this evaluation's outputs and the best so far (a few hundred KB).
+        self.evaluations = {k: v for k, v in self.evaluations.items() if k == best}
+        self.evaluations[int(self.state.global_step)] = (np.asarray(logits), cls)
+        return compute_metrics(eval_pred)
+
+    def best_step(self) -> int | None:
+        """Global step of the best checkpoint (``checkpoint-N``), None when there is none."""
+        best = self.state.best_model_checkpoint
+        if not best:
+            return None
+        try:
+            return int(str(best).rstrip("/").rsplit("-", 1)[-1])
+        except ValueError:
+            return None
+
+    def best_metrics(self, keys: Sequence[str]) -> dict[str, float] | None:
+        """The best checkpoint's validation metrics from its evaluation's log entry.
+
+        The Trainer scored exactly those weights on the same batches when it chose them, so
+        this equals ``evaluate()`` after ``load_best_model_at_end`` without a second pass over
+        val (measured: 1 of 3 passes). None when the entry is missing (then evaluate()).
+        """
+        step = self.best_step()
+        if step is None:
+            return None
+        for entry in reversed(self.state.log_history):
+            if entry.get("step") == step and all(f"eval_{k}" in entry for k in keys):
+                return {k: float(entry[f"eval_{k}"]) for k in keys}
+        return None
+
+    def best_validation(self, order: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """``(logits, CLS features)`` of the best evaluation, rows back in val's original order.
+
+        ``order`` is :func:`sort_by_length`'s. Either is None when not kept, or when the
+        batches were not the Predictor's (then they are not the logits it would compute).
+        """
+        step = self.best_step()
+        kept = self.evaluations.get(step) if step is not None else None
+        if kept is None or not self.same_batches_as_predictor:
+            return None, None
+        logits, cls = kept
+        return _unsort(logits, order), None if cls is None else _unsort(cls, order)
+
+
+def _unsort(rows: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Rows in :func:`sort_by_length` order back in the dataset's original order."""
+    result = np.empty_like(rows)
+    result[order] = rows
+    return result
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -162,80 +255,6 @@ def compact_log_history(history: Sequence[dict[str, Any]], max_train: int = 500)
         keep = {train[int(j)] for j in np.linspace(0, len(train) - 1, max_train)}
         rows = [r for i, r in enumerate(rows) if "eval_loss" in r or i in keep]
     return rows
-
-
-# ----------------------------------------------------------------------------- max length
-
-
-# ----------------------------------------------------------------------------- checkpoints
-
-
-# ----------------------------------------------------------------------------- run folder
-
-
-# ----------------------------------------------------------------------------- callbacks
-def callbacks_module() -> Any:
-    """Build the callback classes lazily (they subclass transformers' callbacks)."""
-    from transformers.trainer_callback import ProgressCallback, TrainerCallback
-
-    class QuietProgressCallback(ProgressCallback):
-        """tqdm bar with the running loss and learning rate as postfix; one line per eval."""
-
-        def on_prediction_step(self, *args: Any, **kw: Any) -> None:
-            pass  # no second bar for the (short) evaluation passes
-
-        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
-            if not state.is_world_process_zero or self.training_bar is None or not logs:
-                return
-            if "loss" in logs:
-                post = {"loss": f"{logs['loss']:.4f}"}
-                if "learning_rate" in logs:
-                    post["lr"] = f"{logs['learning_rate']:.2e}"
-                self.training_bar.set_postfix(post, refresh=False)
-            elif "eval_loss" in logs:
-                shown = " ".join(
-                    f"{k[5:]}={v:.4f}"
-                    for k, v in logs.items()
-                    if k in ("eval_loss", "eval_accuracy", "eval_macro_f1", "eval_weighted_f1")
-                )
-                self.training_bar.write(
-                    f"step {state.global_step} epoch {logs.get('epoch', 0):.2f}: {shown}"
-                )
-
-    class RunConfigCallback(TrainerCallback):
-        """Write the resolved TrainConfig into every checkpoint (reproducible, resumable)."""
-
-        def __init__(self, run_config: dict[str, Any]) -> None:
-            self.run_config = run_config
-
-        def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            if not state.is_world_process_zero:
-                return
-            from intentkit.fsutil import atomic_write_json
-
-            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if ckpt.is_dir():
-                atomic_write_json(ckpt / RUN_CONFIG_FILE, self.run_config)
-
-    class StartStepCallback(TrainerCallback):
-        """Remember the global step at which this process began stepping (proves a resume)."""
-
-        def __init__(self) -> None:
-            self.step: int | None = None
-
-        def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            if self.step is None:
-                self.step = int(state.global_step)
-
-    class _NS:
-        pass
-
-    ns = _NS()
-    ns.QuietProgressCallback = QuietProgressCallback
-    ns.RunConfigCallback = RunConfigCallback
-    ns.StartStepCallback = StartStepCallback
-    ns.ProgressCallback = ProgressCallback
-    return ns
 
 
 # ----------------------------------------------------------------------------- optimiser
