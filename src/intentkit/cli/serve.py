@@ -81,12 +81,24 @@ def serve(
         str,
         typer.Option(help="default | reduce-overhead (CUDA graphs) | max-autotune-no-cudagraphs"),
     ] = "default",
+    capture: Annotated[
+        Path | None,
+        typer.Option(help="Write each answered text as a JSON line into this folder (off: unset)."),
+    ] = None,
+    capture_sample: Annotated[float, typer.Option(help="Fraction of texts captured.")] = 1.0,
+    capture_text: Annotated[
+        str, typer.Option(help="full | hash (salted HMAC-SHA256) | none: what of the text is kept.")
+    ] = "full",
+    capture_file_mb: Annotated[float, typer.Option(help="Rotate a capture file past this.")] = 64.0,
+    capture_max_mb: Annotated[
+        float, typer.Option(help="Capture disk cap; the oldest files are deleted past it.")
+    ] = 1024.0,
 ) -> None:
     """Serve a trained model over HTTP (SageMaker /invocations + TEI /predict) until stopped.
 
     Open http://HOST:PORT/ in a browser for the playground page (live predictions, batch mode).
     """
-    from intentkit.config import ServeConfig
+    from intentkit.config import CaptureConfig, ServeConfig
     from intentkit.serve.server import serve_forever
 
     env_port = env("INTENTKIT_PORT")
@@ -116,6 +128,15 @@ def serve(
         buckets=buckets,
         compile=compile,
         compile_mode=compile_mode,
+        capture=None
+        if capture is None
+        else CaptureConfig(
+            dir=str(capture),
+            sample=capture_sample,
+            text=capture_text,
+            max_file_mb=capture_file_mb,
+            max_total_mb=capture_max_mb,
+        ),
     )
     path = model_dir or Path(env("INTENTKIT_MODEL_DIR") or SAGEMAKER_MODEL_DIR)
     serve_forever(path, config)

@@ -1,15 +1,11 @@
 """The app factory: SageMaker's container contract and TEI's classification shape in one app.
 
-FastAPI (on uvicorn) because the API is typed end to end: pydantic schemas validate requests
-(wrong types are 422s for free) and generate the OpenAPI docs at ``/docs``; and uvicorn's
-graceful shutdown is mature (SIGTERM stops accepting, lets in-flight requests finish, then runs
-the lifespan shutdown that drains the micro-batcher).
-
-Routes: ``GET /ping`` and ``POST /invocations`` (SageMaker), ``POST /predict`` (TEI), ``GET /info``,
-``GET /health``, ``GET /metrics`` (Prometheus), ``/docs``, and the playground page at ``GET /``
-(:mod:`intentkit.serve.playground`; off with ``--no-playground``). The model loads in a
-background thread at start-up; ``/ping`` and ``/health`` answer 503 until it is ready. Error
-bodies come from :mod:`intentkit.serve.http_errors`.
+FastAPI on uvicorn: pydantic schemas validate requests (422s) and make the OpenAPI docs;
+uvicorn's graceful shutdown stops accepting, lets in-flight requests finish, drains the batcher.
+Routes: ``GET /ping``, ``POST /invocations`` (SageMaker), ``POST /predict`` (TEI), ``GET /info``,
+``/health``, ``/metrics`` (Prometheus), ``/docs``, the playground at ``GET /`` (--no-playground).
+The model loads in a background thread; ``/ping`` and ``/health`` answer 503 until it is ready.
+Error bodies: :mod:`intentkit.serve.http_errors`; answers recorded: :mod:`intentkit.serve.capture`.
 """
 
 from __future__ import annotations
@@ -34,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from intentkit.config import ServeConfig
 from intentkit.inference import buckets
 from intentkit.serve.batcher import BatchResult, MicroBatcher
+from intentkit.serve.capture import Recorder
 from intentkit.serve.http_errors import ServeError, error_body
 from intentkit.serve.metrics import Metrics, MetricsMiddleware
 from intentkit.serve.middleware import OPEN_PATHS, AuthMiddleware, BodyLimitMiddleware
@@ -65,6 +62,7 @@ class ServerState:
         self.predictor: Any | None = None
         self.batcher: MicroBatcher | None = None
         self.load_error: str | None = None
+        self.recorder = Recorder(config.capture, self.metrics)  # answer counts, --capture
 
     @property
     def ready(self) -> bool:
@@ -176,6 +174,7 @@ def create_app(
         # uvicorn has already let in-flight requests finish; drain what the batcher still holds.
         if state.batcher is not None:
             await state.batcher.stop()
+        await asyncio.to_thread(state.recorder.close)
         if not task.done():
             task.cancel()
 
@@ -343,6 +342,7 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
         texts = _check_texts(req.inputs, "inputs", cfg.max_texts_per_request)
         predictor, batcher = state.require_ready()
         result = await batcher.submit(texts)
+        state.recorder.submit(predictor, texts, result.logits, started, "/predict")
         labels = predictor.labels
         k = len(labels) if req.top_k is None else min(req.top_k, len(labels))
         logits, oos_score = predictor.split(result.logits)
@@ -386,6 +386,7 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
         texts = _check_texts(value, "text", cfg.max_texts_per_request)
         predictor, batcher = state.require_ready()
         result = await batcher.submit(texts)
+        state.recorder.submit(predictor, texts, result.logits, started, "/invocations")
         logits, oos_score = predictor.split(result.logits)
         answers = [  # the SageMaker contract: these two keys, nothing more
             {"predicted_class": a["label"], "confidence": a["confidence"]}
