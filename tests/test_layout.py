@@ -18,8 +18,9 @@ STAGES = {
     "evaluation": 3,
     "training": 4,
     "serve": 5,
+    # loop/ reads what serve captured; its promote switches endpoints, so it sits beside them.
     # sagemaker/ holds the client side and, in sagemaker/image, what runs inside the image.
-    **dict.fromkeys(("endpoints", "sagemaker"), 6),
+    **dict.fromkeys(("endpoints", "sagemaker", "loop"), 6),
     **dict.fromkeys(("quickstart", "cli", "__main__"), 7),
 }
 MAX_LINES = 400
