@@ -58,3 +58,53 @@ def monitor(
     )
     if fail_on_drift and bad:
         raise typer.Exit(1)
+
+
+@app.command()
+def review(
+    captures: Captures,
+    model: Model,
+    labels: Annotated[
+        Path, typer.Option("--labels", help="Labels JSONL: decisions are appended here.")
+    ],
+    port: Annotated[int, typer.Option(help="Port of the local review page.")] = 8765,
+    export: Annotated[
+        Path | None, typer.Option("--export", help="Write the ranked queue as CSV and exit.")
+    ] = None,
+    import_: Annotated[
+        Path | None,
+        typer.Option("--import", help="Append a labelled CSV (text, label columns) and exit."),
+    ] = None,
+) -> None:
+    """Label captured texts, most worth a label first: rejected, then unsure answers.
+
+    Serves a keyboard-driven page on http://127.0.0.1:PORT/ (accept, relabel with type-ahead,
+    new label for a whole cluster of rejected texts, out-of-scope, skip). Every decision is
+    appended to LABELS at once, so a closed tab loses nothing and reopening resumes. Without a
+    browser: --export queue.csv, label it elsewhere, then --import labelled.csv.
+    Feed LABELS to `intentkit data add`.
+    """
+    from intentkit.loop.review import LabelsFile, build_queue, model_labels
+    from intentkit.loop.review_page import export_csv, import_csv, make_server
+
+    decisions = LabelsFile(labels, model_labels(model))  # another model's file: refused first
+    if import_ is not None:
+        n = import_csv(import_, decisions)
+        print(f"imported {n} labelled rows into {labels}")
+    if import_ is not None and export is None:
+        return
+    queue = build_queue(captures, model)
+    if export is not None:
+        n = export_csv(queue, decisions, export)
+        print(f"exported {n} texts ({len(queue.clusters)} clusters) to {export}")
+        return
+    server = make_server(queue, decisions, port, str(model))
+    print(
+        f"review {len(queue.items)} texts at http://127.0.0.1:{server.server_port}/ (Ctrl-C stops)"
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

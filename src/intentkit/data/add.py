@@ -55,6 +55,8 @@ def read_labels_file(path: str | Path) -> Any:
                 raise DataError(f"LABELS {path} line {n}: not JSON; fix or delete it") from None
             if not isinstance(obj, dict):
                 raise DataError(f"LABELS {path} line {n}: expected a JSON object")
+            if "intentkit_review" in obj:  # `intentkit review`'s header: the model's label set
+                continue
             missing = [k for k in ("text", "label") if not isinstance(obj.get(k), str)]
             if missing:
                 raise DataError(
