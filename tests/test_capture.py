@@ -161,3 +161,28 @@ def test_serve_cli_bad_capture_flag_is_one_line(capsys, artifact: Path, tmp_path
     code = main(["serve", str(artifact), "--capture", str(tmp_path), "--capture-text", "half"])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: --capture-text") and err.count("\n") == 1
+
+
+def test_deploy_local_passes_capture_to_the_server(
+    artifact: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from intentkit.cli import main
+    from intentkit.serve.server import free_port
+
+    monkeypatch.setenv("INTENTKIT_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.chdir(tmp_path)  # a relative --capture is resolved here, not in the server's cwd
+    port = str(free_port())
+    assert main(["deploy", str(artifact), "--name", "cap", "--port", port, "--capture", "c"]) == 0
+    try:
+        r = httpx.post(
+            f"http://127.0.0.1:{port}/invocations", json={"text": ["a", "b"]}, timeout=60
+        )
+        assert r.status_code == 200
+    finally:
+        assert main(["delete", "cap"]) == 0  # SIGTERM: the server publishes its open file
+    assert [x["text"] for x in _lines(tmp_path / "c")] == ["a", "b"]
+    assert (
+        main(["deploy", str(artifact), "--name", "x", "--target", "sagemaker", "--capture", "c"])
+        == 2
+    )
+    assert "--capture: only for --target local" in capsys.readouterr().err

@@ -162,7 +162,7 @@ class CaptureConfig:
     max_file_mb: float = 64.0  #: --capture-file-mb a file is closed (rotated) past this size
     max_total_mb: float = 1024.0  #: --capture-max-mb disk cap: oldest files deleted past it
     rotate_s: float = 300.0  #: --capture-rotate-s a file is also closed after this many seconds
-    queue: int = 10000  #: --capture-queue lines waiting for the writer; more are dropped, counted
+    queue: int = 10000  #: requests waiting for the writer; more are dropped (their texts counted)
 
     def __post_init__(self) -> None:
         problems = []
