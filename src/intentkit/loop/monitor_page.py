@@ -18,13 +18,18 @@ MONITOR_JSON = "monitor.json"
 
 
 def _line(windows: list[dict[str, Any]], keys: list[tuple[str, str]], y_label: str) -> str:
-    xs = list(range(len(windows)))
+    """One line per key over time: x is hours since the first window (gaps stay visible)."""
+    import numpy as np
+
+    t0 = np.datetime64(windows[0]["start"], "m") if windows else None
+    xs = [float((np.datetime64(w["start"], "m") - t0) / np.timedelta64(1, "h")) for w in windows]
     series = [
         Series(name, xs, [w[key] for w in windows], PALETTE[i % len(PALETTE)], points=len(xs) < 30)
         for i, (key, name) in enumerate(keys)
         if any(w[key] is not None for w in windows)
     ]
-    return line_chart(series, x_label="window", y_label=y_label, label=y_label, width=540)
+    x_label = f"hours since {windows[0]['start']} UTC" if windows else "hours"
+    return line_chart(series, x_label=x_label, y_label=y_label, label=y_label, width=540)
 
 
 def _answers_table(labels: list[dict[str, Any]]) -> str:
@@ -51,8 +56,7 @@ def render_monitor(summary: dict[str, Any]) -> str:
         "oos_js": "OOS score JS",
         "rejection_increase": "rejection rise",
     }
-    items = [("rows", "texts", float(summary["rows"]), "")]
-    items.append(("rejection_rate", "rejection rate", summary.get("rejection_rate"), ""))
+    items = [("rejection_rate", "rejection rate", summary.get("rejection_rate"), "")]
     for key, d in drift.items():
         mark = "down" if d["drifted"] else "up"
         extra = f'<div class="d {mark}">limit {fmt(d["threshold"], 2)}</div>'
@@ -74,7 +78,13 @@ def render_monitor(summary: dict[str, Any]) -> str:
         ),
         css=template("base.css"),
         verdict=verdict,
-        cards=cards(items),
+        # The report's cards() shows 3 decimals; the text count goes first as a whole number.
+        cards=cards(items).replace(
+            '<div class="cards">',
+            '<div class="cards"><div class="card" data-metric="rows">'
+            f'<div class="k">texts</div><div class="v">{summary["rows"]:,}</div></div>',
+            1,
+        ),
         method=esc(
             f"{summary.get('distance', '')}; confidence and out-of-scope score are compared "
             f"with the {summary.get('reference', 'first window')}, answers with training."
