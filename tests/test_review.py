@@ -16,7 +16,8 @@ from intentkit.loop.review_page import make_server
 from serve_helpers import LABELS, make_artifact
 
 CANCEL = [
-    f"cancel my gym subscription {w}" for w in ("now", "today", "please", "asap", "fast", "soon")
+    f"cancel my gym subscription {w}"
+    for w in ("now", "today", "please", "asap", "fast", "soon", "quickly", "first")
 ]
 WEATHER = [
     f"weather forecast rain {w}"
@@ -74,7 +75,7 @@ def capture(tmp_path: Path) -> Path:
 def test_queue_ranks_rejected_then_unsure_and_clusters_rejected(model: Path, capture: Path) -> None:
     q = build_queue([capture], model)
     texts = [x["text"] for x in q.items]
-    assert set(texts[:12]) == set(CANCEL + WEATHER)  # every rejected text first
+    assert set(texts[:14]) == set(CANCEL + WEATHER)  # every rejected text first
     assert texts[0] == CANCEL[0]  # the least confident rejected text leads
     assert texts.index("flight or bag issue") < texts.index("book a flight to rome")
     bag = q.items[texts.index("where is my bag")]
@@ -85,6 +86,9 @@ def test_queue_ranks_rejected_then_unsure_and_clusters_rejected(model: Path, cap
     assert all(set(c["name"].split("_")) <= words for c in q.clusters)
     members = [x for x in q.items if x["cluster"] is not None]
     assert len(members) == sum(c["size"] for c in q.clusters)
+    for i, c in enumerate(q.clusters):  # the page looks a cluster up by its id
+        assert c["id"] == i and sum(x["cluster"] == i for x in members) == c["size"]
+        assert set(c["examples"]) <= {x["text"] for x in members if x["cluster"] == i}
     assert all(x["rejected"] for x in members)
 
 
@@ -95,8 +99,8 @@ def test_export_import_then_data_add(
     args = ["review", str(capture), "--model", str(model), "--labels", str(labels)]
     assert main([*args, "--export", str(queue_csv)]) == 0
     rows = list(csv.DictReader(queue_csv.open()))
-    assert len(rows) == 15 and rows[0]["rank"] == "1" and rows[0]["text"] == CANCEL[0]
-    for r in rows[:12]:
+    assert len(rows) == 17 and rows[0]["rank"] == "1" and rows[0]["text"] == CANCEL[0]
+    for r in rows[:14]:
         r["label"] = "cancel_subscription" if r["text"] in CANCEL else "weather"
     with (tmp_path / "done.csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -105,7 +109,7 @@ def test_export_import_then_data_add(
     assert main([*args, "--import", str(tmp_path / "done.csv")]) == 0
     lines = [json.loads(x) for x in labels.read_text().splitlines()]
     assert lines[0] == {"intentkit_review": 1, "labels": LABELS}
-    assert len(lines) == 13 and {x["label"] for x in lines[1:]} == {
+    assert len(lines) == 15 and {x["label"] for x in lines[1:]} == {
         "cancel_subscription",
         "weather",
     }
@@ -153,7 +157,7 @@ def test_page_keyboard_labelling_resumes(page, model: Path, capture: Path, tmp_p
     try:
         p.goto(url)
         p.wait_for_selector("body[data-ready='1']")
-        assert p.locator("#queue-table tbody tr").count() == 15
+        assert p.locator("#queue-table tbody tr").count() == 17
         assert p.locator("tr.cur").get_attribute("data-id") == "0"
         p.keyboard.press("o")  # row 1: out-of-scope
         p.wait_for_selector("#queue-table tbody tr:nth-child(1).done")

@@ -200,18 +200,18 @@ def cluster_rejected(items: list[dict[str, Any]], predictor: Any) -> list[dict[s
     k = int(min(50, max(2, round(math.sqrt(len(texts) / 2)))))
     km = KMeans(n_clusters=k, n_init=3, random_state=0).fit(feats)
     names = _names(texts, km.labels_, k)
+    groups = [np.nonzero(km.labels_ == c)[0] for c in range(k)]
+    kept = sorted(
+        (c for c in range(k) if len(groups[c]) >= MIN_CLUSTER), key=lambda c: -len(groups[c])
+    )
     clusters = []
-    for c in range(k):
-        members = np.nonzero(km.labels_ == c)[0]
-        if len(members) < MIN_CLUSTER:
-            continue
+    for cid, c in enumerate(kept):  # ids are positions in the returned list, biggest first
+        members = groups[c]
         dist = np.linalg.norm(feats[members] - km.cluster_centers_[c], axis=1)
         reps = [texts[i] for i in members[np.argsort(dist)[:3]]]
-        cid = len(clusters)
         for i in members:
             rejected[i]["cluster"] = cid
         clusters.append({"id": cid, "size": len(members), "name": names[c], "examples": reps})
-    clusters.sort(key=lambda c: -c["size"])
     return clusters
 
 
