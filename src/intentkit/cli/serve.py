@@ -93,6 +93,10 @@ def serve(
     capture_max_mb: Annotated[
         float, typer.Option(help="Capture disk cap; the oldest files are deleted past it.")
     ] = 1024.0,
+    takeover: Annotated[
+        bool,
+        typer.Option("--takeover", hidden=True, help="Join the port and take it once warm."),
+    ] = False,
 ) -> None:
     """Serve a trained model over HTTP (SageMaker /invocations + TEI /predict) until stopped.
 
@@ -139,4 +143,4 @@ def serve(
         ),
     )
     path = model_dir or Path(env("INTENTKIT_MODEL_DIR") or SAGEMAKER_MODEL_DIR)
-    serve_forever(path, config)
+    serve_forever(path, config, takeover=takeover)  # --takeover: `intentkit promote` only
