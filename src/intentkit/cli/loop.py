@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from intentkit.cli.app import app
+from intentkit.cli.common import ApiKey, StateDir, env, registry
 
 Captures = Annotated[
     list[Path],
@@ -108,3 +109,64 @@ def review(
         pass
     finally:
         server.server_close()
+
+
+@app.command()
+def promote(
+    model_dir: Annotated[Path, typer.Argument(help="The new model's artifact folder.")],
+    endpoint: Annotated[str, typer.Option("--endpoint", help="Local endpoint to move.")],
+    data: Annotated[
+        Path, typer.Option("--data", help="Prepared folder from `data add` (test + reviewed_test).")
+    ],
+    alpha: Annotated[float, typer.Option(help="McNemar significance level.")] = 0.05,
+    api_key: ApiKey = None,
+    timeout: Annotated[float, typer.Option(help="Seconds the new server gets to take over.")] = 180,
+    state_dir: StateDir = None,
+) -> None:
+    """Gate MODEL_DIR against the endpoint's model, then switch the endpoint to it (blue/green).
+
+    Both models answer the frozen test split and reviewed_test of --data; the switch happens only
+    when the new model is not significantly worse on test (McNemar) and better on reviewed_test,
+    else exit 1 with the table. The new server joins the port, takes new connections once warm,
+    and the old one drains: no request fails. `intentkit rollback NAME` goes back.
+    """
+    from intentkit.loop.promote import GateRefused
+    from intentkit.loop.promote import promote as run_promote
+
+    key = api_key or env("INTENTKIT_API_KEY")
+    try:
+        verdict, rec = run_promote(
+            registry(state_dir), endpoint, model_dir, data, alpha=alpha, api_key=key,
+            timeout=timeout,
+        )  # fmt: skip
+    except GateRefused as exc:
+        _print_verdict(exc.verdict)  # type: ignore[attr-defined]
+        raise
+    _print_verdict(verdict)
+    print(f"promoted: {endpoint} serves {rec['model']} (pid {rec['pid']}); rollback: "
+          f"`intentkit rollback {endpoint}`")  # fmt: skip
+
+
+@app.command()
+def rollback(
+    name: Annotated[str, typer.Argument(help="Local endpoint to move back.")],
+    api_key: ApiKey = None,
+    timeout: Annotated[float, typer.Option(help="Seconds the old model gets to take over.")] = 180,
+    state_dir: StateDir = None,
+) -> None:
+    """Switch NAME back to the model it served before the last promote (blue/green, no gate)."""
+    from intentkit.loop.promote import rollback as run_rollback
+
+    key = api_key or env("INTENTKIT_API_KEY")
+    rec = run_rollback(registry(state_dir), name, api_key=key, timeout=timeout)
+    print(f"rolled back: {name} serves {rec['model']} (pid {rec['pid']})")
+
+
+def _print_verdict(verdict: dict) -> None:
+    print(f"{'split':<14}{'rows':>6}{'old acc':>9}{'new acc':>9}{'b':>5}{'c':>5}{'McNemar p':>11}")
+    for split in ("test", "reviewed_test"):
+        r = verdict.get(split)
+        if r:
+            print(f"{split:<14}{r['rows']:>6}{r['accuracy_old']:>9.3f}{r['accuracy_new']:>9.3f}"
+                  f"{r['b']:>5}{r['c']:>5}{r['p_value']:>11.3g}")  # fmt: skip
+    print("b: rows only the old model gets right; c: only the new one")
