@@ -180,6 +180,8 @@ def summarize(
         "read": asdict(stats),
         "window_minutes": width,
         "reference": "first window",
+        # Without training counts in intentkit.json the answers JS is 0 by construction: say so.
+        "answers_against": "training split" if training else "nothing (no training counts)",
         "distance": "Jensen-Shannon divergence, base 2",
         "rejection_rate": float(rej.sum() / max(n.sum(), 1)),
         "windows": windows,
