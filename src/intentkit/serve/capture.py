@@ -36,7 +36,7 @@ import random
 import secrets
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,7 @@ def model_fingerprint(path: Path | None) -> str:
 
 def iso_time(epoch_s: float) -> str:
     """``2026-12-04T19:30:00.123Z``: UTC, millisecond precision (numpy parses it vectorised)."""
-    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return datetime.fromtimestamp(epoch_s, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _salt(folder: Path) -> bytes:
@@ -118,7 +118,7 @@ class RotatingFile:
             raise OSError("capture folder failed less than a second ago")
         self.folder.mkdir(parents=True, exist_ok=True)
         self.seq += 1
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         name = f"capture-{stamp}-{os.getpid()}-{self.seq:05d}.jsonl"
         self.final, self.part = self.folder / name, self.folder / f".{name}.part"
         self.fh = open(self.part, "a", encoding="utf-8")  # noqa: SIM115 - kept open across writes
