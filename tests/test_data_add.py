@@ -56,6 +56,7 @@ def test_add_keeps_test_frozen_holds_out_a_slice_and_records_the_parent(
     assert stats["added"]["dropped"]["already_in_data"] == 2
     assert stats["added"]["dropped"]["empty_text"] == 1
     assert stats["rows"]["reviewed_test"] == 3
+    assert not any("--oos-label" in n for n in stats["notes"])  # no out_of_scope rows here
     # The parent is untouched, and a second week accumulates the reviewed slice.
     assert not (kw_data / "reviewed_test.parquet").exists()
     week2 = [{"text": f"please cancel trip {i}", "label": "cancel"} for i in range(5)]
@@ -82,3 +83,12 @@ def test_nothing_new_is_an_error(kw_data: Path, tmp_path: Path) -> None:
     labels = _labels(tmp_path / "l.jsonl", [{"text": text, "label": "x"}])
     with pytest.raises(DataError, match="no new rows to add \\(1 already_in_data\\)"):
         add(kw_data, labels, tmp_path / "o")
+
+
+def test_out_of_scope_rows_get_a_training_note(kw_data: Path, tmp_path: Path) -> None:
+    from intentkit.data.add import add
+
+    rows = [{"text": f"what is the meaning of life {i}", "label": "out_of_scope"} for i in range(5)]
+    stats = add(kw_data, _labels(tmp_path / "l.jsonl", rows), tmp_path / "o")
+    assert stats["added"]["new_labels"] == ["out_of_scope"]
+    assert any("--oos-label out_of_scope" in n for n in stats["notes"])

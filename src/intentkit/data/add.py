@@ -119,6 +119,13 @@ def add(
         [frames.get(REVIEWED_TEST, new.iloc[:0]), new[to_test]], ignore_index=True
     )
     labels = sorted(set(parent.labels) | set(new["label"]))
+    notes = list(parent.stats.get("notes", []))
+    if "out_of_scope" in set(new["label"]) - set(parent.labels):
+        # `review` labels rejected-and-confirmed texts with the model's reject label.
+        notes.append(
+            "reviewed rows labelled out_of_scope form a class: train with --oos-label "
+            "out_of_scope so the model treats it as out-of-scope"
+        )
     stats = {
         **parent.stats,
         "rows": {s: len(f) for s, f in frames.items()},
@@ -128,6 +135,7 @@ def add(
             for s, f in frames.items()
         },
         "fingerprint": _rows_sha256(frames),
+        "notes": notes,
         "parent": {"path": str(Path(data_dir).resolve()), "fingerprint": parent.fingerprint},
         "added": {
             "labels_file": str(Path(labels_file).resolve()),
