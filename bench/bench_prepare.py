@@ -10,6 +10,7 @@ Target (issue #2): < 60 s and < 2 GiB peak RSS on a 2-core box.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -104,6 +105,9 @@ def main() -> None:
     parser.add_argument("--labels", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=HERE / "out")
+    parser.add_argument(
+        "--json", type=Path, default=None, help="default: bench/results/<today>/prepare_1m.json"
+    )
     args = parser.parse_args()
 
     csv = args.workdir / f"prepare_{args.rows}x{args.labels}.csv"
@@ -128,6 +132,28 @@ def main() -> None:
         f"{max(walls):.1f}); peak RSS: median {statistics.median(rsses):.0f} MiB "
         f"(min {min(rsses):.0f}, max {max(rsses):.0f})"
     )
+    today = time.strftime("%Y-%m-%d")
+    dest = args.json or HERE / "results" / today / "prepare_1m.json"
+    record = {
+        "benchmark": "bench/bench_prepare.py",
+        "created": today,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "cpu": cpu_model(),
+            "python": platform.python_version(),
+            "load_avg_at_end": os.getloadavg(),
+        },
+        "rows": args.rows,
+        "labels": args.labels,
+        "input_bytes": csv.stat().st_size,
+        "command": f"intentkit data prepare {csv.name} --out {out.name} --force",
+        "wall_s": {"median": statistics.median(walls), "min": min(walls), "max": max(walls)},
+        "peak_rss_mib": {"median": statistics.median(rsses), "min": min(rsses), "max": max(rsses)},
+        "runs": [{"wall_s": w, "peak_rss_mib": r} for w, r in zip(walls, rsses, strict=True)],
+    }
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {dest}")
 
 
 if __name__ == "__main__":

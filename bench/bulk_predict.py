@@ -49,9 +49,9 @@ def _stats(values: list[float]) -> dict[str, float]:
 
 def run_bare(model_dir: Path, texts: list[str], backend: str, batch_size: int) -> float:
     """Texts/s of ``Predictor.logits`` over ``texts`` in memory (after a small warm-up)."""
-    from intentkit.inference.predictor import Predictor
+    from intentkit.export.loader import load_predictor
 
-    pred = Predictor.from_dir(model_dir, backend=backend)
+    pred = load_predictor(model_dir, backend=backend)
     pred.logits(texts[: batch_size * 4], batch_size=batch_size)
     t0 = time.perf_counter()
     pred.logits(texts, batch_size=batch_size)

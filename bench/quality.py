@@ -95,14 +95,15 @@ def oos_curve(model: Path, data: Path, levels: tuple[float, ...] = CURVE_LEVELS)
     import pandas as pd
 
     from intentkit.evaluation.calibration import choose_threshold
-    from intentkit.evaluation.evaluate import OOS_NAMES, scored_outputs
+    from intentkit.evaluation.evaluate import scored_outputs
+    from intentkit.inference.decision import oos_names as oos_label_names
     from intentkit.inference.decision import top
     from intentkit.inference.predictor import Predictor
 
     test = pd.read_parquet(data / "test.parquet")
-    pred = Predictor.from_dir(model, device="cpu", backend="torch")
+    pred = Predictor.from_dir(model, device="cpu")
     cal = pred.calibration or {}
-    oos_names = {n for n in (cal.get("oos_label"), *OOS_NAMES) if n}
+    oos_names = oos_label_names(cal.get("oos_label"))
     is_oos = test["label"].isin(oos_names).to_numpy()
     if not is_oos.any():
         return None

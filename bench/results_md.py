@@ -14,6 +14,9 @@ for runs whose raw output was not kept, figures transcribed once from the hand-w
   named by a ``<!-- alias ALIAS = FILE -->`` line (alias lines are not copied to the output);
 - ``{{ratio FILE#key / FILE#key|format}}``: the quotient of two such values (a speed-up measured
   side by side in one run, say);
+- ``{{peakshare FILE MODEL SERVER LEVEL|format}}``: the share of the fp32 matmul peak that a
+  serve_load.py server reached, with the peak measured in that same run (FLOPs per token = twice the
+  non-embedding parameters);
 - ``{{render NAME}}``: a renderer below over the newest raw JSON of a benchmark (the dated folder
   sorting last that holds it), e.g. the corrected serving comparison.
 
@@ -80,6 +83,20 @@ def render_table(t: dict[str, Any]) -> str:
     return "\n".join(t.get("indent", "") + line for line in lines)
 
 
+def matmul_peak(results: dict[str, Any]) -> tuple[dict[str, float], float]:
+    """serve_load.py's fp32 matmul peak per library (best of start and end) and the overall best."""
+    runs = results["matmul_peak_gflops"]
+    by_lib = {lib: max(r[lib] for r in runs) for lib in runs[0]}
+    return by_lib, max(by_lib.values())
+
+
+def serve_peak_share(results: dict[str, Any], model: str, server: str, level: str) -> float:
+    """Useful GFLOP/s of ``server`` at concurrency ``level`` over the same run's matmul peak."""
+    m = results["models"][model]
+    tokens_per_s = m["servers"][server][level]["tokens_per_s"]
+    return 2 * m["non_emb_params"] * tokens_per_s / 1e9 / matmul_peak(results)[1]
+
+
 # ----------------------------------------------------------------------------- renderers
 def render_serve_load(results: dict[str, Any]) -> str:
     """serve_load.py's tables: per server and level, then ratios with each baseline's own rate.
@@ -87,9 +104,7 @@ def render_serve_load(results: dict[str, Any]) -> str:
     Every ratio cell is followed by the baseline's req/s at that level and at c=1, so a reader can
     tell a gain from a baseline that degrades under concurrency.
     """
-    runs = results["matmul_peak_gflops"]
-    by_lib = {lib: max(r[lib] for r in runs) for lib in runs[0]}
-    peak = max(by_lib.values())
+    by_lib, peak = matmul_peak(results)
     lines = [
         "fp32 matmul peak (2048², best of start and end): "
         + ", ".join(f"{lib} {v:.1f}" for lib, v in by_lib.items())
@@ -122,8 +137,7 @@ def render_serve_load(results: dict[str, Any]) -> str:
                             f"{srv[o][lv]['rps'] / rb:.2f}× ({b} {rb:.1f} req/s; "
                             f"c={levels[0]}: {rb1:.1f})"
                         )
-                a = srv[ours[0]][lv]
-                share = 2 * m["non_emb_params"] * a["tokens_per_s"] / 1e9 / peak
+                share = serve_peak_share(results, name, ours[0], lv)
                 row.append(f"{100 * share:.1f} %")
                 ratio_rows.append(row)
             lines += [md_table(cols, ratio_rows), ""]
@@ -208,6 +222,10 @@ def build(template: str | None = None) -> str:
         expr = m.group(1).strip()
         if expr.startswith("render "):
             return render_newest(expr.split()[1])
+        if expr.startswith("peakshare "):
+            args, _, spec = expr.removeprefix("peakshare ").partition("|")
+            file_name, model, server, level = args.split()
+            return fmt(serve_peak_share(load(file_name), model, server, level), spec)
         if expr.startswith("ratio "):
             refs, _, spec = expr.removeprefix("ratio ").partition("|")
             top, bottom = refs.split(" / ")

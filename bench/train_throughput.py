@@ -51,6 +51,15 @@ REF_MAX_LENGTH = 64
 #: The --compile setting: intentkit's, torch.compile'd with widths in multiples of 16.
 COMPILED = "intentkit-compiled"
 N_LABELS = 150
+#: ``--ablate``: the reference with ONE of intentkit's three changes, so the table separates what
+#: dynamic padding, SDPA attention and turning gradient checkpointing off each give.
+#: name -> (dynamic padding, fast attention, gradient checkpointing)
+ABLATIONS = {
+    "reference+dynamic-padding": (True, False, True),
+    "reference+sdpa": (False, True, True),
+    "reference+no-checkpointing": (False, False, False),
+}
+SPECS = {"reference": (False, False, True), "intentkit": (True, True, False), **ABLATIONS}
 
 
 def load_texts(path: str | None) -> list[str]:
@@ -136,7 +145,8 @@ def build_model(
             else {}
         ),
     )  # fmt: skip
-    if setting == "reference":
+    _, fast_attention, checkpointing = SPECS.get(setting, SPECS["intentkit"])
+    if not fast_attention:
         attn = "eager"
     elif device == "cuda" and importlib.util.find_spec("flash_attn") is not None:
         attn = "flash_attention_2"
@@ -146,7 +156,7 @@ def build_model(
     model = ModernBertForSequenceClassification._from_config(cfg, attn_implementation=attn)
     model.to(device)
     model.train()
-    if setting == "reference":
+    if checkpointing:
         # transformers >= 5.2x renamed it; older 5.x only has the gradient_ name.
         enable = getattr(model, "activation_checkpointing_enable", None)
         (enable or model.gradient_checkpointing_enable)()
@@ -201,6 +211,12 @@ def main() -> None:
         help="also time a third setting: intentkit's, torch.compile'd (dynamic=False) with widths "
         "rounded up to multiples of 16 (CUDA: 4 shapes at max length 64, each compiled in warm-up)",
     )
+    parser.add_argument(
+        "--ablate",
+        action="store_true",
+        help="also time the reference with one of intentkit's changes at a time (dynamic padding, "
+        "SDPA, no gradient checkpointing), to split the ratio into its parts",
+    )
     args = parser.parse_args()
     on_cuda = args.device == "cuda"
     steps = args.steps or (10 if on_cuda else 1)
@@ -227,6 +243,9 @@ def main() -> None:
     }
     if args.compile:
         epoch[COMPILED] = grouped_batches(ids, args.batch_size, tok.pad_token_id, args.seed, 16)
+    if args.ablate:
+        for name, (dynamic, _, _) in ABLATIONS.items():
+            epoch[name] = epoch["intentkit" if dynamic else "reference"]
     settings = list(epoch)
     n_timed = steps * repeats
     # Repeat r times picks[r::repeats]: every repeat gets the same short-to-long mix.
@@ -289,7 +308,8 @@ def main() -> None:
         widths = [b["input_ids"].shape[1] for b in epoch[name]]
         summary[name] = {
             "attention": attn[name],
-            "gradient_checkpointing": name == "reference",
+            "gradient_checkpointing": SPECS.get(name, SPECS["intentkit"])[2],
+            "dynamic_padding": SPECS.get(name, SPECS["intentkit"])[0],
             "torch_compile": name == COMPILED,
             "samples_per_s": {"median": statistics.median(sps), "min": min(sps), "max": max(sps)},
             "real_tokens_per_s": {

@@ -133,6 +133,8 @@ def aws(
     # No ~/.aws config or credentials file may change what the tests see.
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+    # Job and endpoint records go to the test's folder, never the user's state folder.
+    monkeypatch.setenv("INTENTKIT_STATE_DIR", str(tmp_path / "state"))
     loopback_only(monkeypatch)
     reset_moto(moto_url)
     standin_server.reset()

@@ -69,19 +69,47 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
+#: Where a page may send requests: the machine itself (pages work offline; the CSP says so too).
+LOCAL_PREFIXES = ("file://", "data:", "blob:", "about:", "http://127.", "http://localhost")
+
+
 class PageWatch:
-    """A page with its console errors and every network request it made, for assertions."""
+    """A page with its console errors and every network request it made, for assertions.
+
+    The ``page`` fixture holds every page test to two rules after the test body, so that no test
+    can pass while its page misbehaves unnoticed: console errors are either read by the test
+    (``console_errors``, which marks them as looked at) or fail it, and a request that leaves the
+    machine always fails it.
+    """
 
     def __init__(self, page: Any) -> None:
         """Record console errors, uncaught page errors and requests of ``page``."""
         self.page = page
-        self.console_errors: list[str] = []
+        self._console_errors: list[str] = []
+        self.errors_looked_at = False
         self.requests: list[str] = []
         page.on(
-            "console", lambda m: self.console_errors.append(m.text) if m.type == "error" else None
+            "console",
+            lambda m: self._console_errors.append(m.text) if m.type == "error" else None,
         )
-        page.on("pageerror", lambda e: self.console_errors.append(str(e)))
+        page.on("pageerror", lambda e: self._console_errors.append(str(e)))
         page.on("request", lambda r: self.requests.append(r.url))
+
+    @property
+    def console_errors(self) -> list[str]:
+        """Console errors and uncaught exceptions so far (reading them marks them as checked)."""
+        self.errors_looked_at = True
+        return self._console_errors
+
+    def problems(self) -> list[str]:
+        """What the fixture fails a test for: unread console errors, requests off the machine."""
+        found = []
+        if self._console_errors and not self.errors_looked_at:
+            found.append(f"console errors the test never checked: {self._console_errors}")
+        remote = [u for u in self.requests if not u.startswith(LOCAL_PREFIXES)]
+        if remote:
+            found.append(f"requests that left the machine: {remote}")
+        return found
 
 
 @pytest.fixture
@@ -89,6 +117,10 @@ def page(browser: Any) -> Iterator[PageWatch]:
     """A fresh browser context + page per test, watched (see :class:`PageWatch`)."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     try:
-        yield PageWatch(context.new_page())
+        watch = PageWatch(context.new_page())
+        yield watch
+        problems = watch.problems()
+        if problems:
+            pytest.fail("; ".join(problems))
     finally:
         context.close()

@@ -12,6 +12,7 @@ import pytest
 
 from intentkit.config import ServeConfig
 from intentkit.errors import ConfigError
+from intentkit.export.loader import load_predictor
 from intentkit.inference import buckets
 from intentkit.inference.buckets import BucketPolicy, batch_sizes, round_up, widths
 from intentkit.inference.padding import pad_rows
@@ -41,7 +42,7 @@ def artifact(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def _load(artifact: Path) -> Predictor:
-    return Predictor.from_dir(artifact, device="cpu", backend="torch")
+    return load_predictor(artifact, device="cpu", backend="torch")
 
 
 def test_batch_sizes_and_widths() -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from intentkit.bulk.scoring import predict_file, progress_path
 from intentkit.cli import main
+from intentkit.export.loader import load_predictor
 from intentkit.inference.predictor import Predictor
 from serve_helpers import make_artifact
 
@@ -32,7 +33,7 @@ def artifact(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture(scope="module")
 def predictor(artifact: Path) -> Predictor:
-    return Predictor.from_dir(artifact, backend="auto")
+    return load_predictor(artifact, backend="auto")
 
 
 def _write_input(path: Path, texts: list[str]) -> None:
@@ -234,10 +235,10 @@ MEMORY_SCRIPT = textwrap.dedent(
     import json, resource, sys
     from pathlib import Path
     from intentkit.bulk.scoring import predict_file
-    from intentkit.inference.predictor import Predictor
+    from intentkit.export.loader import load_predictor
 
     art, small, big, out, headroom = sys.argv[1:6]
-    pred = Predictor.from_dir(art, backend="auto")
+    pred = load_predictor(art, backend="auto")
     # Warm up on the same shape so thread pools and allocator arenas exist before the limit.
     predict_file(pred, small, out, chunk_size=64, force=True, progress=False)
     status = Path("/proc/self/status").read_text()

@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 
+from figure_helpers import assert_real_png
 from intentkit.errors import ConfigError
 from intentkit.evaluation import calibration as cal
 from intentkit.evaluation import metrics
@@ -352,9 +353,7 @@ def test_reliability_diagram_writes_png(tmp_path) -> None:
         probs_after=decision.softmax(over, t), title="val",
     )  # fmt: skip
     assert out == tmp_path / "plots" / "reliability.png"
-    data = out.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(data) > 10_000
+    assert_real_png(out)
     assert [p.name for p in out.parent.iterdir()] == ["reliability.png"]  # no temp leftovers
 
 

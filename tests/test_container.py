@@ -18,10 +18,18 @@ import pandas as pd
 import pytest
 
 from intentkit.artifact import check_artifact_dir
-from intentkit.sagemaker.image.paths import OptMl
-from intentkit.sagemaker.image.training import failure_reported
+from intentkit.errors import ConfigError
+from intentkit.sagemaker.image.hyperparameters import parse_hyperparameters
+from intentkit.sagemaker.image.paths import OptMl, Resources, read_resources
+from intentkit.sagemaker.image.serving import port_from_env
+from intentkit.sagemaker.image.training import (
+    distributed_env,
+    failure_reported,
+    processes_per_host,
+    torchrun_command,
+)
 from intentkit.training.checkpoints import complete_checkpoints
-from serve_helpers import free_port
+from serve_helpers import free_port, make_artifact
 from train_helpers import cli_cmd, cli_env, keywords_prepared
 
 LABELS = {"flight", "hotel", "car"}
@@ -43,6 +51,7 @@ def hyperparameters(tiny_model_dir: Path, **more: str) -> dict[str, str]:
         "seed": "0",
         "device": "cpu",
         "sagemaker_program": "ignored.py",  # the SDK injects these; they must not fail the job
+        "_tuning_objective_metric": "validation:macro_f1",  # a tuning job adds this one
     }
     return {**hp, **more}
 
@@ -66,6 +75,7 @@ def make_opt_ml(
     *,
     hosts: list[str] | None = None,
     current_host: str | None = None,
+    **resource_config: str,
 ) -> OptMl:
     """Write the tree SageMaker mounts: config files and one folder per channel."""
     paths = OptMl(root)
@@ -74,7 +84,7 @@ def make_opt_ml(
     config = {name: {"TrainingInputMode": "File"} for name in channels}
     paths.input_data_config.write_text(json.dumps(config))
     hosts = hosts or ["algo-1"]
-    resources = {"current_host": current_host or hosts[0], "hosts": hosts}
+    resources = {"current_host": current_host or hosts[0], "hosts": hosts, **resource_config}
     paths.resource_config.write_text(json.dumps(resources))
     for name, write in channels.items():
         (paths.data / name).mkdir(parents=True)
@@ -309,3 +319,132 @@ def test_sagemaker_target_hyperparameters_round_trip() -> None:
     hp = to_hyperparameters(cfg)
     assert all(isinstance(v, str) for v in hp.values())
     assert to_dict(check_train_config(parse_hyperparameters(hp))) == to_dict(cfg)
+
+
+# ----------------------------------------------------------------------------- SageMaker's extras
+def test_sagemaker_reserved_hyperparameters_are_accepted() -> None:
+    # A tuning job adds `_tuning_objective_metric` to every training job it starts; built-in
+    # algorithms' `_kvstore` and the SDK's `sagemaker_*` keys are SageMaker's too.
+    hp = parse_hyperparameters(
+        {"epochs": "2", "_tuning_objective_metric": "validation:macro_f1", "_kvstore": "dist",
+         "sagemaker_job_name": '"job-1"'}
+    )  # fmt: skip
+    assert hp.train == {"epochs": 2.0} and hp.data == {} and hp.preset is None
+    with pytest.raises(ConfigError, match="unknown hyperparameter 'tuning_objective_metric'"):
+        parse_hyperparameters({"tuning_objective_metric": "x"})  # ours must still be spelled right
+
+
+@pytest.mark.parametrize(
+    ("environ", "port"),
+    [
+        ({}, 8080),
+        ({"INTENTKIT_PORT": "9000"}, 9000),
+        ({"SAGEMAKER_BIND_TO_PORT": "9001", "INTENTKIT_PORT": "9000"}, 9001),
+        ({"SAGEMAKER_BIND_TO_PORT": "", "INTENTKIT_PORT": "9000"}, 9000),
+    ],
+)
+def test_port_sagemaker_bind_to_port_wins(environ: dict[str, str], port: int) -> None:
+    assert port_from_env(environ) == port
+
+
+def test_bad_bind_to_port_is_one_line_exit_2(tmp_path: Path) -> None:
+    env = {**cli_env(), "INTENTKIT_OPT_ML": str(tmp_path), "SAGEMAKER_BIND_TO_PORT": "70000"}
+    res = subprocess.run(
+        container_cmd("serve"), env=env, capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "$SAGEMAKER_BIND_TO_PORT must be a port number (1-65535), got '70000'" in res.stderr
+
+
+def test_dockerfile_accepts_bind_to_port() -> None:
+    # SageMaker only sets SAGEMAKER_BIND_TO_PORT for images that declare this label.
+    text = (Path(__file__).parents[1] / "Dockerfile").read_text()
+    assert "\nLABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true\n" in text
+    assert "port_from_env(os.environ)" in text  # the health check follows the same port
+
+
+def test_serve_on_bind_to_port_and_workers_not_silently_ignored(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    paths = OptMl(tmp_path / "opt_ml")
+    make_artifact(tiny_model_dir, paths.model)
+    bind, other = free_port(), free_port()
+    env = {**cli_env(), "INTENTKIT_OPT_ML": str(paths.root), "SAGEMAKER_BIND_TO_PORT": str(bind),
+           "INTENTKIT_PORT": str(other), "SAGEMAKER_MODEL_SERVER_WORKERS": "4"}  # fmt: skip
+    log = tmp_path / "serve.log"
+    with log.open("w") as fh:
+        proc = subprocess.Popen(
+            container_cmd("serve"), env=env, stdout=fh, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                if httpx.get(f"http://127.0.0.1:{bind}/ping", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "no answer on $SAGEMAKER_BIND_TO_PORT"
+            time.sleep(0.1)
+        r = httpx.post(f"http://127.0.0.1:{bind}/invocations", json={"text": "hi"}, timeout=30)
+        assert r.status_code == 200 and "predicted_class" in r.json()
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{other}/ping", timeout=5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    text = log.read_text()
+    assert text.count("$SAGEMAKER_MODEL_SERVER_WORKERS=4 is not used") == 1, text[-3000:]
+
+
+@pytest.mark.parametrize(
+    ("hosts", "gpus", "expected"),
+    [(1, 0, None), (1, 1, None), (1, 4, 4), (2, 0, 1), (2, 1, 1), (2, 8, 8)],
+)
+def test_processes_per_host(hosts: int, gpus: int, expected: int | None) -> None:
+    names = [f"algo-{i + 1}" for i in range(hosts)]
+    assert processes_per_host(Resources(names, names[0]), gpus) == expected
+
+
+def test_one_host_with_four_gpus_trains_under_torchrun(tmp_path: Path) -> None:
+    # No GPU here: the decision and the command line are what can be checked.
+    paths = OptMl(tmp_path)
+    resources = Resources(["algo-1"], "algo-1")
+    hp = parse_hyperparameters({"epochs": "2", "batch-size": "8"})
+    cmd = torchrun_command(
+        paths=paths, data=tmp_path / "data", hp=hp, resources=resources, resume=False,
+        master_port=29500, nproc_per_node=processes_per_host(resources, 4) or 0,
+    )  # fmt: skip
+    assert cmd[1:3] == ["-m", "torch.distributed.run"]
+    assert {"--nnodes=1", "--node_rank=0", "--nproc_per_node=4", "--master_addr=127.0.0.1"} <= set(
+        cmd
+    )
+    assert cmd[cmd.index("intentkit") :][:2] == ["intentkit", "train"]
+    assert {"--epochs=2.0", "--batch-size=8", "--force"} <= set(cmd)
+
+
+@pytest.mark.parametrize(
+    ("instance", "expected"),
+    [
+        ("ml.p4d.24xlarge", {"FI_PROVIDER": "efa", "FI_EFA_USE_DEVICE_RDMA": "1",
+                             "RDMAV_FORK_SAFE": "1"}),
+        ("ml.g5.48xlarge", {"FI_PROVIDER": "efa"}),  # EFA without RDMA: setting it aborts NCCL
+        ("ml.g5.xlarge", {}),
+        (None, {}),
+    ],
+)  # fmt: skip
+def test_nccl_interface_and_efa_settings_reach_training_processes(
+    tmp_path: Path, instance: str | None, expected: dict[str, str]
+) -> None:
+    extra = {"network_interface_name": "eth0"}
+    if instance:
+        extra["current_instance_type"] = instance
+    paths = make_opt_ml(tmp_path, {}, {}, hosts=["algo-1", "algo-2"], **extra)
+    resources = read_resources(paths)
+    env = distributed_env(resources, {"PATH": "/usr/bin"})
+    assert env == {"PATH": "/usr/bin", "NCCL_SOCKET_IFNAME": "eth0", **expected}
+    # The job's own Environment wins over the defaults.
+    assert (
+        distributed_env(resources, {"NCCL_SOCKET_IFNAME": "ens5"})["NCCL_SOCKET_IFNAME"] == "ens5"
+    )

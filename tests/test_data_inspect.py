@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from figure_helpers import distinct_colours
 from intentkit.cli import main
 from intentkit.data.inspect import inspect
 from intentkit.data.lengths import p99_max_length, recommend_max_length, token_lengths
@@ -29,14 +30,6 @@ def prepared(tmp_path_factory: pytest.TempPathFactory, keywords_jsonl: Path) -> 
     return out
 
 
-def _distinct_colours(path: Path) -> int:
-    from PIL import Image
-
-    with Image.open(path) as img:
-        colours = img.convert("RGB").getcolors(maxcolors=1 << 20)
-    return len(colours or [])
-
-
 def test_cli_inspect_falls_back_to_minilm_and_writes_outputs(
     prepared: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -49,7 +42,7 @@ def test_cli_inspect_falls_back_to_minilm_and_writes_outputs(
     for name in ("label_distribution.png", "token_lengths.png"):
         png = prepared / name
         assert png.stat().st_size > 10_000, name
-        assert _distinct_colours(png) > 50, name
+        assert distinct_colours(png) > 50, name
     report = json.loads((prepared / "inspect.json").read_text())
     assert report["model"] == "minilm"
     assert report["recommended_max_length"] % 8 == 0

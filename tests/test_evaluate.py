@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from figure_helpers import assert_real_png
 from train_helpers import write_prepared
 
 
@@ -27,7 +28,7 @@ def test_report_keys_values_and_figures(kw_model: Path, kw_data: Path, tmp_path:
     assert report["oos_recall"] is None  # no out-of-scope rows in this data
     assert report["n_rejected"] == 0  # --no-reject
     for png in ("confusion_matrix.png", "reliability.png"):
-        assert (tmp_path / "ev" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert_real_png(tmp_path / "ev" / png)
 
 
 def test_default_out_is_model_eval_and_cli_prints_table(

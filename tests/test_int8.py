@@ -12,8 +12,8 @@ import pytest
 from intentkit.cli import main
 from intentkit.export import onnx_graph as onnx_backend
 from intentkit.export import quantize
+from intentkit.export.loader import load_predictor
 from intentkit.export.quantize import Int8Refused
-from intentkit.inference.predictor import Predictor
 from serve_helpers import SAMPLE_TEXTS, make_artifact
 
 TEXTS = SAMPLE_TEXTS
@@ -71,7 +71,7 @@ def tied_artifact(artifact: Path, kw_data: Path) -> Path:
     b.copy_(torch.tensor([0.0, 0.0, -100.0]))
     save_file(tensors, weights, metadata={"format": "pt"})
     texts = pd.read_parquet(kw_data / "val.parquet")["text"].tolist()
-    logits = Predictor.from_dir(artifact, device="cpu", backend="torch").logits(texts)
+    logits = load_predictor(artifact, device="cpu", backend="torch").logits(texts)
     b[1] = -float(np.median(logits[:, 1] - logits[:, 0]))
     save_file(tensors, weights, metadata={"format": "pt"})
     return artifact
@@ -100,9 +100,9 @@ def test_export_records_recipe_and_agreement_and_the_graph_serves(
     assert 0.5 <= agreement["value"] <= 1.0
     assert agreement["min"] == 0.5 and agreement["accepted"] is True
 
-    int8 = Predictor.from_dir(artifact, device="cpu", backend="onnx", dtype="int8")
+    int8 = load_predictor(artifact, device="cpu", backend="onnx", dtype="int8")
     assert int8.runner.path == artifact / "onnx" / "model.int8.onnx"
-    fp32 = Predictor.from_dir(artifact, device="cpu", backend="onnx")
+    fp32 = load_predictor(artifact, device="cpu", backend="onnx")
     ref, got = fp32.logits(TEXTS), int8.logits(TEXTS)
     assert np.abs(got - ref).max() <= LOGIT_TOLERANCE * np.ptp(ref)
     assert info["max_abs_logit_diff"] <= LOGIT_TOLERANCE * np.ptp(ref)
@@ -126,7 +126,7 @@ def test_export_below_min_agreement_exits_2_and_int8_is_refused_until_accepted(
 
     for backend in ("onnx", "auto"):  # auto must not fall back to PyTorch int8 either
         with pytest.raises(Int8Refused, match="--min-agreement"):
-            Predictor.from_dir(artifact, device="cpu", backend=backend, dtype="int8")
+            load_predictor(artifact, device="cpu", backend=backend, dtype="int8")
 
     # Accepting it knowingly re-judges the recorded measurement; nothing is quantized again.
     before = graph.stat().st_mtime_ns
@@ -134,7 +134,7 @@ def test_export_below_min_agreement_exits_2_and_int8_is_refused_until_accepted(
     assert main(["export", str(artifact), "--int8", "--min-agreement", floor]) == 0
     assert graph.stat().st_mtime_ns == before
     assert _int8_info(artifact)["agreement"]["accepted"] is True
-    pred = Predictor.from_dir(artifact, device="cpu", backend="onnx", dtype="int8")
+    pred = load_predictor(artifact, device="cpu", backend="onnx", dtype="int8")
     assert pred.runner.path == graph
 
 

@@ -16,7 +16,7 @@ from intentkit.cli import main
 from intentkit.config import ServeConfig
 from intentkit.errors import ConfigError, ModelError
 from intentkit.export import onnx_graph as onnx_backend
-from intentkit.inference.predictor import Predictor, resolve_backend
+from intentkit.export.loader import load_predictor, resolve_backend
 from intentkit.serve.app import create_app
 from serve_helpers import SAMPLE_TEXTS, make_artifact, running, wait_ready
 
@@ -36,8 +36,8 @@ def test_export_matches_pytorch_and_serves_the_same_answers(artifact: Path) -> N
     assert manifest["files"]["fp32"]["max_abs_logit_diff"] <= onnx_backend.TOLERANCE
     assert set(manifest["source"]) == {"config.json", "model.safetensors"}
 
-    ref = Predictor.from_dir(artifact, device="cpu", backend="torch")
-    ort = Predictor.from_dir(artifact, device="cpu", backend="onnx")
+    ref = load_predictor(artifact, device="cpu", backend="torch")
+    ort = load_predictor(artifact, device="cpu", backend="onnx")
     assert (ref.backend, ort.backend) == ("torch", "onnx")
     np.testing.assert_allclose(ort.logits(TEXTS), ref.logits(TEXTS), atol=1e-4)
     assert [a["label"] for a in ort.predict(TEXTS)] == [a["label"] for a in ref.predict(TEXTS)]
@@ -66,8 +66,8 @@ def test_int8_graph_is_smaller_and_close_to_fp32(artifact: Path) -> None:
     assert int8.name == "model.int8.onnx" and fp32.is_file()
     # The tiny encoder's embeddings stay fp32; its linear layers shrink 4x.
     assert int8.stat().st_size < fp32.stat().st_size
-    ref = Predictor.from_dir(artifact, device="cpu", backend="torch").logits(TEXTS)
-    q = Predictor.from_dir(artifact, device="cpu", backend="onnx", dtype="int8").logits(TEXTS)
+    ref = load_predictor(artifact, device="cpu", backend="torch").logits(TEXTS)
+    q = load_predictor(artifact, device="cpu", backend="onnx", dtype="int8").logits(TEXTS)
     assert q.shape == ref.shape
     assert np.abs(q - ref).max() < 0.25 * np.abs(ref).max()
 
@@ -77,11 +77,11 @@ def test_mismatching_export_is_refused_and_auto_falls_back_to_torch(
 ) -> None:
     monkeypatch.setattr(onnx_backend, "TOLERANCE", -1.0)  # any difference is "too large"
     with pytest.raises(ModelError, match="--backend torch"):
-        Predictor.from_dir(artifact, device="cpu", backend="onnx")
+        load_predictor(artifact, device="cpu", backend="onnx")
     assert not (artifact / "onnx" / "model.onnx").exists()  # nothing half-verified is kept
     assert not list((artifact / "onnx").glob(".*.tmp-*"))
-    with caplog.at_level(logging.WARNING, logger="intentkit.inference.predictor"):
-        pred = Predictor.from_dir(artifact, device="cpu", backend="auto")
+    with caplog.at_level(logging.WARNING, logger="intentkit.export.loader"):
+        pred = load_predictor(artifact, device="cpu", backend="auto")
     assert pred.backend == "torch"
     assert "ONNX backend unavailable" in caplog.text
 
@@ -138,7 +138,7 @@ def test_server_on_onnx_backend_answers_like_pytorch(artifact: Path) -> None:
         info = httpx.get(f"{srv.url}/info", timeout=30).json()
         got = httpx.post(f"{srv.url}/invocations", json={"text": TEXTS}, timeout=60).json()
     assert info["backend"] == "onnx"
-    ref = Predictor.from_dir(artifact, device="cpu", backend="torch").predict(TEXTS)
+    ref = load_predictor(artifact, device="cpu", backend="torch").predict(TEXTS)
     assert [g["predicted_class"] for g in got] == [a["label"] for a in ref]
     np.testing.assert_allclose(
         [g["confidence"] for g in got], [a["confidence"] for a in ref], atol=1e-4

@@ -14,6 +14,7 @@ from intentkit.errors import ModelError
 from intentkit.evaluation import calibration as cal
 from intentkit.evaluation.metrics import auroc
 from intentkit.evaluation.scorer_choice import MIN_AUROC_ROWS
+from intentkit.export.loader import load_predictor
 from intentkit.inference import decision, oos
 from intentkit.inference.predictor import Predictor
 from serve_helpers import SAMPLE_TEXTS
@@ -257,9 +258,9 @@ def test_torch_and_onnx_fp32_and_int8_give_the_same_decisions(
     manifest = json.loads((maha_model / "onnx" / "export.json").read_text())
     assert manifest["graph_version"] == GRAPH_VERSION
     texts = [*SAMPLE_TEXTS, "book a car", "my hotel room", "flight to rome"]
-    ref = Predictor.from_dir(maha_model, device="cpu", backend="torch").predict(texts)
+    ref = load_predictor(maha_model, device="cpu", backend="torch").predict(texts)
     for dtype in ("fp32", "int8"):
-        got = Predictor.from_dir(maha_model, device="cpu", backend="onnx", dtype=dtype)
+        got = load_predictor(maha_model, device="cpu", backend="onnx", dtype=dtype)
         assert got.runner.has_cls
         answers = got.predict(texts)
         assert [a["label"] for a in answers] == [a["label"] for a in ref], dtype
@@ -365,3 +366,27 @@ def test_evaluate_reports_every_scorer_side_by_side(combined_model: Path) -> Non
     pred.oos_scorer, pred.oos_stats = "softmax", None
     _, served, scores = scored_outputs(pred, texts)
     assert served is None and set(scores) == set(oos.SCORERS)
+
+
+def test_batch_result_carries_logits_and_the_oos_score_apart(maha_model: Path) -> None:
+    import asyncio
+
+    from intentkit.serve.batcher import MicroBatcher
+
+    pred = Predictor.from_dir(maha_model, device="cpu")
+    texts = SAMPLE_TEXTS[:3]
+
+    async def submit() -> object:
+        batcher = MicroBatcher(pred.encode, pred.forward_ids)
+        batcher.start()
+        try:
+            return await batcher.submit(texts)
+        finally:
+            await batcher.stop()
+
+    result = asyncio.run(submit())
+    logits, score = pred.outputs(texts)
+    assert result.logits.shape == (len(texts), len(pred.labels))  # no extra score column
+    np.testing.assert_allclose(result.logits, logits, atol=1e-5)
+    assert result.oos_score is not None and result.oos_score.shape == (len(texts),)
+    np.testing.assert_allclose(result.oos_score, score, rtol=1e-5)

@@ -15,6 +15,7 @@ import pytest
 
 from intentkit.cli import main
 from intentkit.export import onnx_graph as onnx_backend
+from intentkit.export.loader import load_predictor
 from intentkit.inference.predictor import Predictor
 from intentkit.sagemaker.image import hf_inference as handler
 from intentkit.sagemaker.pack import is_hf_image, pack_model
@@ -115,9 +116,9 @@ def test_intentkit_archive_ships_a_fresh_onnx_export(
     cache = tmp_path / "serve-cache"
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     try:
-        ort = Predictor.from_dir(served, device="cpu", backend="onnx")
-        ort8 = Predictor.from_dir(served, device="cpu", backend="onnx", dtype="int8")
-        ref = Predictor.from_dir(served, device="cpu", backend="torch")
+        ort = load_predictor(served, device="cpu", backend="onnx")
+        ort8 = load_predictor(served, device="cpu", backend="onnx", dtype="int8")
+        ref = load_predictor(served, device="cpu", backend="torch")
         assert ort.runner.path == served / "onnx" / "model.onnx"
         assert ort8.runner.path == served / "onnx" / "model.int8.onnx"
         assert not cache.exists()  # nothing exported again

@@ -257,6 +257,8 @@ def test_no_playground_is_a_404_in_the_error_format(artifact: Path, page, tmp_pa
         resp = page.page.goto(srv.url + "/")
         assert resp.status == 404
         page.page.screenshot(path=tmp_path / "no-playground.png")
+        # The browser logs the 404s (the page and its favicon) and nothing else.
+        assert page.console_errors and all("404" in e for e in page.console_errors)
     with running(create_app(ServeConfig(playground=False, api_key=KEY), loader=loader)) as srv:
         # with auth on and no page, / is an API path like any other: the token comes first
         assert httpx.get(srv.url + "/").status_code == 401

@@ -47,10 +47,12 @@ def test_forward_ids_pads_to_the_batch_longest_only(predictor: Predictor) -> Non
 
     predictor.model.forward = spy
     try:
-        predictor.forward_ids([ids[0], ids[3]])
+        logits, oos_score = predictor.forward_ids([ids[0], ids[3]])
     finally:
         del predictor.model.forward
     assert seen["shape"] == (2, max(len(ids[0]), len(ids[3])))
+    assert logits.shape == (2, len(predictor.labels))
+    assert oos_score is None  # the softmax scorer reads no features
 
 
 def test_decide_reject_and_no_reject(predictor: Predictor) -> None:

@@ -20,8 +20,13 @@ def test_quickstart_end_to_end(tiny_model_dir: Path, tmp_path: Path, capsys) -> 
     assert "intentkit quickstart" in printed and "test macro-F1" in printed
     assert "served on onnx" in printed  # the endpoint used the CPU default backend
     assert (out / "model" / "onnx" / "model.onnx").is_file()
-    for query in DEMO_QUERIES:
-        assert query in printed
+    # Each served answer is the model's own answer (same label and confidence as a local predict).
+    import intentkit
+
+    local = intentkit.load(out / "model").predict(list(DEMO_QUERIES))
+    for query, answer in zip(DEMO_QUERIES, local, strict=True):
+        row = next(line for line in printed.splitlines() if f"'{query}'" in line)
+        assert f"{answer['label']} ({answer['confidence']:.3f})" in row, (row, answer)
     assert (out / "data" / "train.parquet").is_file()
     assert (out / "model" / "model.safetensors").is_file()
     assert (out / "model" / "eval" / "report.json").is_file()

@@ -89,6 +89,15 @@ def test_invocations_list_and_jsonlines(client: TestClient) -> None:
     assert len(r.text.splitlines()) == 2
 
 
+def test_both_contracts_give_the_same_decided_answers(client: TestClient) -> None:
+    # One decode -> submit -> decide path: the two encoders differ in shape only.
+    inv = client.post("/invocations", json={"text": TEXTS}).json()
+    tei = client.post("/predict", json={"inputs": TEXTS, "top_k": 1}).json()
+    assert [a["predicted_class"] for a in inv] == [t[0]["label"] for t in tei]
+    assert "out_of_scope" in [a["predicted_class"] for a in inv]  # a rejected text is in there
+    np.testing.assert_allclose([a["confidence"] for a in inv], [t[0]["score"] for t in tei])
+
+
 def test_predict_shapes_reject_and_raw_scores(client: TestClient) -> None:
     one = client.post("/predict", json={"inputs": TEXTS[0]}).json()
     # Rejected (threshold 0.99): element 0 is the answer, then every class score, sorted.

@@ -49,7 +49,14 @@ def test_two_trials_write_artifact_report_and_preset(tuned: Path) -> None:
     from intentkit.artifact import check_artifact_dir, read_meta
 
     check_artifact_dir(tuned)
-    assert intentkit.load(tuned).predict(["book a flight to rome"])[0]["label"]
+    answer = intentkit.load(tuned).predict(["book a flight to rome"])[0]
+    assert answer["label"] in {
+        "car",
+        "flight",
+        "hotel",
+        read_meta(tuned)["calibration"]["reject_label"],
+    }
+    assert 0.0 < answer["confidence"] <= 1.0
     results = read_results(tuned)
     assert results["counts"] == {"complete": 2} and results["scored_on"] == "validation"
     trials = results["trials"]

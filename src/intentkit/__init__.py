@@ -21,7 +21,7 @@ _API = {
     "inspect": ("intentkit.data.inspect", "inspect"),
     "train": ("intentkit.training.train", "train"),
     "evaluate": ("intentkit.evaluation.evaluate", "evaluate"),
-    "load": ("intentkit.inference.predictor", "load"),
+    "load": ("intentkit.export.loader", "load_predictor"),
     "Predictor": ("intentkit.inference.predictor", "Predictor"),
 }
 

@@ -15,6 +15,7 @@ Layout: ``config.json`` (with ``id2label``/``label2id``), ``model.safetensors``,
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,13 @@ def read_meta(path: str | Path) -> dict[str, Any]:
         return json.loads(f.read_text("utf-8"))
     except json.JSONDecodeError as exc:
         raise ModelError(f"{f} is not valid JSON ({exc}); retrain or restore it") from exc
+
+
+def labels_of(id2label: Mapping[Any, Any]) -> list[str]:
+    """Class names in id order from a model config's ``id2label`` (int keys, or the str keys
+    ``config.json`` stores); the one place a label list is built from it."""
+    by_id = {int(k): str(v) for k, v in id2label.items()}
+    return [by_id[i] for i in range(len(by_id))]
 
 
 def served_max_length(config: Any, meta: dict[str, Any]) -> int:

@@ -8,6 +8,7 @@ dataclass defaults < preset (``--preset``) < explicit flags.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -175,6 +176,21 @@ class CaptureConfig:
         if self.rotate_s <= 0 or self.queue < 1:
             problems.append("--capture-rotate-s must be > 0 and --capture-queue at least 1")
         _raise_if(problems)
+
+
+PORT_ENV = "INTENTKIT_PORT"
+
+
+def port_from_env(environ: Mapping[str, str], name: str = PORT_ENV) -> int | None:
+    """``$INTENTKIT_PORT`` (or another port variable ``name``) as a port number, None when unset or
+    empty; the one reader of port variables (``intentkit serve`` and ``intentkit container serve``
+    both ask here)."""
+    text = environ.get(name)
+    if not text:
+        return None
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ConfigError(f"${name} must be a port number (1-65535), got {text!r}")
+    return int(text)
 
 
 @dataclass

@@ -267,9 +267,9 @@ def predict_file(
     state = _start_state(file, output, resume=resume, force=force, ident=ident)
 
     if from_dir:
-        from intentkit.inference.predictor import Predictor
+        from intentkit.export.loader import load_predictor
 
-        predictor = Predictor.from_dir(model, reject=reject, backend=backend)
+        predictor = load_predictor(model, reject=reject, backend=backend)
     else:
         predictor = model
     reader = open_reader(file, text_column, *state["position"])

@@ -1,9 +1,8 @@
 """Command-line entry point: ``intentkit <command>``.
 
 Each command group lives in a small module of ``cli/`` (data, train, evaluate, serve, endpoints,
-predict, quickstart, container, export, report, tune); a command is one function whose docstring
-is its
-``--help``.
+jobs, predict, quickstart, container, export, report, tune); a command is one function whose
+docstring is its ``--help``.
 User errors (:class:`IntentkitError`) print one line and exit with code 2; nothing else is
 swallowed.
 """
@@ -27,6 +26,7 @@ def _load_commands() -> None:
         "evaluate",
         "serve",
         "endpoints",
+        "jobs",
         "predict",
         "quickstart",
         "container",

@@ -32,7 +32,17 @@ Bucket = Annotated[
 ]
 Image = Annotated[
     _Str,
-    typer.Option(help="SageMaker: container image URI (the intentkit image pushed to ECR)."),
+    typer.Option(
+        help="SageMaker: huggingface (AWS's Hugging Face PyTorch image for the region; nothing "
+        "to build) or a container image URI (the intentkit image pushed to ECR)."
+    ),
+]
+ImageVersion = Annotated[
+    _Str,
+    typer.Option(
+        help="SageMaker, with --image huggingface: the image's transformers version (4.56 or "
+        "4.56.2; default: the newest in the region that supports the model)."
+    ),
 ]
 JobName = Annotated[
     _Str, typer.Option(help="SageMaker: job name (default intentkit-<UTC timestamp>).")

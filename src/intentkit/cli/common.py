@@ -41,3 +41,10 @@ ApiKey = Annotated[
     str | None,
     typer.Option(help="Bearer token (default: $INTENTKIT_API_KEY); none = no auth."),
 ]
+
+
+def jobs(state_dir: Path | None) -> Any:
+    """The SageMaker job records (``jobs.json``) in the same folder as :func:`registry`."""
+    from intentkit.sagemaker.jobs import job_registry
+
+    return job_registry(state_dir_or_env(state_dir))

@@ -27,7 +27,8 @@ def train_cmd() -> None:
 
     Reads input/config/hyperparameters.json (each key an `intentkit train` option: epochs,
     batch-size, model, preset...; plus text-column, label-column, test-size, min-per-label for
-    raw data; sagemaker_* keys are ignored), resourceconfig.json and the `train` channel
+    raw data; SageMaker's own sagemaker_* and _* keys, such as a tuning job's
+    _tuning_objective_metric, are ignored), resourceconfig.json and the `train` channel
     (or the only one) under input/data: a folder from `intentkit data prepare`, or CSV/TSV/
     JSON/JSONL/Parquet file(s) prepared on the fly into input/prepared. Writes the model to
     model/ and checkpoints to checkpoints/, resuming from a complete checkpoint of the same
@@ -52,8 +53,10 @@ def serve_cmd() -> None:
 
     The same server as `intentkit serve`: GET /ping, POST /invocations ({"text": ...} ->
     {"predicted_class", "confidence"}), /predict, /info, /health, /metrics.
-    $INTENTKIT_PORT overrides the port. Request limits follow SageMaker's payload sizes
-    (6 MB, or $SAGEMAKER_MAX_PAYLOAD_IN_MB in batch transform) instead of serve's 1 MB.
+    $SAGEMAKER_BIND_TO_PORT (set by SageMaker in inference pipelines), else $INTENTKIT_PORT,
+    overrides the port. Request limits follow SageMaker's payload sizes (6 MB, or
+    $SAGEMAKER_MAX_PAYLOAD_IN_MB in batch transform) instead of serve's 1 MB. One process
+    batches every request; $SAGEMAKER_MODEL_SERVER_WORKERS is logged as not used.
     """
     from intentkit.sagemaker.image.paths import opt_ml_from_env
     from intentkit.sagemaker.image.serving import port_from_env, serve_model

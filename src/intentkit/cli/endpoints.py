@@ -15,7 +15,15 @@ from typing import Annotated, Any
 import typer
 
 from intentkit.cli.app import app
-from intentkit.cli.aws_options import Bucket, DryRun, Image, Region, Role, aws_settings
+from intentkit.cli.aws_options import (
+    Bucket,
+    DryRun,
+    Image,
+    ImageVersion,
+    Region,
+    Role,
+    aws_settings,
+)
 from intentkit.cli.common import ApiKey, StateDir, env, registry
 from intentkit.errors import ConfigError
 
@@ -56,6 +64,7 @@ def deploy(
     role: Role = None,
     bucket: Bucket = None,
     image: Image = None,
+    image_version: ImageVersion = None,
     instance_type: Annotated[
         str | None, typer.Option(help="SageMaker: instance type (default ml.c7i.large).")
     ] = None,
@@ -83,6 +92,8 @@ def deploy(
     it). --target sagemaker packs MODEL_DIR, uploads it to S3 and creates a SageMaker model,
     endpoint config and endpoint (billed per instance-hour until `intentkit delete NAME`);
     local-only flags are refused there, and SageMaker flags with --target local.
+    --image huggingface serves it on AWS's Hugging Face PyTorch inference image for the region
+    (CPU or GPU by --instance-type; intentkit's handler ships as code/inference.py).
     """
     from intentkit.endpoints import get_target
 
@@ -104,6 +115,7 @@ def deploy(
         "--role": role,
         "--bucket": bucket,
         "--image": image,
+        "--image-version": image_version,
         "--instance-type": instance_type,
         "--instance-count": instance_count,
         "--min-instances": min_instances,
@@ -117,6 +129,7 @@ def deploy(
         opts: Any = _sagemaker_options(
             aws_settings(region, role, bucket, dry_run),
             image=image,
+            image_version=image_version,
             instance_type=instance_type,
             instance_count=instance_count,
             min_instances=min_instances,

@@ -18,7 +18,7 @@ import typer
 
 from intentkit.cli.app import app
 from intentkit.cli.aws_options import DryRun, Image, JobName, NoWait, Region, Role
-from intentkit.cli.common import ApiKey, StateDir, env, registry
+from intentkit.cli.common import ApiKey, StateDir, env, jobs, registry
 from intentkit.errors import ConfigError
 
 
@@ -45,9 +45,9 @@ class _Local:
     """Predict in this process (no server)."""
 
     def __init__(self, model_dir: Path, no_reject: bool, backend: str) -> None:
-        from intentkit.inference.predictor import Predictor
+        from intentkit.export.loader import load_predictor
 
-        self.predictor = Predictor.from_dir(model_dir, reject=not no_reject, backend=backend)
+        self.predictor = load_predictor(model_dir, reject=not no_reject, backend=backend)
 
     def __call__(self, texts: list[str]) -> list[dict[str, Any]]:
         return [
@@ -157,7 +157,12 @@ def predict(
 
     --target sagemaker runs a batch transform: --file s3://.../texts.jsonl ({"text": ...} per
     line) --output s3://.../ --model NAME|s3://.../model.tar.gz (the latter with --image and
-    --role; its temporary SageMaker model is deleted when the job ends).
+    --role; its temporary SageMaker model is deleted when the job ends). Each request gets 600 s
+    (1 retry; the Hugging Face image's model server is told the same) and carries at most
+    600 s / 4 x (50 texts/s per vCPU, ModernBERT-base fp32 measured in bench/RESULTS.md) x
+    52 bytes per text: 1 MB (~19k texts, ~96 s) on ml.c7i.xlarge, up to 6 MB from 16 vCPUs.
+    Ctrl-C stops waiting, not the job: `intentkit jobs attach JOB` resumes, `intentkit jobs
+    stop JOB` stops it.
     """
     sagemaker = {
         "region": region,
@@ -273,13 +278,26 @@ def _predict_sagemaker(
             )
         rec = registry(state_dir).get(model)
         if rec is not None and rec.get("target") == "sagemaker" and rec.get("model_name"):
+            sm["region"] = _endpoint_region(model, rec, sm["region"])
             model = str(rec["model_name"])  # an intentkit SageMaker endpoint: its model
     settings = AwsSettings.resolve(
         region=sm["region"], role=sm["role"], dry_run=bool(sm["dry_run"])
     )
     given = {k: sm[k] for k in ("instance_type", "instance_count", "job_name") if sm[k] is not None}
     options = TransformOptions(image=sm["image"], wait=not sm["no_wait"], **given)
-    transform_on_sagemaker(model, file, output, settings=settings, options=options)
+    transform_on_sagemaker(
+        model, file, output, settings=settings, options=options, jobs=jobs(state_dir)
+    )
+
+
+def _endpoint_region(name: str, record: dict[str, Any], region: str | None) -> str | None:
+    """The region of endpoint ``name``'s model: its record's (one line if --region differs)."""
+    recorded = record.get("region")
+    if region and recorded and region != recorded:
+        raise ConfigError(
+            f"--region {region}: endpoint {name}'s model is in {recorded}; drop --region"
+        )
+    return region or recorded
 
 
 def _write(out: Any, texts: list[str], answers: list[dict[str, Any]]) -> None:

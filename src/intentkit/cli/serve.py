@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -9,7 +10,6 @@ import typer
 
 from intentkit.cli.app import app
 from intentkit.cli.common import ApiKey, env
-from intentkit.errors import ConfigError
 
 #: SageMaker mounts the model here and runs the image with the single argument ``serve``.
 SAGEMAKER_MODEL_DIR = "/opt/ml/model"
@@ -102,14 +102,11 @@ def serve(
 
     Open http://HOST:PORT/ in a browser for the playground page (live predictions, batch mode).
     """
-    from intentkit.config import CaptureConfig, ServeConfig
+    from intentkit.config import CaptureConfig, ServeConfig, port_from_env
     from intentkit.serve.server import serve_forever
 
-    env_port = env("INTENTKIT_PORT")
-    if port is None and env_port is not None:
-        if not env_port.isdigit():
-            raise ConfigError(f"$INTENTKIT_PORT must be a port number, got {env_port!r}")
-        port = int(env_port)
+    if port is None:
+        port = port_from_env(os.environ)
     config = ServeConfig(
         host=host or env("INTENTKIT_HOST") or "127.0.0.1",
         port=port or 8080,

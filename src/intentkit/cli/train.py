@@ -12,7 +12,16 @@ from typing import Annotated, Optional
 import typer
 
 from intentkit.cli.app import app
-from intentkit.cli.aws_options import Bucket, DryRun, Image, JobName, NoWait, Region, Role
+from intentkit.cli.aws_options import (
+    Bucket,
+    DryRun,
+    Image,
+    ImageVersion,
+    JobName,
+    NoWait,
+    Region,
+    Role,
+)
 
 # Optional[...] (not `X | None`): Typer reads these annotations at runtime on Python 3.10.
 _Int = Optional[int]  # noqa: UP045
@@ -24,6 +33,7 @@ _Bool = Optional[bool]  # noqa: UP045
 _SAGEMAKER_FLAGS = {
     "role": None,
     "image": None,
+    "image_version": None,
     "instance_type": None,
     "instance_count": None,
     "spot": False,
@@ -101,6 +111,7 @@ def train_cmd(
     ] = "local",
     role: Role = None,
     image: Image = None,
+    image_version: ImageVersion = None,
     instance_type: Annotated[
         _Str, typer.Option(help="SageMaker: instance type (default ml.g5.xlarge).")
     ] = None,
@@ -136,17 +147,21 @@ def train_cmd(
     --image): uploads --data to S3, waits while printing the job's status and logs, then
     unpacks the model into --out. Example: intentkit train --data data/clinc150 --out model
     --target sagemaker --role arn:aws:iam::ACCOUNT:role/NAME --image ECR_URI --spot
+    --image huggingface runs it on AWS's Hugging Face PyTorch training image for the region
+    (GPU instances; intentkit goes in as the job's source code, nothing to build or push).
+    Ctrl-C stops waiting, not the job: `intentkit jobs attach JOB` resumes and fetches the
+    model into --out, `intentkit jobs stop JOB` stops it.
     """
     flags = dict(locals())  # first statement: exactly the options, one per TrainConfig field
     for name in ("data", "out", "preset", "force", "resume", "checkpoint_dir", "target"):
         flags.pop(name)
     sagemaker = {name: flags.pop(name) for name in _SAGEMAKER_FLAGS}
     if _sagemaker_target(target, sagemaker, resume=resume, checkpoint_dir=checkpoint_dir):
+        from intentkit.cli.common import jobs
         from intentkit.sagemaker.training_job import train_on_sagemaker
 
-        train_on_sagemaker(
-            data, out, preset=preset, force=force, **_sagemaker_args(sagemaker), **flags
-        )
+        args = _sagemaker_args(sagemaker)
+        train_on_sagemaker(data, out, preset=preset, force=force, jobs=jobs(None), **args, **flags)
         return
     from intentkit.training.overhead import process_start_time, summary_line
     from intentkit.training.train import train
@@ -213,6 +228,10 @@ def _sagemaker_args(sm: dict) -> dict:
         if sm[k] is not None
     }
     options = SageMakerTrainOptions(
-        image=sm["image"], spot=sm["spot"], wait=not sm["no_wait"], **given
+        image=sm["image"],
+        image_version=sm["image_version"],
+        spot=sm["spot"],
+        wait=not sm["no_wait"],
+        **given,
     )
     return {"settings": settings, "options": options}

@@ -29,11 +29,15 @@ def default_state_dir() -> Path:
 
 
 class Registry:
-    """Endpoint records keyed by name, stored in ``state_dir/endpoints.json``."""
+    """Records keyed by name, stored in ``state_dir/endpoints.json`` (endpoints, the default) or
+    another ``file`` under another ``key`` (``jobs.json``: the SageMaker jobs intentkit started)."""
 
-    def __init__(self, state_dir: str | Path) -> None:
+    def __init__(
+        self, state_dir: str | Path, *, file: str = REGISTRY_FILE, key: str = "endpoints"
+    ) -> None:
         self.state_dir = Path(state_dir)
-        self.path = self.state_dir / REGISTRY_FILE
+        self.path = self.state_dir / file
+        self.key = key
         self.log_dir = self.state_dir / "logs"
 
     def _read(self) -> dict[str, dict[str, Any]]:
@@ -45,7 +49,7 @@ class Registry:
             raise ConfigError(
                 f"{self.path} is not valid JSON ({exc}); delete it (running servers keep running)"
             ) from exc
-        return data.get("endpoints", {}) if isinstance(data, dict) else {}
+        return data.get(self.key, {}) if isinstance(data, dict) else {}
 
     @contextmanager
     def edit(self) -> Iterator[dict[str, dict[str, Any]]]:
@@ -58,7 +62,7 @@ class Registry:
             before = json.dumps(records, sort_keys=True)
             yield records
             if json.dumps(records, sort_keys=True) != before:
-                atomic_write_json(self.path, {"version": 1, "endpoints": records})
+                atomic_write_json(self.path, {"version": 1, self.key: records})
 
     def all(self) -> dict[str, dict[str, Any]]:
         """A snapshot of every record (no lock: the file is replaced atomically)."""

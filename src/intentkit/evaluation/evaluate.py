@@ -21,8 +21,6 @@ import numpy as np
 
 from intentkit.errors import DataError
 
-OOS_NAMES = ("oos",)  #: label names that mean out-of-scope in data even without a calibration
-
 
 def _canonical(labels: list[str], oos: set[str], reject_label: str) -> list[str]:
     return [reject_label if x in oos else x for x in labels]
@@ -99,7 +97,7 @@ def evaluate(
     Returns:
         The report dict (also written to ``out/report.json``).
     """
-    from intentkit.artifact import check_artifact_dir, read_meta
+    from intentkit.artifact import check_artifact_dir, labels_of, read_meta
     from intentkit.data.dataset import load_prepared
     from intentkit.evaluation.figures import confusion_matrix_png, reliability_diagram
     from intentkit.evaluation.metrics import expected_calibration_error, oos_report
@@ -107,6 +105,7 @@ def evaluate(
     from intentkit.evaluation.report.page import write_report
     from intentkit.evaluation.report.predictions import predictions_frame, write_predictions
     from intentkit.fsutil import atomic_write_json
+    from intentkit.inference.decision import oos_names as oos_label_names
     from intentkit.inference.decision import softmax
 
     model_dir = check_artifact_dir(model_dir)
@@ -115,12 +114,14 @@ def evaluate(
     if len(frame) == 0:
         raise DataError(f"--split {split}: the split in {ds.path} has no rows")
     # Labels are checked from config.json before the (slower) model load: fail fast.
-    model_labels = json.loads((model_dir / "config.json").read_text("utf-8")).get("id2label", {})
+    model_labels = labels_of(
+        json.loads((model_dir / "config.json").read_text("utf-8")).get("id2label", {})
+    )
     cal = read_meta(model_dir).get("calibration") or {}
     reject_label = str(cal.get("reject_label") or "out_of_scope")
-    oos_names = {n for n in (cal.get("oos_label"), *OOS_NAMES) if n}
+    oos_names = oos_label_names(cal.get("oos_label"))
     true = frame["label"].tolist()
-    unseen = sorted(set(true) - {str(v) for v in model_labels.values()} - oos_names)
+    unseen = sorted(set(true) - set(model_labels) - oos_names)
     if unseen:
         raise DataError(
             f"--data {ds.path} ({split}): labels the model was not trained on: "

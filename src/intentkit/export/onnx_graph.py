@@ -27,7 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from intentkit.artifact import WEIGHT_FILES, check_artifact_dir, read_meta, served_max_length
+from intentkit.artifact import (
+    WEIGHT_FILES,
+    check_artifact_dir,
+    labels_of,
+    read_meta,
+    served_max_length,
+)
 from intentkit.errors import ConfigError, ModelError
 from intentkit.fsutil import atomic_write_json
 from intentkit.inference.onnx_runner import OnnxRunner
@@ -375,7 +381,7 @@ def _measure_agreement(
         for p in (fp32, int8)
     )
     calibration = meta.get("calibration")
-    labels = [str(config.id2label[i]) for i in range(len(config.id2label))]
+    labels = labels_of(config.id2label)
     value = answer_agreement(ref, got, labels, calibration, scores=(ref_score, got_score))
     log.info("int8 gives fp32's answer on %.2f%% of %d texts", 100 * value, len(texts))
     return {**source, "value": value, "rejection": bool(calibration)}

@@ -253,23 +253,3 @@ def check_accepted(info: dict[str, Any], model_dir: Path) -> None:
         f"{floor:.2%}: serve --dtype fp32, or accept it with `intentkit export {model_dir} "
         f"--dtype int8 --min-agreement {int(measured * 1000) / 1000:g}`"
     )
-
-
-def quantize_int8(model: Any) -> Any:
-    """Dynamic int8 quantization of every ``nn.Linear`` (weights int8, activations per batch).
-
-    The linear layers hold nearly all of an encoder's FLOPs; fbgemm's int8 GEMM runs them ~2x
-    faster than fp32 on AVX2 CPUs. Logits move slightly (measured in bench/RESULTS.md), so the
-    calibration fitted in fp32 is kept as is.
-    """
-    import warnings
-
-    import torch
-
-    with warnings.catch_warnings():
-        # torch.ao.quantization announces its move to torchao; the eager API still works here
-        # and torchao is a heavy extra dependency for one call.
-        warnings.simplefilter("ignore")
-        from torch.ao.quantization import quantize_dynamic
-
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)

@@ -21,6 +21,17 @@ from typing import Any
 
 import numpy as np
 
+#: Label names that mean out-of-scope in data even without a calibration or ``--oos-label``
+#: (CLINC150's ``--include-oos`` rows).
+OOS_NAMES = ("oos",)
+
+
+def oos_names(oos_label: str | None = None) -> set[str]:
+    """Label names that count as out-of-scope: ``oos_label`` (``--oos-label``, or a
+    calibration's model class) and :data:`OOS_NAMES`. Evaluation, training's validation split
+    and the report's charts all ask here."""
+    return {name for name in (oos_label, *OOS_NAMES) if name}
+
 
 def check_logits(logits: Any, name: str = "logits", *, allow_empty: bool = False) -> np.ndarray:
     """``logits`` as a finite float64 (n, k) array, or a ValueError naming ``name``."""

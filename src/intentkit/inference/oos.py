@@ -16,8 +16,8 @@ last layer's CLS hidden state (``last_hidden_state[:, 0]``, before any pooler). 
 - ``combined``: the sum of both, each standardised by its mean and standard deviation over the
   in-scope validation rows (``combined_norm``); it can be negative.
 
-On MiniLM CLINC150 (issue #11, /tmp/oos_lab/lab.py) Mahalanobis scored AUROC .978 / FPR95 .096,
-k-NN (k = 1) .977 / .116, against softmax's .934 / .306.
+On MiniLM CLINC150 (issue #11, bench/results/2026-12-02/oos_scratch_study.json) Mahalanobis
+scored AUROC .978 / FPR95 .096, k-NN (k = 1) .977 / .116, against softmax's .934 / .306.
 
 Stored in the artifact as ``oos_stats.safetensors`` (``safetensors.numpy``, never pickle), see
 :data:`STATS_FIELDS`; files written before k-NN existed hold the Mahalanobis fields only and

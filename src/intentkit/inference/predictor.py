@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from intentkit.artifact import check_artifact_dir, read_meta, served_max_length
+from intentkit.artifact import check_artifact_dir, labels_of, read_meta, served_max_length
 from intentkit.errors import ConfigError, ModelError
 
 
@@ -39,7 +39,7 @@ def resolve_dtype(dtype: str, device: str) -> Any:
     """Map ``auto|fp32|bf16|fp16|int8`` to the torch dtype the weights load in on ``device``.
 
     Half precision needs a GPU; ``int8`` loads fp32 weights that
-    :func:`intentkit.export.quantize.quantize_int8` then converts, and is CPU-only (PyTorch's
+    :func:`quantize_int8` then converts, and is CPU-only (PyTorch's
     dynamic int8 kernels are CPU kernels).
     """
     import torch
@@ -56,31 +56,6 @@ def resolve_dtype(dtype: str, device: str) -> Any:
         # Never half precision on CPU: without bf16 matrix units it is far slower than fp32.
         raise ConfigError(f"--dtype {dtype} needs a GPU; use --dtype fp32 (or auto) on CPU")
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
-
-
-def resolve_backend(backend: str, device: str, dtype: str) -> str:
-    """Pick ``torch`` or ``onnx`` for ``backend`` on ``device`` (already resolved) and ``dtype``.
-
-    ``onnx`` runs on CPU in fp32 or int8 only; ``auto`` picks it there when onnxruntime is
-    installed (it is 2-3x faster than PyTorch eager fp32 on CPUs; bench/RESULTS.md).
-    """
-    from intentkit.config import BACKENDS
-    from intentkit.export.onnx_graph import onnx_available, require_onnx
-
-    if backend not in BACKENDS:
-        raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend}")
-    cpu_ok = device == "cpu" and dtype in ("auto", "fp32", "int8")
-    if backend == "onnx":
-        if not cpu_ok:
-            raise ConfigError(
-                f"--backend onnx runs on CPU in fp32 or int8 (got --device {device} --dtype "
-                f"{dtype}); use --backend torch there"
-            )
-        require_onnx()
-        return "onnx"
-    if backend == "auto" and cpu_ok and onnx_available():
-        return "onnx"
-    return "torch"
 
 
 def default_threads(dtype: str = "fp32", backend: str = "torch") -> int:
@@ -102,26 +77,24 @@ def default_threads(dtype: str = "fp32", backend: str = "torch") -> int:
     return max(1, cores - 1) if (dtype, backend) == ("int8", "torch") else cores
 
 
-def _onnx_runner(path: Path, dtype: str, threads: int | None, *, strict: bool) -> Any:
-    """An OnnxRunner over the (cached) export of ``path``; None with a warning if not strict."""
-    import logging
+def quantize_int8(model: Any) -> Any:
+    """Dynamic int8 quantization of every ``nn.Linear`` (weights int8, activations per batch).
 
-    from intentkit.export.onnx_graph import export_onnx
-    from intentkit.export.quantize import Int8Refused
-    from intentkit.inference.onnx_runner import OnnxRunner
+    The linear layers hold nearly all of an encoder's FLOPs; fbgemm's int8 GEMM runs them ~2x
+    faster than fp32 on AVX2 CPUs. Logits move slightly (measured in bench/RESULTS.md), so the
+    calibration fitted in fp32 is kept as is.
+    """
+    import warnings
 
-    try:
-        onnx_path = export_onnx(path, int8=dtype == "int8")
-    except Exception as exc:
-        # A refused int8 graph is no reason to fall back to PyTorch int8, which moves the
-        # answers at least as much (bench/RESULTS.md): the user must choose fp32 or accept it.
-        if strict or isinstance(exc, Int8Refused):
-            raise
-        logging.getLogger(__name__).warning(
-            "ONNX backend unavailable for %s (%s: %s); using PyTorch", path, type(exc).__name__, exc
-        )
-        return None
-    return OnnxRunner(onnx_path, threads=threads)
+    import torch
+
+    with warnings.catch_warnings():
+        # torch.ao.quantization announces its move to torchao; the eager API still works here
+        # and torchao is a heavy extra dependency for one call.
+        warnings.simplefilter("ignore")
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 class Predictor:
@@ -160,8 +133,7 @@ class Predictor:
         self.path = path
         config = config if config is not None else model.config
         self.config = config
-        id2label = config.id2label
-        self.labels: list[str] = [str(id2label[i]) for i in range(len(id2label))]
+        self.labels: list[str] = labels_of(config.id2label)
         self.max_length: int = served_max_length(config, self.meta)
         self.calibration: dict[str, Any] | None = self.meta.get("calibration")
         self.oos_scorer: str = str((self.calibration or {}).get("oos_scorer") or "softmax")
@@ -179,8 +151,7 @@ class Predictor:
         reject: bool = True,
         threads: int | None = None,
         dtype: str = "fp32",
-        backend: str = "torch",
-        serving: bool = False,
+        runner: Any = None,
     ) -> Predictor:
         """Load an artifact folder (validated first: missing files are listed with the fix).
 
@@ -189,54 +160,30 @@ class Predictor:
         precision on CPU is refused (bf16 is ~300x slower on CPUs without bf16 units).
         ``int8`` (CPU only) quantizes the linear layers dynamically for faster serving.
 
-        ``backend`` is ``torch``, ``onnx`` (ONNX Runtime on CPU, fp32 or int8; the export is
-        made once and cached next to the weights, see :mod:`intentkit.export.onnx_graph`) or
-        ``auto`` (``onnx`` on CPU when onnxruntime is installed and the export verifies,
-        else ``torch`` with a warning saying why).
-
-        ``serving`` with no ``threads`` picks :func:`default_threads` for the backend chosen here
-        (the server's policy), so the backend is resolved once per load.
+        ``runner`` (an :class:`~intentkit.inference.onnx_runner.OnnxRunner` over this artifact's
+        graph) replaces the PyTorch weights. The runtime never exports a graph itself:
+        :func:`intentkit.export.loader.load_predictor` picks the backend and exports on demand.
         """
         import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
         path = check_artifact_dir(path)
         device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, device)
-        chosen = resolve_backend(backend, device, dtype)
-        if threads is None and serving:
-            threads = default_threads(dtype, chosen)
         tokenizer = AutoTokenizer.from_pretrained(path)
         meta = read_meta(path)
         stats = load_oos_stats(path, meta)
-        if chosen == "onnx":
-            runner = _onnx_runner(path, dtype, threads, strict=backend == "onnx")
-            if runner is not None:
-                from transformers import AutoConfig
-
-                config = AutoConfig.from_pretrained(path)
-                return cls(
-                    None,
-                    tokenizer,
-                    meta=meta,
-                    device="cpu",
-                    reject=reject,
-                    path=path,
-                    runner=runner,
-                    config=config,
-                    oos_stats=stats,
-                )
+        common = {"meta": meta, "reject": reject, "path": path, "oos_stats": stats}
+        if runner is not None:
+            config = AutoConfig.from_pretrained(path)
+            return cls(None, tokenizer, device="cpu", runner=runner, config=config, **common)
         if threads:
             torch.set_num_threads(threads)
         model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch_dtype)
         model.to(device)
         if dtype == "int8":
-            from intentkit.export.quantize import quantize_int8
-
             model = quantize_int8(model.eval())
-        return cls(
-            model, tokenizer, meta=meta, device=device, reject=reject, path=path, oos_stats=stats
-        )
+        return cls(model, tokenizer, device=device, **common)
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids per text, truncated to ``max_length``, unpadded."""
@@ -284,37 +231,38 @@ class Predictor:
             logits, cls = forward_with_cls(self.model, t_ids, t_mask)
         return logits.float().cpu().numpy(), cls.float().cpu().numpy()
 
-    def forward_ids(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
-        """One row per text for the micro-batcher: the logits, then one column with the
-        out-of-scope score when the scorer reads features (:meth:`split` separates them)."""
+    def forward_ids(self, ids: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(logits, out-of-scope score or None)`` of one batch, for the micro-batcher: the score
+        (float32, higher = more in-scope) when the scorer reads features, from the same pass."""
         if self.oos_stats is None:
-            return self.forward(ids)[0]
+            return self.forward(ids)[0], None
         logits, cls = self.forward(ids, features=True)
         score = self.oos_stats.score(cls, self.oos_scorer)  # one or two extra matrix products
-        return np.concatenate([logits, score[:, None].astype(np.float32)], axis=1)
+        return logits, score.astype(np.float32)
 
-    def split(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """``(logits, oos score or None)`` from :meth:`forward_ids` rows."""
-        if self.oos_stats is None:
-            return rows, None
-        return rows[:, :-1], rows[:, -1].astype(np.float64)
-
-    def _batched(self, texts: Sequence[str], batch_size: int, fn: Any, width: int) -> np.ndarray:
-        """``fn(ids)`` over length-sorted batches of ``texts``; rows back in input order."""
+    def _batched(
+        self, texts: Sequence[str], batch_size: int, fn: Any, shapes: Sequence[tuple | None]
+    ) -> list[np.ndarray | None]:
+        """``fn(ids)`` over length-sorted batches of ``texts``: one float32 array per entry of
+        ``shapes`` (a row's shape; None where ``fn`` gives None), rows back in input order."""
         ids = self.encode(texts) if len(texts) else []
         order = np.argsort([len(x) for x in ids], kind="stable")
-        result = np.empty((len(ids), width), dtype=np.float32)
+        results = [None if s is None else np.empty((len(ids), *s), np.float32) for s in shapes]
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            result[chunk] = fn([ids[i] for i in chunk])
-        return result
+            for out, part in zip(results, fn([ids[i] for i in chunk]), strict=True):
+                if out is not None:
+                    out[chunk] = part
+        return results
 
     def outputs(
         self, texts: Sequence[str], batch_size: int = 64
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """``(logits (n, n_labels), out-of-scope score (n,) or None)`` in input order."""
-        width = len(self.labels) + (self.oos_stats is not None)
-        return self.split(self._batched(texts, batch_size, self.forward_ids, width))
+        shapes = [(len(self.labels),), None if self.oos_stats is None else ()]
+        logits, score = self._batched(texts, batch_size, self.forward_ids, shapes)
+        assert logits is not None
+        return logits, None if score is None else score.astype(np.float64)
 
     def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Raw logits (n, n_labels), batching length-sorted texts; rows in input order."""
@@ -322,14 +270,12 @@ class Predictor:
 
     def features(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """``(logits, last-layer CLS features (n, hidden))`` of one pass, in input order."""
-        k = len(self.labels)
-
-        def both(ids: Sequence[Sequence[int]]) -> np.ndarray:
-            logits, cls = self.forward(ids, features=True)
-            return np.concatenate([logits, cls], axis=1)
-
-        rows = self._batched(texts, batch_size, both, k + int(self.config.hidden_size))
-        return rows[:, :k], rows[:, k:]
+        shapes = [(len(self.labels),), (int(self.config.hidden_size),)]
+        logits, cls = self._batched(
+            texts, batch_size, lambda ids: self.forward(ids, features=True), shapes
+        )
+        assert logits is not None and cls is not None
+        return logits, cls
 
     def decide(
         self,
@@ -387,8 +333,3 @@ def load_oos_stats(path: Path, meta: dict[str, Any]) -> Any:
     from intentkit.inference import oos
 
     return oos.load(path / oos.STATS_FILE, scorer)
-
-
-def load(path: str | Path, **kwargs: Any) -> Predictor:
-    """Load a trained artifact folder: ``intentkit.load("model").predict(["hi"])``."""
-    return Predictor.from_dir(path, **kwargs)

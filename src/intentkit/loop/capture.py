@@ -168,13 +168,14 @@ def read_columns(
     """Batches of columns for aggregate work (:mod:`intentkit.loop.monitor`): ``time``
     (datetime64[ms], NaT when unreadable), ``answer`` (str), ``confidence``, ``oos_score`` (NaN
     when absent), ``margin`` (top-1 minus top-2 probability, NaN when absent), ``rejected``."""
-    cols: dict[str, list[Any]] = {k: [] for k in ("time", "answer", "conf", "oos", "margin", "rej")}
+    names = ("time", "answer", "conf", "score", "margin", "rej")
+    cols: dict[str, list[Any]] = {k: [] for k in names}
     for rec in iter_records(paths, stats, reject_label=reject_label):
         cols["time"].append(rec["time"][:23].rstrip("Z"))  # ISO, ms, UTC (numpy takes no zone)
         cols["answer"].append(rec["answer"])
         cols["conf"].append(rec["confidence"])
         score = rec["oos_score"]
-        cols["oos"].append(math.nan if score is None else float(score))
+        cols["score"].append(math.nan if score is None else float(score))
         cols["margin"].append(_margin(rec["top"]))
         cols["rej"].append(rec["rejected"])
         if len(cols["answer"]) >= batch_rows:
@@ -193,7 +194,7 @@ def _to_arrays(cols: dict[str, list[Any]]) -> dict[str, np.ndarray]:
         "time": times,
         "answer": np.array(cols["answer"], dtype=str),
         "confidence": np.array(cols["conf"], dtype=np.float64),
-        "oos_score": np.array(cols["oos"], dtype=np.float64),
+        "oos_score": np.array(cols["score"], dtype=np.float64),
         "margin": np.array(cols["margin"], dtype=np.float64),
         "rejected": np.array(cols["rej"], dtype=bool),
     }

@@ -3,7 +3,7 @@
 Both models answer the same rows of a prepared folder written by ``intentkit data add``: the
 frozen ``test`` split (the old labels) and ``reviewed_test`` (what was reviewed, new labels
 included). A row is right when the answer is its label, or when its label is out-of-scope
-(the model's reject label or out-of-scope class, :data:`intentkit.evaluation.evaluate.OOS_NAMES`)
+(the model's reject label, or a name :func:`intentkit.inference.decision.oos_names` gives)
 and the answer is the reject label. McNemar's test (:func:`intentkit.evaluation.report.compare.
 mcnemar`) compares the paired right/wrong outcomes.
 
@@ -24,11 +24,11 @@ from intentkit.errors import DataError
 
 
 def _right(predictor: Any, frame: Any) -> np.ndarray:
-    from intentkit.evaluation.evaluate import OOS_NAMES
+    from intentkit.inference.decision import oos_names
 
     cal = predictor.calibration or {}
     reject_label = str(cal.get("reject_label") or "out_of_scope")
-    oos = {n for n in (cal.get("oos_label"), reject_label, *OOS_NAMES) if n}
+    oos = oos_names(cal.get("oos_label")) | {reject_label}
     answers = [a["label"] for a in predictor.predict(frame["text"].tolist())]
     truth = frame["label"].tolist()
     return np.array(

@@ -125,11 +125,10 @@ def _worth(rec: dict[str, Any], count: int) -> float:
 
 def model_labels(model_dir: str | Path) -> list[str]:
     """The model's labels in logit order, from ``config.json`` (no weights loaded)."""
-    from intentkit.artifact import check_artifact_dir
+    from intentkit.artifact import check_artifact_dir, labels_of
 
     config = json.loads((check_artifact_dir(model_dir, flag="--model") / "config.json").read_text())
-    id2label = config.get("id2label") or {}
-    return [str(id2label[k]) for k in sorted(id2label, key=int)]
+    return labels_of(config.get("id2label") or {})
 
 
 def _training_texts(meta: dict[str, Any]) -> set[str]:

@@ -52,6 +52,8 @@ class SageMakerOptions:
     #: --image: the serving image in ECR: intentkit's own (``intentkit container serve``) or a
     #: ``huggingface-pytorch-inference`` image (then the archive carries ``code/inference.py``).
     image: str | None = None
+    #: --image-version: with ``--image huggingface``, the transformers version of the image.
+    image_version: str | None = None
     #: --instance-type. c7i (Sapphire Rapids: AVX-512, AMX) is the cheapest fast CPU family for
     #: encoder inference; moto's validator predates it, so the tests pass ml.c5.large.
     instance_type: str = "ml.c7i.large"
@@ -70,8 +72,9 @@ class SageMakerOptions:
         problems = []
         if not self.image:
             problems.append(
-                "--image is required for --target sagemaker: the intentkit image pushed to ECR "
-                "(see README, Docker and SageMaker) or a huggingface-pytorch-inference image URI"
+                "--image is required for --target sagemaker: huggingface (AWS's Hugging Face "
+                "image for the region), the intentkit image pushed to ECR (see README, Docker "
+                "and SageMaker) or a huggingface-pytorch-inference image URI"
             )
         if self.instance_count < 1:
             problems.append(f"--instance-count must be at least 1, got {self.instance_count}")
@@ -170,6 +173,7 @@ class SageMakerTarget(Target):
 
         Returns the registry record (not recorded in a dry run, which only prints requests).
         """
+        from intentkit.sagemaker.hf_images import resolve_image_flag
         from intentkit.sagemaker.pack import is_hf_image, pack_model
 
         opts: SageMakerOptions = options if options is not None else SageMakerOptions()
@@ -181,8 +185,15 @@ class SageMakerTarget(Target):
         region = aws.region  # an unknown --region fails here, before any request
         aws.account()  # credentials checked (STS) before anything is created
         self._check_not_in_aws(aws, name)
+        image = resolve_image_flag(  # `huggingface`: the region's image; too old: refused here
+            str(opts.image),
+            opts.image_version,
+            scope="inference",
+            region=region,
+            instance_type=opts.instance_type,
+            model=str(model_dir),
+        )
         bucket = aws.bucket()
-        image = str(opts.image)
         fmt = "sagemaker-hf" if is_hf_image(image) else "intentkit"
         now = datetime.now(timezone.utc)
         record = req.new_record(name, region, bucket, image, opts, model_dir, now)

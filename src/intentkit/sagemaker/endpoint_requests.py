@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from intentkit.sagemaker.session import Aws, AwsError, split_s3_uri
+from intentkit.sagemaker.session import tags as session_tags
 
 VARIANT = "AllTraffic"  #: the one production variant, as the SDK names it
 NAMESPACE = "sagemaker"
@@ -26,11 +27,8 @@ _STAMP_LEN = len("20250101-120000")
 
 
 def tags(name: str) -> list[dict[str, str]]:
-    """The tags on every SageMaker resource deploy creates."""
-    return [
-        {"Key": "created-by", "Value": "intentkit"},
-        {"Key": "intentkit-endpoint", "Value": name},
-    ]
+    """The tags on every SageMaker resource deploy creates (:func:`session.tags`'s rule)."""
+    return session_tags("endpoint", name)
 
 
 def new_record(

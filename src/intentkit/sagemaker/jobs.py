@@ -1,9 +1,11 @@
-"""What SageMaker training and batch-transform jobs share: names, checks, waiting and logs.
+"""What SageMaker training and batch-transform jobs share: names, checks, records, waiting, logs.
 
 Waiting polls ``Describe*Job`` (SageMaker has no push API for job status) and shows one live
 status line on a terminal, or one line per status change elsewhere (CI logs stay readable).
 The job's CloudWatch log lines are printed as they appear; a log group or stream that does not
-exist yet is normal (the instance is still starting), not an error.
+exist yet is normal (the instance is still starting), not an error; logs that cannot be read
+never end the wait. Each job is recorded in ``jobs.json`` beside the endpoint registry when
+SageMaker accepts it (:func:`record_job`), for :mod:`intentkit.sagemaker.job_records`.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
+from intentkit.endpoints.registry import Registry, default_state_dir
 from intentkit.errors import ConfigError
 from intentkit.sagemaker.session import Aws, AwsError
 
@@ -84,25 +88,100 @@ def check_s3_uri(uri: str, flag: str) -> str:
 
 
 def console_url(region: str, kind: str, name: str) -> str:
-    """The SageMaker console page of a job (``kind``: ``jobs`` or ``transform-jobs``)."""
-    return f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/{kind}/{name}"
+    """The SageMaker console page of a job (``kind``: ``jobs`` or ``transform-jobs``) in its
+    partition's console (commercial, China, GovCloud); the region where there is none."""
+    from intentkit.sagemaker.session import console_host
+
+    host = console_host(region)
+    if host is None:
+        return f"(no public console for {region})"
+    return f"https://{host}/sagemaker/home?region={region}#/{kind}/{name}"
+
+
+#: CloudWatch's answers to too many requests (seen once botocore's own retries are spent).
+THROTTLED = ("ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded")
+#: Longest pause between reads (log lines, job status) while AWS keeps throttling them.
+MAX_BACKOFF_S = 60.0
+
+
+JOBS_FILE = "jobs.json"
+
+
+def job_registry(state_dir: str | Path | None = None) -> Registry:
+    """The job records in ``state_dir`` (default: the user state folder, as for endpoints)."""
+    return Registry(state_dir or default_state_dir(), file=JOBS_FILE, key="jobs")
+
+
+def record_job(jobs: Registry, aws: Aws, kind: str, name: str, **fields: Any) -> dict[str, Any]:
+    """Record job ``name`` (``kind`` training|transform) as created now in ``aws``'s region."""
+    record = {
+        "name": name,
+        "kind": kind,
+        "region": aws.region,
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "console": console_url(
+            aws.region, "jobs" if kind == "training" else "transform-jobs", name
+        ),
+        **fields,
+    }
+    with jobs.edit() as records:
+        records[name] = record
+    return record
 
 
 @dataclass
 class LogTailer:
-    """Print new CloudWatch lines of every stream ``<job>/...`` in ``group`` on each poll."""
+    """Print new CloudWatch lines of every stream ``<job>/...`` in ``group`` on each poll.
+
+    Logs are a view on the job, never a reason to stop waiting for it: a read that is refused
+    (``AccessDeniedException`` for a least-privilege role, or any other error) turns the view
+    off with one warning; throttling backs off (doubling up to a minute) with one warning and
+    reads again later, from where it left off.
+    """
 
     aws: Aws
     group: str  #: ``/aws/sagemaker/TrainingJobs`` or ``/aws/sagemaker/TransformJobs``
     job: str
     echo: Callable[[str], None]
+    backoff_s: float = POLL_SECONDS  #: the first pause after a throttled read
     _tokens: dict[str, str] = field(default_factory=dict)
+    _off: bool = False
+    _warned: bool = False
+    _pause: float = 0.0
+    _retry_at: float = 0.0
 
     def _missing(self, exc: AwsError) -> bool:
         return exc.code == "ResourceNotFoundException"
 
     def poll(self) -> None:
         """Print the lines written since the last poll (nothing when there are no logs yet)."""
+        if self._off or time.monotonic() < self._retry_at:
+            return
+        try:
+            self._read()
+        except AwsError as exc:
+            self._unreadable(exc)
+        else:
+            self._pause = 0.0
+
+    def _unreadable(self, exc: AwsError) -> None:
+        if exc.code in THROTTLED:
+            self._pause = min(max(2 * self._pause, self.backoff_s), MAX_BACKOFF_S)
+            self._retry_at = time.monotonic() + self._pause
+            self._warn(f"{exc}; reading the logs less often, the wait goes on")
+            return
+        self._off = True
+        self._warn(
+            f"{exc}; the job's log lines are not shown (they need logs:DescribeLogStreams and "
+            f"logs:GetLogEvents on {self.group}), the wait goes on"
+        )
+
+    def _warn(self, text: str) -> None:
+        if not self._warned:
+            self._warned = True
+            self.echo(f"warning: {text}")
+
+    def _read(self) -> None:
         try:
             streams = self.aws.call(
                 "logs",
@@ -148,6 +227,13 @@ class LogTailer:
                 return
 
 
+def shown_status(job: dict[str, Any], status_key: str) -> str:
+    """``Status (SecondaryStatus)`` of a Describe answer; the status alone when they agree."""
+    status = str(job.get(status_key, "Unknown"))
+    secondary = job.get("SecondaryStatus")
+    return f"{status} ({secondary})" if secondary and secondary != status else status
+
+
 def wait_for_job(
     describe: Callable[[], dict[str, Any]],
     *,
@@ -164,7 +250,8 @@ def wait_for_job(
     """
     from rich.console import Console
 
-    console = Console(stderr=True, highlight=False)
+    # soft_wrap: a command line in a message must not be broken at the console's width.
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
     poll = POLL_SECONDS if poll_s is None else poll_s
     started = time.monotonic()
     last_line = ""
@@ -175,8 +262,7 @@ def wait_for_job(
         while True:
             job = describe()
             status = str(job.get(status_key, "Unknown"))
-            secondary = job.get("SecondaryStatus")
-            shown = f"{status} ({secondary})" if secondary and secondary != status else status
+            shown = shown_status(job, status_key)
             elapsed = int(time.monotonic() - started)
             line = f"{label}: {shown}"
             if logs is not None:
@@ -232,15 +318,41 @@ def follow_job(aws: Aws, kind: str, job: str) -> dict[str, Any]:
             **{f"{cap}JobName": job},
         )
 
-    log_console = Console(stderr=True, highlight=False, markup=False)
+    log_console = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
     return wait_for_job(
-        describe,
+        patient(describe, aws.settings.poll_s, log_console.print),
         label=f"{kind} job {job}",
         status_key=f"{cap}JobStatus",
-        logs=LogTailer(aws, group, job, log_console.print),
+        logs=LogTailer(aws, group, job, log_console.print, backoff_s=aws.settings.poll_s),
         poll_s=aws.settings.poll_s,
-        stop_hint=f"Stop it with: aws sagemaker stop-{kind}-job --{kind}-job-name {job}",
+        stop_hint=f"Reattach with `intentkit jobs attach {job}`; stop it with "
+        f"`intentkit jobs stop {job}`",
     )
+
+
+def patient(
+    describe: Callable[[], dict[str, Any]], pause_s: float, echo: Callable[[str], None]
+) -> Callable[[], dict[str, Any]]:
+    """``describe``, asked again after a throttled answer (pauses doubling from ``pause_s`` up
+    to a minute, one warning): an account's rate limit is no reason to stop waiting."""
+    warned = False
+
+    def call() -> dict[str, Any]:
+        nonlocal warned
+        pause = 0.0
+        while True:
+            try:
+                return describe()
+            except AwsError as exc:
+                if exc.code not in THROTTLED:
+                    raise
+                if not warned:
+                    warned = True
+                    echo(f"warning: {exc}; asking less often, the wait goes on")
+                pause = min(max(2 * pause, pause_s), MAX_BACKOFF_S)
+                time.sleep(pause)
+
+    return call
 
 
 def raise_unless_completed(kind: str, job: str, final: dict[str, Any]) -> None:

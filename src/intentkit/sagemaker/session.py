@@ -154,7 +154,7 @@ class Aws:
                 raise AwsError(
                     "no AWS region; pass --region (or set INTENTKIT_SAGEMAKER_REGION or AWS_REGION)"
                 )
-            known = self._session.get_available_regions("sagemaker")
+            known = sagemaker_regions(self._session)
             if region is not None and known and region not in known:
                 raise ConfigError(
                     f"--region {region}: unknown region for SageMaker; use one of "
@@ -260,6 +260,56 @@ class Aws:
         with aws_errors(f"downloading {uri}"):
             self.client("s3").download_file(bucket, key, str(path))
         return path
+
+
+def sagemaker_regions(session: Any) -> list[str]:
+    """The regions SageMaker runs in across every AWS partition (commercial, China, GovCloud,
+    ...), from botocore's bundled endpoint data; ``get_available_regions`` alone lists only the
+    commercial ``aws`` partition."""
+    return [
+        region
+        for partition in session.get_available_partitions()
+        for region in session.get_available_regions("sagemaker", partition_name=partition)
+    ]
+
+
+#: Console host per partition (botocore's data has API endpoints, not the console's domain):
+#: https://docs.amazonaws.cn/en_us/aws/latest/userguide/endpoints-Beijing.html and
+#: https://docs.aws.amazon.com/govcloud-us/latest/UserGuide/using-govcloud-endpoints.html
+CONSOLE_HOSTS = {
+    "aws": "{region}.console.aws.amazon.com",
+    "aws-cn": "console.amazonaws.cn",
+    "aws-us-gov": "console.amazonaws-us-gov.com",
+}
+
+
+def console_host(region: str) -> str | None:
+    """The AWS console's host for ``region``'s partition; None where it has no public console."""
+    import botocore.session
+    from botocore.exceptions import UnknownRegionError
+
+    try:
+        partition = botocore.session.get_session().get_partition_for_region(region)
+    except UnknownRegionError:  # newer than this botocore: most likely a commercial one
+        partition = "aws"
+    host = CONSOLE_HOSTS.get(partition)
+    return host.format(region=region) if host else None
+
+
+def tags(kind: str, name: str, **extra: str) -> list[dict[str, str]]:
+    """The tags of every AWS resource intentkit creates, as SageMaker's ``Tags`` take them.
+
+    ``created-by=intentkit``, ``intentkit-<kind>=<name>`` (``endpoint``, ``training-job``,
+    ``transform-job``: what the resource belongs to), ``intentkit-version``, then
+    ``intentkit-<key>=<value>`` for each ``extra``. So every leftover is found with
+    ``aws resourcegroupstaggingapi get-resources --tag-filters Key=created-by,Values=intentkit``.
+    Values are cut to AWS's 256 characters.
+    """
+    from intentkit import __version__
+
+    pairs = {"created-by": "intentkit", f"intentkit-{kind}": name, "intentkit-version": __version__}
+    pairs.update({f"intentkit-{key}": value for key, value in extra.items()})
+    return [{"Key": key, "Value": str(value)[:256]} for key, value in pairs.items()]
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:

@@ -17,15 +17,15 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from intentkit.config import TrainConfig
+from intentkit.endpoints.registry import Registry
 from intentkit.errors import ConfigError, ModelError
 from intentkit.sagemaker.jobs import (
     JobFailedError,
-    check_image,
     check_instances,
     check_name,
     console_url,
@@ -33,7 +33,7 @@ from intentkit.sagemaker.jobs import (
     follow_job,
     raise_unless_completed,
 )
-from intentkit.sagemaker.session import Aws, AwsSettings
+from intentkit.sagemaker.session import Aws, AwsSettings, tags
 
 #: Key prefix of everything one job puts in the bucket.
 S3_PREFIX = "intentkit"
@@ -49,7 +49,8 @@ MAX_HP_KEYS, MAX_HP_KEY_CHARS, MAX_HP_VALUE_CHARS = 100, 256, 2500
 class SageMakerTrainOptions:
     """How and where the job runs (the ``--target sagemaker`` flags of ``intentkit train``)."""
 
-    image: str | None = None  #: --image: the intentkit container image in ECR
+    image: str | None = None  #: --image: the intentkit image in ECR, or ``huggingface``
+    image_version: str | None = None  #: --image-version: with ``huggingface``, its transformers
     instance_type: str = "ml.g5.xlarge"  #: --instance-type (the reference's GPU)
     instance_count: int = 1  #: --instance-count; >1 runs DDP across hosts (torchrun)
     spot: bool = False  #: --spot: managed spot training (cheaper, may be interrupted)
@@ -60,7 +61,9 @@ class SageMakerTrainOptions:
 
     def check(self) -> None:
         """One-line errors for values SageMaker would refuse (before any request)."""
-        check_image(self.image)
+        from intentkit.sagemaker.hf_images import check_image_flags
+
+        check_image_flags(self.image, self.image_version)
         check_instances(self.instance_type, self.instance_count)
         if not 1 <= self.max_runtime <= MAX_RUNTIME_LIMIT:
             raise ConfigError(
@@ -146,7 +149,6 @@ def training_job_request(
     options: SageMakerTrainOptions,
 ) -> dict[str, Any]:
     """The ``CreateTrainingJob`` parameters (pure: no request is sent)."""
-    from intentkit import __version__
 
     root = f"s3://{bucket}/{S3_PREFIX}/{job}"
     stopping: dict[str, Any] = {"MaxRuntimeInSeconds": options.max_runtime}
@@ -183,10 +185,7 @@ def training_job_request(
         "StoppingCondition": stopping,
         "CheckpointConfig": {"S3Uri": f"{root}/checkpoints/", "LocalPath": CHECKPOINT_LOCAL},
         "EnableManagedSpotTraining": options.spot,
-        "Tags": [
-            {"Key": "intentkit:version", "Value": __version__},
-            {"Key": "intentkit:model", "Value": cfg.model[:256]},
-        ],
+        "Tags": tags("training-job", job, model=cfg.model),
     }
     return request
 
@@ -231,6 +230,22 @@ def unpack_model(aws: Aws, uri: str, out: Path) -> Path:
     return out
 
 
+def _hf_training_image(options: SageMakerTrainOptions, region: str, model: str) -> str | None:
+    """The Hugging Face training image's URI for ``--image huggingface``, else None."""
+    from intentkit.sagemaker.hf_images import is_hf_choice, resolve_image_flag
+
+    if not is_hf_choice(options.image):
+        return None
+    return resolve_image_flag(
+        str(options.image),
+        options.image_version,
+        scope="training",
+        region=region,
+        instance_type=options.instance_type,
+        model=model,
+    )
+
+
 def train_on_sagemaker(
     data: str | Path,
     out: str | Path,
@@ -239,6 +254,7 @@ def train_on_sagemaker(
     options: SageMakerTrainOptions,
     preset: str | None = None,
     force: bool = False,
+    jobs: Registry | None = None,
     **overrides: Any,
 ) -> str:
     """Train on SageMaker and unpack the model into ``out``; return the job name.
@@ -251,6 +267,8 @@ def train_on_sagemaker(
         settings: region, role, bucket, dry run (:meth:`AwsSettings.resolve`).
         options: image, instances, spot, runtime, job name, wait.
         preset: applied under ``overrides`` exactly as for a local run.
+        jobs: where the job is recorded for ``intentkit jobs attach`` (default: the user state
+            folder's ``jobs.json``).
         **overrides: TrainConfig fields; None is ignored.
 
     Raises:
@@ -267,33 +285,55 @@ def train_on_sagemaker(
     check_output_dir(out, force=force)
     aws = Aws(settings)
     role = aws.role()
+    aws.session()  # an unknown --region fails here, before any upload
     options.check()
     _check_remote_model(cfg.model)
     files = data_files(data)
     job = options.job_name or default_job_name()
     check_name(job)
     hyperparameters(cfg)  # SageMaker's size limits, checked before anything is uploaded
+    hf_image = _hf_training_image(options, aws.region, cfg.model)  # refused before any upload
 
     bucket = aws.bucket()
     prefix = f"{S3_PREFIX}/{job}/data"
     for path in files:
         aws.upload(path, bucket, f"{prefix}/{path.relative_to(data).as_posix()}")
+    if hf_image is not None:  # no image to build: intentkit goes in as the job's source
+        from intentkit.sagemaker.source_dir import ship_source_dir
+
+        source = ship_source_dir(aws, bucket, f"{S3_PREFIX}/{job}/source", job)
+        options = replace(options, image=hf_image)
     request = training_job_request(job=job, bucket=bucket, role=role, cfg=cfg, options=options)
+    if hf_image is not None:
+        request["HyperParameters"].update(source)
     aws.call("sagemaker", "create_training_job", step=f"creating training job {job}", **request)
     if aws.dry_run:
         print(f"dry run: {len(aws.requests)} requests printed, none sent", file=sys.stderr)
         return job
+    from intentkit.sagemaker.jobs import job_registry, record_job
+
+    record_job(jobs or job_registry(), aws, "training", job, out=str(out.resolve()), force=force)
     print(f"training job {job} created: {console_url(aws.region, 'jobs', job)}")
     if not options.wait:
         output = request["OutputDataConfig"]["S3OutputPath"]
-        print(f"the model will be at {output}{job}/output/model.tar.gz once the job completes")
+        print(
+            f"the model will be at {output}{job}/output/model.tar.gz once the job completes; "
+            f"`intentkit jobs attach {job}` waits for it and unpacks it into {out}"
+        )
         return job
 
     final = follow_job(aws, "training", job)
+    fetch_model(aws, job, final, out)
+    return job
+
+
+def fetch_model(aws: Aws, job: str, final: dict[str, Any], out: Path) -> Path:
+    """Unpack the model of the ended training ``job`` (its last ``DescribeTrainingJob`` answer
+    ``final``) into ``out``; :class:`JobFailedError` unless it completed with a model."""
     raise_unless_completed("training", job, final)
     uri = (final.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
     if not uri:
         raise JobFailedError(f"training job {job} completed without ModelArtifacts; see its logs")
     unpack_model(aws, uri, out)
     print(f"model written to {out} (from {uri})")
-    return job
+    return out

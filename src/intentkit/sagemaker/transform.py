@@ -4,10 +4,14 @@ Each input line is one ``{"text": ...}`` object; the intentkit container's ``/in
 answers ``application/jsonlines`` with one ``{"predicted_class", "confidence"}`` line per input
 line, in order, so SageMaker can split the input by line and join the answers by line.
 
-Payload size: ``MultiRecord`` packs as many lines into one request as fit ``MaxPayloadInMB``.
-``intentkit container serve`` sizes its request limits to that (6 MB, or the job's
-``SAGEMAKER_MAX_PAYLOAD_IN_MB``: :func:`intentkit.sagemaker.image.serving.container_serve_config`),
-so a full request of short lines is admitted instead of refused with a 413 that fails the job.
+Requests that finish: ``MultiRecord`` packs as many lines into one request as fit
+``MaxPayloadInMB``, and SageMaker gives each request ``InvocationsTimeoutInSeconds`` (600 s by
+default, retried 3 times) while the Hugging Face inference image's model server gives up after
+its own 60 s. So the job sets the timeout and retries itself (``ModelClientConfig``), passes the
+same timeout to the model server (``SAGEMAKER_MODEL_SERVER_TIMEOUT`` in the job's environment),
+and sizes the payload so that a full request takes a quarter of the timeout on the instance
+(:func:`max_payload_mb`). ``intentkit container serve`` admits up to 6 MB
+(:func:`intentkit.sagemaker.image.serving.container_serve_config`), the cap here too.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from intentkit.endpoints.registry import Registry
 from intentkit.sagemaker.jobs import (
     check_image,
     check_instances,
@@ -26,11 +31,24 @@ from intentkit.sagemaker.jobs import (
     follow_job,
     raise_unless_completed,
 )
-from intentkit.sagemaker.session import Aws, AwsError, AwsSettings
+from intentkit.sagemaker.session import Aws, AwsError, AwsSettings, tags
 
 JSONLINES = "application/jsonlines"
-#: MB per request: SageMaker's real-time cap, which the container's server always admits.
+#: MB per request at most: SageMaker's real-time cap, which the container's server always admits.
 MAX_PAYLOAD_MB = 6
+#: Seconds SageMaker waits for one request (ModelClientConfig; the API allows 1..3600).
+INVOCATION_TIMEOUT_S = 600
+#: Retries of a request that failed (the API's default 3 makes a stuck request cost 4 timeouts).
+INVOCATION_RETRIES = 1
+#: Bytes per input line: 52,322,089 bytes of JSON Lines held 1,000,000 CLINC150 texts
+#: (bench/RESULTS.md, section 6, "Bulk prediction", 1,000,000 texts).
+BYTES_PER_TEXT = 52
+#: Texts/s of one vCPU for the slowest model served: ModernBERT-base fp32 under ONNX Runtime
+#: served 115.8 texts/s on 2 vCPUs (bench/RESULTS.md, section 4, run 3, concurrency 32);
+#: rounded down to 50 per vCPU. MiniLM is ~5x faster, so its requests end sooner still.
+TEXTS_PER_S_PER_VCPU = 50
+#: A full request may take at most this share of the timeout (slower texts, a cold instance).
+SAFETY_FACTOR = 4
 
 
 @dataclass
@@ -44,18 +62,49 @@ class TransformOptions:
     wait: bool = True  #: False (--no-wait): print the job name and return
 
 
+def instance_vcpus(instance_type: str) -> int:
+    """vCPUs of an ``ml.FAMILY.SIZE`` instance from its size, as EC2 names them (large 2,
+    xlarge 4, Nxlarge 4N); 2 for a size it does not know."""
+    size = instance_type.rsplit(".", 1)[-1]
+    if size == "xlarge":
+        return 4
+    if size.endswith("xlarge") and size[: -len("xlarge")].isdigit():
+        return 4 * int(size[: -len("xlarge")])
+    return {"medium": 1, "large": 2}.get(size, 2)
+
+
+def max_payload_mb(instance_type: str) -> int:
+    """``MaxPayloadInMB`` for ``instance_type``: what one instance scores within a quarter of
+    the request timeout, between 1 and 6 MB.
+
+    600 s / 4 x (50 texts/s x vCPUs) x 52 bytes per text: 1 MB on 2-8 vCPUs (ml.c7i.xlarge: a
+    full 1 MB request, ~19k texts, takes ~96 s), 6 MB from 16 vCPUs (ml.c7i.4xlarge).
+    """
+    texts_per_s = TEXTS_PER_S_PER_VCPU * instance_vcpus(instance_type)
+    mb = INVOCATION_TIMEOUT_S / SAFETY_FACTOR * texts_per_s * BYTES_PER_TEXT / 1e6
+    return max(1, min(MAX_PAYLOAD_MB, int(mb)))
+
+
 def transform_job_request(
     *, job: str, model_name: str, input_uri: str, output_uri: str, options: TransformOptions
 ) -> dict[str, Any]:
     """The ``CreateTransformJob`` parameters (pure: no request is sent)."""
-    from intentkit import __version__
 
     return {
         "TransformJobName": job,
         "ModelName": model_name,
-        # Many lines per request: one HTTP round trip per ~6 MB instead of per text.
+        # Many lines per request: one HTTP round trip per MB instead of per text, sized to end
+        # well inside the request timeout (max_payload_mb).
         "BatchStrategy": "MultiRecord",
-        "MaxPayloadInMB": MAX_PAYLOAD_MB,
+        "MaxPayloadInMB": max_payload_mb(options.instance_type),
+        "ModelClientConfig": {
+            "InvocationsTimeoutInSeconds": INVOCATION_TIMEOUT_S,
+            "InvocationsMaxRetries": INVOCATION_RETRIES,
+        },
+        # The Hugging Face inference image's model server stops a request after 60 s unless
+        # told otherwise (sagemaker-inference-toolkit's SAGEMAKER_MODEL_SERVER_TIMEOUT); the
+        # intentkit image ignores it.
+        "Environment": {"SAGEMAKER_MODEL_SERVER_TIMEOUT": str(INVOCATION_TIMEOUT_S)},
         # One request in flight per instance: the container's queue holds one full payload
         # (a 429 for a second one would fail the job), and one request already keeps every
         # core busy through the micro-batcher.
@@ -75,7 +124,7 @@ def transform_job_request(
             "InstanceType": options.instance_type,
             "InstanceCount": options.instance_count,
         },
-        "Tags": [{"Key": "intentkit:version", "Value": __version__}],
+        "Tags": tags("transform-job", job),
     }
 
 
@@ -104,7 +153,7 @@ def _temporary_model(aws: Aws, name: str, model_data: str, image: str, role: str
         ModelName=name,
         PrimaryContainer={"Image": image, "ModelDataUrl": model_data, "Mode": "SingleModel"},
         ExecutionRoleArn=role,
-        Tags=[{"Key": "intentkit:temporary", "Value": "true"}],
+        Tags=tags("transform-job", name, temporary="true"),
     )
     return name
 
@@ -116,6 +165,7 @@ def transform_on_sagemaker(
     *,
     settings: AwsSettings,
     options: TransformOptions,
+    jobs: Registry | None = None,
 ) -> str:
     """Run a batch transform of ``input_uri`` (JSON Lines) into ``output_uri``; return the job.
 
@@ -126,6 +176,8 @@ def transform_on_sagemaker(
         output_uri: an S3 prefix; SageMaker writes ``<input file name>.out`` there.
         settings: region, role, dry run (:meth:`AwsSettings.resolve`).
         options: instances, image, job name, wait.
+        jobs: where the job is recorded for ``intentkit jobs attach`` (default: the user state
+            folder's ``jobs.json``).
 
     Raises:
         JobFailedError: the job ended Failed or Stopped (its FailureReason is the message).
@@ -146,8 +198,10 @@ def transform_on_sagemaker(
     else:
         model_name = _existing_model(aws, model)
     # The temporary model goes once the job has ended or could not be created; a job still
-    # running (--no-wait, Ctrl-C) needs it, so it stays, with the command to delete it later.
-    created = ended = False
+    # running (--no-wait, Ctrl-C) needs it, so it stays, and `intentkit jobs attach` deletes it
+    # once the job has ended.
+    temporary = model_name if from_s3 else None
+    created = False
     try:
         request = transform_job_request(
             job=job,
@@ -161,27 +215,51 @@ def transform_on_sagemaker(
         )
         created = True
         if aws.dry_run:
+            if temporary:
+                _cleanup(aws, job, temporary, delete=True)
             print("dry run: the requests above were printed, none sent", file=sys.stderr)
             return job
+        from intentkit.sagemaker.jobs import job_registry, record_job
+
+        record_job(
+            jobs or job_registry(),
+            aws,
+            "transform",
+            job,
+            output=output_uri,
+            temporary_model=temporary,
+        )
         print(f"transform job {job} created: {console_url(aws.region, 'transform-jobs', job)}")
         if not options.wait:
+            if temporary:
+                _cleanup(aws, job, temporary, delete=False)
             return job
         final = follow_job(aws, "transform", job)
-        ended = True
-    finally:
-        if from_s3:
-            _cleanup(aws, model_name, delete=ended or not created or aws.dry_run)
-    raise_unless_completed("transform", job, final)
-    print(f"predictions written under {output_uri} (one <input file>.out per input file)")
+    except BaseException:
+        if temporary:
+            _cleanup(aws, job, temporary, delete=not created)
+        raise
+    finish_transform(aws, job, final, output_uri, temporary)
     return job
 
 
-def _cleanup(aws: Aws, model_name: str, *, delete: bool) -> None:
-    """Delete the temporary model, or say how to once the job that uses it has ended."""
+def finish_transform(
+    aws: Aws, job: str, final: dict[str, Any], output_uri: str, temporary_model: str | None
+) -> None:
+    """After the transform ``job`` ended (``final``: its last Describe answer): delete its
+    temporary model, then :class:`JobFailedError` unless it completed."""
+    if temporary_model:
+        _cleanup(aws, job, temporary_model, delete=True)
+    raise_unless_completed("transform", job, final)
+    print(f"predictions written under {output_uri} (one <input file>.out per input file)")
+
+
+def _cleanup(aws: Aws, job: str, model_name: str, *, delete: bool) -> None:
+    """Delete the temporary model, or say which command deletes it once the job has ended."""
     if not delete:
         print(
-            f"temporary model {model_name} stays while the job runs; delete it afterwards with "
-            f"`aws sagemaker delete-model --model-name {model_name}`",
+            f"temporary model {model_name} stays while job {job} runs; `intentkit jobs attach "
+            f"{job}` waits for the job and then deletes it",
             file=sys.stderr,
         )
         return

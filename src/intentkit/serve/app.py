@@ -1,36 +1,48 @@
 """The app factory: SageMaker's container contract and TEI's classification shape in one app.
 
-FastAPI on uvicorn: pydantic schemas validate requests (422s) and make the OpenAPI docs;
-uvicorn's graceful shutdown stops accepting, lets in-flight requests finish, drains the batcher.
-Routes: ``GET /ping``, ``POST /invocations`` (SageMaker), ``POST /predict`` (TEI), ``GET /info``,
-``/health``, ``/metrics`` (Prometheus), ``/docs``, the playground at ``GET /`` (--no-playground).
-The model loads in a background thread; ``/ping`` and ``/health`` answer 503 until it is ready.
-Error bodies: :mod:`intentkit.serve.http_errors`; answers recorded: :mod:`intentkit.serve.capture`.
+FastAPI (on uvicorn) because the API is typed end to end: pydantic schemas validate requests
+(wrong types are 422s for free) and generate the OpenAPI docs at ``/docs``; and uvicorn's
+graceful shutdown is mature (SIGTERM stops accepting, lets in-flight requests finish, then runs
+the lifespan shutdown that drains the micro-batcher).
+
+Routes: ``GET /ping`` and ``POST /invocations`` (SageMaker), ``POST /predict`` (TEI), ``GET /info``,
+``GET /health``, ``GET /metrics`` (Prometheus), ``/docs``, and the playground page at ``GET /``
+(:mod:`intentkit.serve.playground`; off with ``--no-playground``). The model loads in a
+background thread at start-up; ``/ping`` and ``/health`` answer 503 until it is ready. Error
+bodies come from :mod:`intentkit.serve.http_errors`; answered texts are counted and, with
+``--capture``, written by :mod:`intentkit.serve.capture`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from intentkit.config import ServeConfig
 from intentkit.inference import buckets
 from intentkit.serve.batcher import BatchResult, MicroBatcher
 from intentkit.serve.capture import Recorder
+from intentkit.serve.codecs import (
+    Decided,
+    Decoded,
+    check_texts,
+    decode_invocation,
+    decode_predict,
+    encode_invocation,
+    encode_predict,
+    validation_message,
+)
 from intentkit.serve.http_errors import ServeError, error_body
 from intentkit.serve.metrics import Metrics, MetricsMiddleware
 from intentkit.serve.middleware import OPEN_PATHS, AuthMiddleware, BodyLimitMiddleware
@@ -39,7 +51,6 @@ from intentkit.serve.schemas import (
     ErrorResponse,
     Info,
     Invocation,
-    InvocationLine,
     InvocationRequest,
     PredictRequest,
     Score,
@@ -47,8 +58,6 @@ from intentkit.serve.schemas import (
 
 log = logging.getLogger("intentkit.serve")
 
-JSON_TYPES = ("application/json", "text/json")
-JSONLINES_TYPES = ("application/jsonlines", "application/jsonl", "application/x-jsonlines")
 #: Default --split-tokens off GPUs (see intentkit.serve.batcher.plan_batches).
 CPU_SPLIT_TOKENS = 128
 
@@ -78,16 +87,6 @@ class ServerState:
         return self.predictor, self.batcher
 
 
-def _validation_message(errors: list[dict[str, Any]]) -> str:
-    parts = []
-    for err in errors[:5]:
-        if err.get("type") == "json_invalid":
-            return f"invalid JSON: {err.get('ctx', {}).get('error', err.get('msg'))}"
-        loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
-        parts.append(f"{loc or 'body'}: {err.get('msg')}")
-    return "; ".join(parts) or "invalid request"
-
-
 def _timing_headers(result: BatchResult, started: float) -> dict[str, str]:
     return {
         "x-tokenization-time": f"{result.tokenize_ms:.3f}",
@@ -109,7 +108,8 @@ def create_app(
 
     Args:
         config: server and batcher settings (``api_key`` set = bearer auth on).
-        model_dir: artifact folder, loaded with :meth:`Predictor.from_dir` unless ``loader``.
+        model_dir: artifact folder, loaded with
+            :func:`~intentkit.export.loader.load_predictor` unless ``loader``.
         loader: zero-argument callable returning a loaded Predictor (tests, benchmarks).
         on_load_error: called with the exception when loading fails (the CLI stops the server).
         freeze_gc: once loaded, move every object alive to the collector's permanent generation
@@ -120,9 +120,9 @@ def create_app(
             raise ValueError("create_app needs model_dir or loader")
 
         def loader() -> Any:
-            from intentkit.inference.predictor import Predictor
+            from intentkit.export.loader import load_predictor
 
-            return Predictor.from_dir(
+            return load_predictor(
                 model_dir,
                 device=config.device,
                 reject=config.reject,
@@ -209,7 +209,7 @@ def _version() -> str:
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(error_body("validation", _validation_message(exc.errors())), 422)
+        return JSONResponse(error_body("validation", validation_message(exc.errors())), 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -225,53 +225,26 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body("internal", "internal server error"), 500)
 
 
-def _check_texts(value: str | list[str], field: str, limit: int) -> list[str]:
-    texts = [value] if isinstance(value, str) else value
-    if not texts:
-        raise ServeError("empty", f"`{field}` is an empty list; send at least one text")
-    if len(texts) > limit:
-        raise ServeError(
-            "payload_too_large", f"{len(texts)} texts in one request; the limit is {limit}"
-        )
-    for i, text in enumerate(texts):
-        if not text.strip():
-            where = field if isinstance(value, str) else f"{field}[{i}]"
-            raise ServeError("empty", f"`{where}` is empty; send a non-empty text")
-    return texts
-
-
-def _parse_invocation(body: bytes, ctype: str) -> tuple[str | list[str], bool]:
-    """(texts, jsonlines?) from an /invocations body; typed errors for anything else."""
-    if ctype in JSONLINES_TYPES:
-        texts = []
-        for n, line in enumerate(body.decode("utf-8", errors="replace").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                texts.append(InvocationLine.model_validate_json(line).text)
-            except ValidationError as exc:
-                msg = f"line {n}: {_validation_message(exc.errors())}"
-                raise ServeError("validation", msg) from None
-        return texts, True
-    if ctype in JSON_TYPES or not ctype:
-        try:
-            req = InvocationRequest.model_validate_json(body)
-        except ValidationError as exc:
-            raise ServeError("validation", _validation_message(exc.errors())) from None
-        return req.text, False
-    raise ServeError(
-        "unsupported_media_type",
-        f"Content-Type {ctype!r}: send application/json or application/jsonlines",
-    )
-
-
-def _sorted_scores(row: np.ndarray, labels: list[str], k: int) -> list[dict[str, Any]]:
-    top = np.argsort(-row, kind="stable")[:k]
-    return [{"label": labels[j], "score": float(row[j])} for j in top]
+Encoder = Callable[[Decoded, Decided, dict[str, str]], Response]
 
 
 def _add_routes(app: FastAPI, state: ServerState) -> None:
     cfg = state.config
+
+    async def answer(decoding: Awaitable[Decoded], encode: Encoder) -> Response:
+        """The one path of every text: decode -> check -> submit -> decide -> encode."""
+        started = time.perf_counter()
+        req = await decoding
+        texts = check_texts(req.value, req.field, cfg.max_texts_per_request)
+        predictor, batcher = state.require_ready()
+        result = await batcher.submit(texts)
+        answers = predictor.decide(
+            result.logits, oos_score=result.oos_score, top_k=req.top_k, reject=cfg.reject
+        )
+        # Every request's decided answers exist here, once, whichever contract it came by.
+        out = Decided(texts, result, answers, predictor.labels, predictor.oos_scorer)
+        state.recorder.submit(predictor, out, started)  # off the request path (a queue)
+        return encode(req, out, _timing_headers(result, started))
 
     @app.get("/ping", summary="SageMaker health check (200 once the model is loaded)")
     async def ping() -> dict[str, str]:
@@ -338,31 +311,7 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
         With a feature-space scorer, headers ``x-oos-scorer`` and ``x-oos-score`` (one score
         per text, comma-separated, higher = more in-scope) carry the out-of-scope score.
         """
-        started = time.perf_counter()
-        texts = _check_texts(req.inputs, "inputs", cfg.max_texts_per_request)
-        predictor, batcher = state.require_ready()
-        result = await batcher.submit(texts)
-        state.recorder.submit(predictor, texts, result.logits, started, "/predict")
-        labels = predictor.labels
-        k = len(labels) if req.top_k is None else min(req.top_k, len(labels))
-        logits, oos_score = predictor.split(result.logits)
-        if req.raw_scores:
-            out = [_sorted_scores(row, labels, k) for row in logits]
-        else:
-            out = []
-            for ans in predictor.decide(logits, oos_score=oos_score, top_k=k, reject=cfg.reject):
-                scores = ans["scores"]
-                if ans["label"] != scores[0]["label"]:  # rejected: the answer leads
-                    scores = [{"label": ans["label"], "score": ans["confidence"]}, *scores]
-                out.append(scores)
-        body = out[0] if isinstance(req.inputs, str) else out
-        headers = _timing_headers(result, started)
-        if oos_score is not None:
-            # The TEI body has no room for it: the feature-space score (higher = more in-scope),
-            # one per text in input order, goes in a header.
-            headers["x-oos-scorer"] = predictor.oos_scorer
-            headers["x-oos-score"] = ",".join(f"{float(v):.6g}" for v in oos_score)
-        return JSONResponse(body, headers=headers)
+        return await answer(decode_predict(req), encode_predict)
 
     @app.post(
         "/invocations",
@@ -380,21 +329,4 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
     )
     async def invocations(request: Request) -> Response:
         """The reference handler's contract, plus a list form and JSON Lines for batch transform."""
-        started = time.perf_counter()
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        value, jsonlines = _parse_invocation(await request.body(), ctype)
-        texts = _check_texts(value, "text", cfg.max_texts_per_request)
-        predictor, batcher = state.require_ready()
-        result = await batcher.submit(texts)
-        state.recorder.submit(predictor, texts, result.logits, started, "/invocations")
-        logits, oos_score = predictor.split(result.logits)
-        answers = [  # the SageMaker contract: these two keys, nothing more
-            {"predicted_class": a["label"], "confidence": a["confidence"]}
-            for a in predictor.decide(logits, oos_score=oos_score, top_k=1, reject=cfg.reject)
-        ]
-        headers = _timing_headers(result, started)
-        accept = request.headers.get("accept", "").split(";")[0].strip().lower()
-        if jsonlines or accept in JSONLINES_TYPES:
-            lines = "".join(json.dumps(a) + "\n" for a in answers)
-            return Response(lines, media_type="application/jsonlines", headers=headers)
-        return JSONResponse(answers[0] if isinstance(value, str) else answers, headers=headers)
+        return await answer(decode_invocation(request), encode_invocation)

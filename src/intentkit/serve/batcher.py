@@ -31,14 +31,17 @@ from intentkit.serve.http_errors import ServeError
 log = logging.getLogger(__name__)
 
 Encode = Callable[[Sequence[str]], list[list[int]]]
-Forward = Callable[[Sequence[Sequence[int]]], np.ndarray]
+#: One forward: ``(logits (rows, labels), out-of-scope score (rows,) or None)``.
+Forward = Callable[[Sequence[Sequence[int]]], tuple[np.ndarray, np.ndarray | None]]
 
 
 @dataclass
 class BatchResult:
-    """Logits for one request's texts (in order) and where its time went (ms)."""
+    """One request's outputs, rows in its texts' order, and where its time went (ms)."""
 
     logits: np.ndarray
+    #: The out-of-scope score per text (higher = more in-scope), or None for the softmax scorer.
+    oos_score: np.ndarray | None
     tokenize_ms: float
     queue_ms: float
     inference_ms: float
@@ -198,8 +201,10 @@ class MicroBatcher:
         for r in results:
             if isinstance(r, BaseException):
                 raise r
+        rows = [r[0] for r in results]  # (logits row, score or None) per text
         return BatchResult(
-            logits=np.stack([r[0] for r in results]),
+            logits=np.stack([row[0] for row in rows]),
+            oos_score=None if rows[0][1] is None else np.array([r[1] for r in rows], np.float64),
             tokenize_ms=(now - t0) * 1000.0,
             queue_ms=max(r[1] for r in results),
             inference_ms=max(r[2] for r in results),
@@ -259,7 +264,7 @@ class MicroBatcher:
         ids = [it.ids for it in chunk]
         start = time.perf_counter()
         try:
-            logits = await loop.run_in_executor(self._model_pool, self._forward, ids)
+            logits, score = await loop.run_in_executor(self._model_pool, self._forward, ids)
         except Exception as exc:  # answer every caller; the route turns it into a logged 500
             log.error("forward pass of %d texts failed", len(chunk), exc_info=True)
             for it in chunk:
@@ -272,6 +277,7 @@ class MicroBatcher:
             self._metrics.batch_tokens.observe(len(chunk) * max(len(x) for x in ids))
             self._metrics.forward_seconds.observe(end - start)
         infer_ms = (end - start) * 1000.0
-        for it, row in zip(chunk, logits, strict=True):
+        for i, it in enumerate(chunk):
             if not it.future.done():  # the caller may have gone away
+                row = (logits[i], None if score is None else score[i])
                 it.future.set_result((row, (start - it.enqueued) * 1000.0, infer_ms))

@@ -1,15 +1,16 @@
 """Traffic capture off the request path: ``intentkit serve --capture DIR``.
 
-A request hands its texts and the batcher's output rows to :meth:`Recorder.submit`, which only
-puts them on a bounded queue (``put_nowait``: when the writer is behind, the texts are dropped
-and counted in ``intentkit_capture_dropped{reason="queue_full"}``; a request never waits). One
-writer thread turns the rows into answers with the same :meth:`Predictor.decide` the response
-used (top 3 kept), updates ``/metrics`` (answers per label, rolling rejection rate) and, with
+The app's one answer path hands each request's :class:`~intentkit.serve.codecs.Decided` (texts,
+logits, out-of-scope scores) to :meth:`Recorder.submit`, which only puts it on a bounded queue
+(``put_nowait``: when the writer is behind, the texts are dropped and counted in
+``intentkit_capture_dropped{reason="queue_full"}``; a request never waits). One writer thread
+turns the outputs into answers with the same :meth:`Predictor.decide` the response used (top 3
+kept), updates ``/metrics`` (answers per label, rolling rejection rate) and, with
 capture on, writes one JSON line per sampled text::
 
     {"v": 1, "time": "2026-12-04T19:30:00.123Z", "text": "...", "answer": "book_flight",
      "confidence": 0.93, "rejected": false, "oos_score": -4.1, "top": [{"label", "score"} x3],
-     "model": "<fingerprint>", "latency_ms": 7.2, "route": "/predict"}
+     "model": "<fingerprint>", "latency_ms": 7.2}
 
 ``--capture-text hash`` writes ``"text_hash"`` instead of ``"text"``: HMAC-SHA256 of the UTF-8
 text keyed by a random salt kept in ``DIR/.salt`` (salted, so a hash can't be looked up in a
@@ -172,18 +173,19 @@ class Recorder:
         self.fingerprints: dict[int, str] = {}
         self.salt = b""
 
-    def submit(
-        self, predictor: Any, texts: list[str], rows: np.ndarray, started: float, route: str
-    ) -> None:
-        """Queue one request's texts and batcher rows; never blocks (full queue: drop, count)."""
+    def submit(self, predictor: Any, decided: Any, started: float) -> None:
+        """Queue one request's texts and batch outputs (a :class:`~intentkit.serve.codecs.
+        Decided`); never blocks (full queue: drop, count)."""
         if self.thread is None:  # only the event loop thread calls submit: no race
             self.thread = threading.Thread(target=self._run, name="capture", daemon=True)
             self.thread.start()
-        item = (predictor, texts, rows, time.perf_counter() - started, time.time(), route)
+        result = decided.result
+        item = (predictor, decided.texts, result.logits, result.oos_score)
+        item += (time.perf_counter() - started, time.time())
         try:
             self.queue.put_nowait(item)
         except queue.Full:
-            self.metrics.capture_dropped.labels(reason="queue_full").inc(len(texts))
+            self.metrics.capture_dropped.labels(reason="queue_full").inc(len(decided.texts))
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued, publish the open file and stop the writer thread."""
@@ -228,10 +230,16 @@ class Recorder:
             self.file.failed()
 
     def _answer(
-        self, predictor: Any, texts: list[str], rows: np.ndarray, latency_s: float, now: float,
-        route: str,
-    ) -> list[str]:  # fmt: skip
-        logits, oos_score = predictor.split(rows)
+        self,
+        predictor: Any,
+        texts: list[str],
+        logits: np.ndarray,
+        oos_score: np.ndarray | None,
+        latency_s: float,
+        now: float,
+    ) -> list[str]:
+        # Decided again with the top 3 (the response may have asked for top 1): the same
+        # decide(), off the request path.
         answers = predictor.decide(logits, oos_score=oos_score, top_k=3)
         reject_label = str((predictor.calibration or {}).get("reject_label") or "out_of_scope")
         for ans in answers:
@@ -263,7 +271,6 @@ class Recorder:
                 "oos_score": ans.get("oos_score"),
                 "top": [{"label": t["label"], "score": round(t["score"], 6)} for t in top],
                 **common,
-                "route": route,
             }
             lines.append(json.dumps(line, ensure_ascii=False) + "\n")
         return lines

@@ -113,7 +113,7 @@ def fit_artifact(
     meta = read_meta(model_dir)
     stored = {k: v for k, v in (meta.get("train_config") or {}).items() if k != "model_resolved"}
     cfg = build(TrainConfig, stored, oos_scorer=scorer, oos_prior=prior)
-    predictor = Predictor.from_dir(model_dir, device="cpu", backend="torch", reject=False)
+    predictor = Predictor.from_dir(model_dir, device="cpu", reject=False)
     predictor.calibration, predictor.oos_stats = None, None  # raw logits and features only
     labels = predictor.labels
     ds = load_prepared(data)

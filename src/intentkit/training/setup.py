@@ -97,8 +97,9 @@ def validation_split(
         train_df, val_df = split_frame(ds.train, cfg.val_size, cfg.seed)
         return train_df, val_df, [], f"{cfg.val_size:g} of train (stratified, seed {cfg.seed})"
     known = ds.val["label"].isin(labels)
-    oos_names = {cfg.oos_label, "oos"} - {None}
-    oos_val = ds.val.loc[~known & ds.val["label"].isin(oos_names), "text"].tolist()
+    from intentkit.inference.decision import oos_names
+
+    oos_val = ds.val.loc[~known & ds.val["label"].isin(oos_names(cfg.oos_label)), "text"].tolist()
     return ds.train, ds.val[known].reset_index(drop=True), oos_val, "val.parquet"
 
 
@@ -110,7 +111,9 @@ def model_oos_label(cfg: TrainConfig, labels: list[str]) -> str | None:
             return cfg.oos_label
         log.warning("--oos-label %s is not a label of the data; ignored", cfg.oos_label)
         return None
-    return "oos" if "oos" in labels else None
+    from intentkit.inference.decision import OOS_NAMES
+
+    return next((name for name in OOS_NAMES if name in labels), None)
 
 
 def calibrate_on_val(

@@ -33,12 +33,8 @@ from typing import Any
 
 from intentkit.config import TrainConfig, build, load_preset
 from intentkit.errors import ConfigError
+from intentkit.training.tune_outputs import STUDY_FILE, STUDY_NAME, TUNE_DIR
 
-TUNE_DIR = "tune"  #: MODEL_DIR/tune holds the study, the trial folders and the reports
-STUDY_FILE = "study.db"
-STUDY_NAME = "intentkit-tune"
-RESULTS_FILE = "tune.json"
-PRESET_FILE = "best-preset.yaml"
 DEFAULT_TRIALS = 20
 
 #: The search space: TrainConfig field -> ("log" | "float" | "int", low, high) or ("choice",

@@ -22,6 +22,13 @@ from typing import Any
 
 from intentkit.errors import ConfigError, IntentkitError
 
+# The names of what tune leaves, here (not in tune.py) so that tune.py imports this module and
+# never the other way round.
+TUNE_DIR = "tune"  #: MODEL_DIR/tune holds the study, the trial folders and the reports
+STUDY_FILE = "study.db"
+STUDY_NAME = "intentkit-tune"
+RESULTS_FILE = "tune.json"
+PRESET_FILE = "best-preset.yaml"
 TRIALS_DIR = "trials"
 MAX_ROWS = 15  #: trials shown in the progress table (the newest)
 _SHORT = {"lr": "lr", "epochs": "ep", "batch_size": "bs", "warmup_ratio": "warm"}
@@ -158,8 +165,6 @@ class Search:
     @property
     def tune_dir(self) -> Path:
         """``MODEL_DIR/tune``."""
-        from intentkit.training.tune import TUNE_DIR
-
         return self.out / TUNE_DIR
 
     def trial_dir(self, number: int) -> Path:
@@ -214,8 +219,6 @@ class Search:
 
     def finish(self) -> Path:
         """Promote the best trial's model to ``out``, write the reports; return ``out``."""
-        from intentkit.training.tune import STUDY_FILE
-
         best = self.best()
         if best is None:
             raise IntentkitError(
@@ -235,7 +238,6 @@ class Search:
     def write_results(self) -> Path:
         """Write ``tune/tune.json`` (every trial) atomically."""
         from intentkit.fsutil import atomic_write_json
-        from intentkit.training.tune import RESULTS_FILE, STUDY_FILE
 
         trials = self.study.get_trials(deepcopy=False)
         best = self.best()
@@ -266,7 +268,6 @@ class Search:
 
         from intentkit.config import load_preset
         from intentkit.fsutil import atomic_write_text
-        from intentkit.training.tune import PRESET_FILE
 
         train = {**self.section, **self.overrides, **best.params}
         train.pop("device", None)  # the machine's business, not the recipe's

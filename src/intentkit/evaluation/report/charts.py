@@ -17,8 +17,10 @@ THRESHOLDS = np.linspace(0.0, 1.0, 201)
 
 def oos_classes(report: dict[str, Any], meta: dict[str, Any]) -> set[str]:
     """Model classes/data labels that mean out-of-scope (a top-1 among them is a rejection)."""
+    from intentkit.inference.decision import oos_names
+
     cal = meta.get("calibration") or {}
-    return {x for x in (cal.get("oos_label"), "oos", *report.get("oos_labels", [])) if x}
+    return oos_names(cal.get("oos_label")) | set(report.get("oos_labels", []))
 
 
 def threshold_curves(

@@ -63,9 +63,33 @@ def _load_tokenizer(model_dir: str) -> Any:
     return PreTrainedTokenizerFast(tokenizer_file=path, **specials)
 
 
-def model_fn(model_dir: str) -> dict[str, Any]:
-    """Load the artifact in ``model_dir`` (fp32; on the GPU when there is one)."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+def choose_device(context: Any, gpus: int) -> str:
+    """This worker's torch device: ``cpu`` without GPUs, else the GPU the model server gave it.
+
+    The Hugging Face toolkit starts one worker per GPU (or several) and passes each a context
+    whose ``system_properties["gpu_id"]`` is its own GPU
+    (``sagemaker_huggingface_inference_toolkit/handler_service.py``, ``get_device``); every
+    worker taking ``cuda`` would pile them all on GPU 0. Without a context (older toolkits call
+    ``model_fn(model_dir)``) the current device is used.
+    """
+    if gpus <= 0:
+        return "cpu"
+    properties = getattr(context, "system_properties", None) or {}
+    gpu_id = properties.get("gpu_id")
+    if gpu_id is None:
+        return "cuda"
+    # The server assigns ids round-robin over the visible GPUs already; the modulo only keeps
+    # an id from a server configured for more GPUs than this instance has on a real one.
+    return f"cuda:{int(gpu_id) % gpus}"
+
+
+def model_fn(model_dir: str, context: Any = None) -> dict[str, Any]:
+    """Load the artifact in ``model_dir`` (fp32) on this worker's device (:func:`choose_device`).
+
+    Two parameters, so the toolkit passes its context (it counts them).
+    """
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    device = choose_device(context, gpus)
     # fp32 whatever the saved dtype: the calibration was fitted on fp32 logits.
     model = AutoModelForSequenceClassification.from_pretrained(model_dir).float().to(device).eval()
     meta_path = os.path.join(model_dir, "intentkit.json")

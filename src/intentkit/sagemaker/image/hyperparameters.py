@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import types
 import typing
@@ -20,15 +21,21 @@ from typing import Any
 from intentkit.config import DataConfig, TrainConfig
 from intentkit.errors import ConfigError
 
+log = logging.getLogger(__name__)
 #: DataConfig options that make sense for a raw-data channel (``data prepare`` flags).
 #: ``val-size`` is deliberately not one: it is TrainConfig's (validation carved from train
 #: at training time), which works the same for raw and prepared channels.
 DATA_KEYS = ("text_column", "label_column", "test_size", "min_per_label")
 #: Keys fed to both configs: one seed makes the split and the training reproducible.
 SHARED_KEYS = ("seed",)
-#: The SageMaker SDK injects sagemaker_program, sagemaker_region, sagemaker_job_name, ...
-#: for its own script-mode containers; they are not ours to validate, so they are ignored.
-IGNORED_PREFIX = "sagemaker_"
+#: Keys that are SageMaker's, not ours, so they are ignored: the SDK injects sagemaker_program,
+#: sagemaker_region, sagemaker_job_name, ... for its script-mode containers, and SageMaker
+#: itself reserves keys starting with "_": a hyperparameter tuning job adds
+#: `_tuning_objective_metric` to every training job it starts (the SDK removes it again as the
+#: "hyperparameter reserved by SageMaker for tuning jobs" in ``HyperparameterTuner`` of
+#: https://github.com/aws/sagemaker-python-sdk/blob/master/src/sagemaker/tuner.py), and built-in
+#: algorithms read `_kvstore`, `_num_gpus`, ... No intentkit option starts with "_".
+IGNORED_PREFIXES = ("sagemaker_", "_")
 _NONE = ("", "none", "null")
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
@@ -129,7 +136,8 @@ def parse_hyperparameters(raw: Any, *, where: str = "hyperparameters.json") -> H
     data: dict[str, Any] = {}
     preset = None
     for key, value in raw.items():
-        if key.startswith(IGNORED_PREFIX):
+        if key.startswith(IGNORED_PREFIXES):
+            log.info("hyperparameter %r is SageMaker's; not used", key)
             continue
         name = key.replace("-", "_")
         if name in seen:

@@ -90,6 +90,10 @@ class Resources:
 
     hosts: list[str]
     current_host: str
+    #: ``network_interface_name``: the interface the hosts reach each other on (NCCL's socket).
+    network_interface: str | None = None
+    #: ``current_instance_type``, e.g. ``ml.p4d.24xlarge`` (decides the EFA settings).
+    instance_type: str | None = None
 
     @property
     def node_rank(self) -> int:
@@ -111,7 +115,16 @@ def read_resources(paths: OptMl) -> Resources:
         raise ConfigError(
             f"{paths.resource_config}: current_host {current!r} is not in hosts {hosts}"
         )
-    return Resources(hosts=list(hosts), current_host=str(current))
+    names = {k: doc.get(k) for k in ("network_interface_name", "current_instance_type")}
+    for key, value in names.items():
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{paths.resource_config}: {key!r} must be a string")
+    return Resources(
+        hosts=list(hosts),
+        current_host=str(current),
+        network_interface=names["network_interface_name"] or None,
+        instance_type=names["current_instance_type"] or None,
+    )
 
 
 def channel_names(paths: OptMl) -> list[str]:

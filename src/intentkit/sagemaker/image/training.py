@@ -29,6 +29,24 @@ from intentkit.sagemaker.image.paths import OptMl, Resources, read_json, read_re
 log = logging.getLogger(__name__)
 
 DEFAULT_MASTER_PORT = 29500
+#: Instance types whose hosts talk over EFA, and those of them with EFA RDMA: the lists the
+#: SageMaker Python SDK's own torchrun driver sets FI_PROVIDER / FI_EFA_USE_DEVICE_RDMA by
+#: (SM_EFA_NCCL_INSTANCES, SM_EFA_RDMA_INSTANCES in container_drivers/common/utils.py of
+#: https://github.com/aws/sagemaker-python-sdk). RDMA is keyed on the type, not on the mere
+#: presence of an EFA device: setting it where the device has no RDMA read (g5) aborts NCCL.
+EFA_INSTANCES = frozenset(
+    {
+        "ml.g4dn.8xlarge",
+        "ml.g4dn.12xlarge",
+        "ml.g5.48xlarge",
+        "ml.p3dn.24xlarge",
+        "ml.p4d.24xlarge",
+        "ml.p4de.24xlarge",
+        "ml.p5.48xlarge",
+        "ml.trn1.32xlarge",
+    }
+)
+EFA_RDMA_INSTANCES = frozenset({"ml.p4d.24xlarge", "ml.p4de.24xlarge", "ml.trn1.32xlarge"})
 #: SageMaker keeps the first 1024 characters of FailureReason.
 _FAILURE_MAX_CHARS = 1000
 
@@ -110,8 +128,9 @@ def train_flags(hp: Hyperparameters) -> list[str]:
         if name == "extra":
             if value:
                 raise ConfigError(
-                    "hyperparameter 'extra' works on one host only (intentkit train has no "
-                    "--extra flag); remove it or train on one instance"
+                    "hyperparameter 'extra' works in a single training process only (intentkit "
+                    "train has no --extra flag); remove it or train on one instance with at "
+                    "most one GPU"
                 )
             continue
         if isinstance(value, bool):
@@ -139,7 +158,8 @@ def torchrun_command(
         f"--nnodes={len(resources.hosts)}",
         f"--node_rank={resources.node_rank}",
         f"--nproc_per_node={nproc_per_node}",
-        f"--master_addr={resources.hosts[0]}",
+        # One host: its own loopback, whatever the host's name resolves to (or not).
+        f"--master_addr={resources.hosts[0] if len(resources.hosts) > 1 else '127.0.0.1'}",
         f"--master_port={master_port}",
         "-m",
         "intentkit",
@@ -158,6 +178,38 @@ def _gpus() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def processes_per_host(resources: Resources, gpus: int) -> int | None:
+    """Training processes this host starts under torchrun (one per GPU, at least one), or None
+    to train in this very process: one host with at most one GPU.
+
+    One process on a host with several GPUs would leave the HF Trainer to wrap the model in
+    ``torch.nn.DataParallel`` (one process driving every GPU, which PyTorch itself recommends
+    against: https://pytorch.org/docs/stable/generated/torch.nn.DataParallel.html); torchrun
+    gives each GPU its own DDP process, as on several hosts.
+    """
+    if len(resources.hosts) == 1 and gpus <= 1:
+        return None
+    return max(gpus, 1)
+
+
+def distributed_env(resources: Resources, environ: Mapping[str, str]) -> dict[str, str]:
+    """The torchrun processes' environment: ``environ`` plus what SageMaker's own torchrun
+    driver sets: ``NCCL_SOCKET_IFNAME`` (resourceconfig.json's ``network_interface_name``) and,
+    on EFA instance types, ``FI_PROVIDER=efa`` (+ ``FI_EFA_USE_DEVICE_RDMA=1`` and
+    ``RDMAV_FORK_SAFE=1`` where EFA has RDMA). A variable already set in ``environ`` (the
+    job's ``Environment``) wins.
+    """
+    extra: dict[str, str] = {}
+    if resources.network_interface:
+        extra["NCCL_SOCKET_IFNAME"] = resources.network_interface
+    if resources.instance_type in EFA_INSTANCES:
+        extra["FI_PROVIDER"] = "efa"
+    if resources.instance_type in EFA_RDMA_INSTANCES:
+        extra["FI_EFA_USE_DEVICE_RDMA"] = "1"
+        extra["RDMAV_FORK_SAFE"] = "1"  # libibverbs must survive the dataloader's fork()
+    return {**extra, **environ}
+
+
 def run_training_job(paths: OptMl, *, environ: Mapping[str, str]) -> Path:
     """Run the whole job under ``paths``; return the model folder (empty on non-zero ranks).
 
@@ -170,14 +222,15 @@ def run_training_job(paths: OptMl, *, environ: Mapping[str, str]) -> Path:
     port_text = environ.get("MASTER_PORT") or str(DEFAULT_MASTER_PORT)
     if not port_text.isdigit():
         raise ConfigError(f"$MASTER_PORT must be a port number, got {port_text!r}")
-    multi_host = len(resources.hosts) > 1
-    if multi_host:
+    gpus = _gpus()
+    nproc = processes_per_host(resources, gpus)
+    if nproc is not None:
         train_flags(hp)  # fail on 'extra' before preparing data
     data = prepared_data(paths, hp)
     resume_from = resume_checkpoint(paths.checkpoints, cfg)
     if resume_from is not None:
         log.info("resuming from %s", resume_from)
-    if not multi_host:
+    if nproc is None:
         from intentkit.training.train import train
 
         # force on a fresh start: it empties model/ and checkpoints/ of anything left by a
@@ -198,10 +251,14 @@ def run_training_job(paths: OptMl, *, environ: Mapping[str, str]) -> Path:
         resources=resources,
         resume=resume_from is not None,
         master_port=int(port_text),
-        nproc_per_node=_gpus() or 1,
+        nproc_per_node=nproc,
     )
-    log.info("host %s of %s: %s", resources.current_host, resources.hosts, " ".join(cmd))
-    code = subprocess.run(cmd, check=False).returncode
+    env = distributed_env(resources, environ)
+    where = f"host {resources.current_host} of {resources.hosts}, {gpus} GPU(s)"
+    log.info("%s: %s", where, " ".join(cmd))
+    keys = ("NCCL_SOCKET_IFNAME", "FI_PROVIDER", "FI_EFA_USE_DEVICE_RDMA")
+    log.info("torchrun environment: %s", {k: env[k] for k in keys if k in env})
+    code = subprocess.run(cmd, check=False, env=env).returncode
     if code != 0:
         raise LaunchError(
             f"torchrun exited with code {code} on host {resources.current_host} (node "
