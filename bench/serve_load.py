@@ -59,6 +59,9 @@ REF_MAX_LENGTH = 64
 #: (a) intentkit defaults (fp32, ONNX Runtime), (a') int8, (a'') PyTorch eager fp32,
 #: (b) reference, (c) pipeline.
 KINDS = ("intentkit", "intentkit-int8", "intentkit-torch", "reference", "pipeline")
+#: Opt-in kinds (not in the default run): the cost of `serve --capture` (#19's <= 5 % target):
+#: `python bench/serve_load.py run --kinds intentkit intentkit-capture --levels 32`.
+EXTRA_KINDS = ("intentkit-capture",)
 #: Random-weight ModernBERT-base (speed only), a trained MiniLM artifact (the product path,
 #: calibration and rejection included) and MiniLM with an untrained head (session 1's model).
 MODELS = ("modernbert-base-random", "minilm-clinc150-travel", "minilm-untrained-head")
@@ -66,6 +69,10 @@ SERVE_FLAGS = {
     "intentkit": [],
     "intentkit-int8": ["--dtype", "int8"],
     "intentkit-torch": ["--backend", "torch"],
+    "intentkit-capture": [
+        "--capture",
+        str(Path(tempfile.gettempdir()) / "intentkit-bench-capture"),
+    ],
 }
 
 
@@ -482,7 +489,11 @@ def main() -> None:
         "--quick runs write nothing unless given)",
     )
     run.add_argument(
-        "--kinds", nargs="+", default=list(KINDS), choices=KINDS, help="servers to compare"
+        "--kinds",
+        nargs="+",
+        default=list(KINDS),
+        choices=KINDS + EXTRA_KINDS,
+        help="servers to compare",
     )
     run.add_argument(
         "--device", default="cpu", help="serve --device for intentkit (baselines stay on CPU)"

@@ -25,8 +25,9 @@ STAGES = {
     "evaluation": 5,
     "training": 6,
     "serve": 7,
+    # loop/ reads what serve captured; its promote switches endpoints, so it sits beside them.
     # sagemaker/ holds the client side and, in sagemaker/image, what runs inside the image.
-    **dict.fromkeys(("endpoints", "sagemaker"), 8),
+    **dict.fromkeys(("endpoints", "sagemaker", "loop"), 8),
     **dict.fromkeys(("quickstart", "cli", "__main__"), 9),
 }
 MAX_LINES = 400

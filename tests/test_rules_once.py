@@ -177,24 +177,33 @@ def _cli_command(name: str) -> object:
 
 #: CLI option -> (ServeConfig field, negated?) where the names differ.
 _SERVE_FIELD = {
+    "capture": ("capture", False),
     "graceful_timeout": ("timeout_graceful_s", False),
     "no_reject": ("reject", True),
     "no_playground": ("playground", True),
 }
 
 
+_CAPTURE_FIELD = {"capture_file_mb": "max_file_mb", "capture_max_mb": "max_total_mb"}
+
+
 def test_serve_defaults_come_from_serve_config() -> None:
     import dataclasses
     import inspect
 
-    from intentkit.config import ServeConfig
+    from intentkit.config import CaptureConfig, ServeConfig
     from intentkit.endpoints.local import LocalOptions, start_detached
     from intentkit.serve.batcher import MicroBatcher
 
     fields = {f.name: f.default for f in dataclasses.fields(ServeConfig)}
     checked = set()
+    capture_fields = {f.name: f.default for f in dataclasses.fields(CaptureConfig)}
     for param in _cli_command("serve").params:  # type: ignore[attr-defined]
-        if param.name == "model_dir":
+        if param.name in ("model_dir", "takeover"):  # the model, and promote's hidden switch
+            continue
+        if param.name.startswith("capture_"):  # --capture-X: a CaptureConfig field
+            name = _CAPTURE_FIELD.get(param.name, param.name.removeprefix("capture_"))
+            assert param.default == capture_fields[name], f"serve --{param.name}"
             continue
         field, negated = _SERVE_FIELD.get(param.name, (param.name, False))
         assert field in fields, f"serve --{param.name} has no ServeConfig field"

@@ -149,6 +149,35 @@ class TrainConfig:
         _raise_if(problems)
 
 
+#: ``--capture-text`` modes: the text itself, its HMAC-SHA256 under a per-folder salt, or nothing.
+CAPTURE_TEXT_MODES = ("full", "hash", "none")
+
+
+@dataclass
+class CaptureConfig:
+    """Traffic capture of ``serve --capture DIR`` (:mod:`intentkit.serve.capture`)."""
+
+    dir: str  #: --capture folder of JSON Lines files
+    sample: float = 1.0  #: --capture-sample fraction of answered texts written (0 < x <= 1)
+    text: str = "full"  #: --capture-text full|hash|none
+    max_file_mb: float = 64.0  #: --capture-file-mb a file is closed (rotated) past this size
+    max_total_mb: float = 1024.0  #: --capture-max-mb disk cap: oldest files deleted past it
+    rotate_s: float = 300.0  #: --capture-rotate-s a file is also closed after this many seconds
+    queue: int = 10000  #: requests waiting for the writer; more are dropped (their texts counted)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 0 < self.sample <= 1:
+            problems.append(f"--capture-sample must be in (0, 1], got {self.sample}")
+        if self.text not in CAPTURE_TEXT_MODES:
+            problems.append(f"--capture-text must be one of {', '.join(CAPTURE_TEXT_MODES)}")
+        if not 0 < self.max_file_mb <= self.max_total_mb:
+            problems.append("--capture-file-mb must be > 0 and not above --capture-max-mb")
+        if self.rotate_s <= 0 or self.queue < 1:
+            problems.append("--capture-rotate-s must be > 0 and --capture-queue at least 1")
+        _raise_if(problems)
+
+
 PORT_ENV = "INTENTKIT_PORT"
 
 
@@ -191,6 +220,7 @@ class ServeConfig:
     buckets: bool | None = None
     compile: bool = False  #: --compile: torch.compile the model (CUDA, static shapes per bucket)
     compile_mode: str = "default"  #: --compile-mode default|reduce-overhead (CUDA graphs)
+    capture: CaptureConfig | None = None  #: --capture DIR: write answered texts; None = off
 
     def __post_init__(self) -> None:
         problems = []

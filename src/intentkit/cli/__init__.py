@@ -32,7 +32,7 @@ def _load_commands() -> None:
         "container",
         "export",
     )
-    groups += ("report", "tune")
+    groups += ("report", "tune", "loop")
     for name in groups:
         try:
             importlib.import_module(f"intentkit.cli.{name}")

@@ -162,3 +162,36 @@ def inspect_cmd(
         f"{100 * result['truncated_share']:.2f}% of texts longer)"
     )
     console.print(f"wrote {', '.join(result['plots'])} and inspect.json into {path}")
+
+
+@data_app.command("add")
+def add_cmd(
+    data_dir: Annotated[Path, typer.Argument(help="A folder written by `data prepare`/`add`.")],
+    labels: Annotated[
+        Path, typer.Argument(help="Labels JSONL from `intentkit review` (text, label per line).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="New folder to write.")],
+    reviewed_test_size: Annotated[
+        float, typer.Option(help="Share of new rows per label held out as reviewed_test.")
+    ] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seed of the reviewed_test slice.")] = 42,
+    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty --out.")] = False,
+) -> None:
+    """Write a new version of DATA_DIR with the reviewed rows of LABELS added (DATA_DIR is kept).
+
+    Rows get data prepare's cleaning; texts already in DATA_DIR are dropped; test and val stay
+    frozen; a seeded share of the new rows per label becomes reviewed_test.parquet, the rest
+    joins train. New labels are allowed. stats.json records the parent and what was added.
+    """
+    from intentkit.data.add import add
+
+    stats = add(
+        data_dir, labels, out, reviewed_test_size=reviewed_test_size, seed=seed, force=force
+    )
+    added = stats["added"]
+    new = ", ".join(added["new_labels"]) or "none"
+    dropped = ", ".join(f"{n} {r.replace('_', ' ')}" for r, n in added["dropped"].items() if n)
+    _console().print(
+        f"added {added['rows']['train']} train + {added['rows']['reviewed_test']} reviewed_test "
+        f"rows -> {out} (new labels: {new}; dropped: {dropped or 'nothing'})"
+    )

@@ -58,6 +58,9 @@ def deploy(
     threads: Annotated[int | None, typer.Option(help="Local only: passed to serve.")] = None,
     dtype: Annotated[str | None, typer.Option(help="Local only: passed to serve.")] = None,
     backend: Annotated[str | None, typer.Option(help="Local only: passed to serve.")] = None,
+    capture: Annotated[
+        Path | None, typer.Option(help="Local only: serve --capture DIR (answered texts).")
+    ] = None,
     timeout: Annotated[
         float | None,
         typer.Option(help="Seconds to wait until it answers (local: 180, sagemaker: 1800)."),
@@ -111,6 +114,7 @@ def deploy(
         "--threads": threads is not None,
         "--dtype": dtype is not None,
         "--backend": backend is not None,
+        "--capture": capture is not None,
     }
     sagemaker_flags = {
         "--region": region,
@@ -171,6 +175,7 @@ def deploy(
         ("--threads", threads),
         ("--dtype", dtype),
         ("--backend", backend),
+        ("--capture", capture and capture.resolve()),  # the server runs from another folder
     ):
         if value is not None:
             args += [flag, str(value)]

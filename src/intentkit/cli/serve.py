@@ -10,7 +10,7 @@ import typer
 
 from intentkit.cli.app import app
 from intentkit.cli.common import ApiKey, env
-from intentkit.config import ServeConfig
+from intentkit.config import CaptureConfig, ServeConfig
 
 #: SageMaker mounts the model here and runs the image with the single argument ``serve``.
 SAGEMAKER_MODEL_DIR = "/opt/ml/model"
@@ -97,6 +97,24 @@ def serve(
         str,
         typer.Option(help="default | reduce-overhead (CUDA graphs) | max-autotune-no-cudagraphs"),
     ] = ServeConfig.compile_mode,
+    capture: Annotated[
+        Path | None,
+        typer.Option(help="Write each answered text as a JSON line into this folder (off: unset)."),
+    ] = None,
+    capture_sample: Annotated[float, typer.Option(help="Fraction of texts captured.")] = CaptureConfig.sample,
+    capture_text: Annotated[
+        str, typer.Option(help="full | hash (salted HMAC-SHA256) | none: what of the text is kept.")
+    ] = CaptureConfig.text,
+    capture_file_mb: Annotated[float, typer.Option(help="Rotate a capture file past this.")] = (
+        CaptureConfig.max_file_mb
+    ),
+    capture_max_mb: Annotated[
+        float, typer.Option(help="Capture disk cap; the oldest files are deleted past it.")
+    ] = CaptureConfig.max_total_mb,
+    takeover: Annotated[
+        bool,
+        typer.Option("--takeover", hidden=True, help="Join the port and take it once warm."),
+    ] = False,
 ) -> None:
     """Serve a trained model over HTTP (SageMaker /invocations + TEI /predict) until stopped.
 
@@ -129,6 +147,15 @@ def serve(
         buckets=buckets,
         compile=compile,
         compile_mode=compile_mode,
+        capture=None
+        if capture is None
+        else CaptureConfig(
+            dir=str(capture),
+            sample=capture_sample,
+            text=capture_text,
+            max_file_mb=capture_file_mb,
+            max_total_mb=capture_max_mb,
+        ),
     )
     path = model_dir or Path(env("INTENTKIT_MODEL_DIR") or SAGEMAKER_MODEL_DIR)
-    serve_forever(path, config)
+    serve_forever(path, config, takeover=takeover)  # --takeover: `intentkit promote` only

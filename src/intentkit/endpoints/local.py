@@ -97,23 +97,7 @@ def start_detached(
             raise ConfigError(
                 f"--port {port}: {host}:{port} is already in use; choose another --port"
             )
-        registry.log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = registry.log_dir / f"{name}.log"
-        cmd = [sys.executable, "-m", "intentkit", "serve", str(model_dir)]
-        cmd += ["--host", host, "--port", str(port), *(serve_args or [])]
-        env = dict(os.environ)
-        env.pop("INTENTKIT_API_KEY", None)
-        if api_key:
-            env["INTENTKIT_API_KEY"] = api_key  # env, not argv: argv is visible to `ps`
-        with open(log_path, "ab") as logf:
-            proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=logf,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,  # survives the terminal; SIGINT there doesn't reach it
-            )
+        proc, log_path = spawn_serve(registry, name, model_dir, host, port, serve_args, api_key)
         import psutil
 
         record = {
@@ -128,6 +112,7 @@ def start_detached(
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "log": str(log_path),
             "auth": bool(api_key),
+            "serve_args": list(serve_args or []),  # promote starts the successor with these
             "status": "starting",
         }
         records[name] = record  # reserved now, so a concurrent deploy can't take the name
@@ -157,6 +142,38 @@ def start_detached(
             f"deploy {name}: {problem}; log {log_path}:\n{log_tail(log_path)}".rstrip()
         )
     return record
+
+
+def spawn_serve(
+    registry: Registry,
+    name: str,
+    model_dir: Path,
+    host: str,
+    port: int,
+    serve_args: list[str] | None,
+    api_key: str | None,
+    *,
+    log_name: str | None = None,
+) -> tuple[subprocess.Popen, Path]:
+    """Start ``intentkit serve`` detached (own session, output to a log); (process, log)."""
+    registry.log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = registry.log_dir / (log_name or f"{name}.log")
+    cmd = [sys.executable, "-m", "intentkit", "serve", str(model_dir)]
+    cmd += ["--host", host, "--port", str(port), *(serve_args or [])]
+    env = dict(os.environ)
+    env.pop("INTENTKIT_API_KEY", None)
+    if api_key:
+        env["INTENTKIT_API_KEY"] = api_key  # env, not argv: argv is visible to `ps`
+    with open(log_path, "ab") as logf:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # survives the terminal; SIGINT there doesn't reach it
+        )
+    return proc, log_path
 
 
 def stop_process(pid: int, create_time: float | None = None, *, timeout: float = 30.0) -> str:

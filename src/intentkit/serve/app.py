@@ -9,7 +9,8 @@ Routes: ``GET /ping`` and ``POST /invocations`` (SageMaker), ``POST /predict`` (
 ``GET /health``, ``GET /metrics`` (Prometheus), ``/docs``, and the playground page at ``GET /``
 (:mod:`intentkit.serve.playground`; off with ``--no-playground``). The model loads in a
 background thread at start-up; ``/ping`` and ``/health`` answer 503 until it is ready. Error
-bodies come from :mod:`intentkit.serve.http_errors`.
+bodies come from :mod:`intentkit.serve.http_errors`; answered texts are counted and, with
+``--capture``, written by :mod:`intentkit.serve.capture`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from intentkit.config import ServeConfig
 from intentkit.inference import buckets
 from intentkit.serve.batcher import BatchResult, MicroBatcher
+from intentkit.serve.capture import Recorder
 from intentkit.serve.codecs import (
     Decided,
     Decoded,
@@ -69,6 +71,7 @@ class ServerState:
         self.predictor: Any | None = None
         self.batcher: MicroBatcher | None = None
         self.load_error: str | None = None
+        self.recorder = Recorder(config.capture, self.metrics)  # answer counts, --capture
 
     @property
     def ready(self) -> bool:
@@ -171,6 +174,7 @@ def create_app(
         # uvicorn has already let in-flight requests finish; drain what the batcher still holds.
         if state.batcher is not None:
             await state.batcher.stop()
+        await asyncio.to_thread(state.recorder.close)
         if not task.done():
             task.cancel()
 
@@ -239,6 +243,7 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
         )
         # Every request's decided answers exist here, once, whichever contract it came by.
         out = Decided(texts, result, answers, predictor.labels, predictor.oos_scorer)
+        state.recorder.submit(predictor, out, started)  # off the request path (a queue)
         return encode(req, out, _timing_headers(result, started))
 
     @app.get("/ping", summary="SageMaker health check (200 once the model is loaded)")

@@ -61,6 +61,24 @@ class Metrics:
             "Requests answered 429 because the queue was full",
             registry=self.registry,
         )
+        # Traffic (intentkit.serve.capture): every answered text, capture on or off.
+        self.answers = Counter(
+            "intentkit_answers", "Answered texts by answer label", ["label"], registry=self.registry
+        )
+        self.rejection_rate = Gauge(
+            "intentkit_rejection_rate",
+            "Share of the last 1000 answered texts rejected as out-of-scope",
+            registry=self.registry,
+        )
+        self.capture_lines = Counter(
+            "intentkit_capture_lines", "Lines written by --capture", registry=self.registry
+        )
+        self.capture_dropped = Counter(
+            "intentkit_capture_dropped",
+            "Answered texts not captured: queue_full (writer behind) or write_error (disk)",
+            ["reason"],
+            registry=self.registry,
+        )
 
     def observe_request(self, path: str, status: int, seconds: float) -> None:
         """Record one finished HTTP request."""

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 from intentkit.artifact import check_artifact_dir
 from intentkit.config import ServeConfig
@@ -42,18 +45,82 @@ def url_for(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def serve_forever(model_dir: str | Path, config: ServeConfig) -> None:
-    """Serve ``model_dir`` until SIGTERM/SIGINT (blocking); raise a one-line error on failure."""
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` with SO_REUSEPORT, so a successor server of the same user
+    can join the port and take it over without a moment where nobody listens (promote)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"--port {port}: cannot share {host}:{port} ({exc.strerror}); the server there was "
+            "not started by this intentkit version: redeploy it, then promote"
+        ) from None
+    return sock
+
+
+def steer_new_connections_here(sock: socket.socket, index: int = 1) -> None:
+    """Send every new connection on the port to this socket, the ``index``-th to join it.
+
+    A classic BPF program ``return index`` attached with SO_ATTACH_REUSEPORT_CBPF picks the
+    socket for each new connection (https://man7.org/linux/man-pages/man7/socket.7.html): the
+    old server's queue then only drains, so stopping it loses no connection (closing a
+    SO_REUSEPORT socket resets whatever waits in its own accept queue). Once the old socket is
+    gone the index is out of range and the kernel falls back to its hash: this one, alone.
+    """
+    import ctypes
+
+    class SockFilter(ctypes.Structure):
+        _fields_ = [
+            ("code", ctypes.c_uint16),
+            ("jt", ctypes.c_uint8),
+            ("jf", ctypes.c_uint8),
+            ("k", ctypes.c_uint32),
+        ]
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(SockFilter))]
+
+    bpf_ret_k = 0x06  # BPF_RET | BPF_K: return the constant k
+    program = (SockFilter * 1)(SockFilter(bpf_ret_k, 0, 0, index))
+    fprog = SockFprog(1, program)
+    so_attach_reuseport_cbpf = 51  # linux/asm-generic/socket.h; not exported by Python
+    raw = ctypes.string_at(ctypes.addressof(fprog), ctypes.sizeof(fprog))
+    sock.setsockopt(socket.SOL_SOCKET, so_attach_reuseport_cbpf, raw)
+
+
+def _take_over_when_ready(app: Any, sock: socket.socket) -> None:
+    """Steer the port's new connections here once the model answers (a daemon thread)."""
+    state = app.state.serve
+    while not state.ready:
+        if state.load_error is not None:
+            return
+        time.sleep(0.05)
+    steer_new_connections_here(sock)
+    logging.getLogger("intentkit.serve").info("model ready: new connections come here now")
+
+
+def serve_forever(model_dir: str | Path, config: ServeConfig, *, takeover: bool = False) -> None:
+    """Serve ``model_dir`` until SIGTERM/SIGINT (blocking); raise a one-line error on failure.
+
+    ``takeover``: join a port another ``intentkit serve`` listens on and, once this model is
+    loaded and warm, receive all its new connections (``intentkit promote``).
+    """
     import uvicorn
 
     from intentkit.serve.app import create_app
 
     model_dir = check_artifact_dir(model_dir)  # a bad path fails here, before binding
-    if port_in_use(config.host, config.port):
+    if not takeover and port_in_use(config.host, config.port):
         raise ConfigError(
             f"--port {config.port}: {config.host}:{config.port} is already in use; "
             "choose another --port or stop the server using it (`intentkit endpoints`)"
         )
+    sock = listen_socket(config.host, config.port)
     logging.getLogger("intentkit").setLevel(config.log_level.upper())
     failure: list[BaseException] = []
     server: uvicorn.Server | None = None
@@ -75,7 +142,9 @@ def serve_forever(model_dir: str | Path, config: ServeConfig) -> None:
             backlog=4096,  # bursts wait in the kernel, then meet the 429 bound, not ECONNREFUSED
         )
     )
-    server.run()
+    if takeover:
+        threading.Thread(target=_take_over_when_ready, args=(app, sock), daemon=True).start()
+    server.run(sockets=[sock])
     if failure:
         exc = failure[0]
         if isinstance(exc, IntentkitError):

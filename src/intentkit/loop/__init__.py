@@ -1,0 +1,1 @@
+"""Live traffic: capture readers, monitor, review queue, promote."""
