@@ -101,7 +101,9 @@ def serve(
         Path | None,
         typer.Option(help="Write each answered text as a JSON line into this folder (off: unset)."),
     ] = None,
-    capture_sample: Annotated[float, typer.Option(help="Fraction of texts captured.")] = CaptureConfig.sample,
+    capture_sample: Annotated[
+        float, typer.Option(help="Fraction of texts captured.")
+    ] = CaptureConfig.sample,
     capture_text: Annotated[
         str, typer.Option(help="full | hash (salted HMAC-SHA256) | none: what of the text is kept.")
     ] = CaptureConfig.text,
