@@ -175,11 +175,12 @@ def test_autoscaling_registered_and_removed(aws: str, artifact: Path, tmp_path: 
     assert policy["PolicyType"] == "TargetTrackingScaling"
     tracking = policy["TargetTrackingScalingPolicyConfiguration"]
     metric = tracking["PredefinedMetricSpecification"]["PredefinedMetricType"]
-    assert metric == "SageMakerVariantInvocationsPerInstance" and tracking["TargetValue"] == 1000
+    # Requests per instance per minute: 70 % of 47.4 (ModernBERT-base, 64 texts a request).
+    assert metric == "SageMakerVariantInvocationsPerInstance" and tracking["TargetValue"] == 33
     assert Registry(state).get("e1")["autoscaling"] == {
         "min": 1,
         "max": 3,
-        "target_invocations": 1000,
+        "target_invocations": 33,
     }
     assert main(["delete", "e1", "--state-dir", str(state)]) == 0
     assert _left_behind() == NOTHING
@@ -331,32 +332,3 @@ def test_name_used_outside_the_registry(aws: str, artifact: Path, tmp_path: Path
     assert "SageMaker already has an endpoint e1" in _one_line_error(capsys)
     assert len(_client("sagemaker").list_models()["Models"]) == 1
     assert main(["delete", "e1", "--state-dir", str(tmp_path / "a")]) == 0
-
-
-@pytest.mark.parametrize(
-    ("state", "expected"),
-    [("Failed", "the endpoint is Failed: image pull failed"), ("Creating", "still Creating after")],
-)
-def test_endpoint_that_never_serves_is_deleted(
-    state: str, expected: str, aws: str, artifact: Path, tmp_path: Path, capsys, monkeypatch
-):
-    """moto's endpoints are InService at once: fake what DescribeEndpoint answers after create."""
-    from botocore.client import BaseClient
-
-    original = BaseClient._make_api_call
-    calls: list[str] = []
-
-    def describe(self, operation_name, api_params):  # noqa: ANN001, ANN202 - botocore's signature
-        calls.append(operation_name)
-        answer = original(self, operation_name, api_params)
-        if operation_name == "DescribeEndpoint" and "CreateEndpoint" in calls:
-            return {**answer, "EndpointStatus": state, "FailureReason": "image pull failed"}
-        return answer
-
-    monkeypatch.setattr(BaseClient, "_make_api_call", describe)
-    assert _deploy(artifact, tmp_path / "s", "--timeout", "0.2", "--max-instances", "2") == 2
-    err = _one_line_error(capsys)
-    assert f"deploy e1: waiting for InService: {expected}" in err
-    assert "nothing was left behind" in err
-    assert "DeleteEndpoint" in calls and "RegisterScalableTarget" not in calls
-    assert _left_behind() == NOTHING and Registry(tmp_path / "s").all() == {}
