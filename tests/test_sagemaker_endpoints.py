@@ -1,5 +1,8 @@
 """deploy -> endpoints -> predict -> delete --target sagemaker against moto's server on 127.0.0.1.
 
+Tests that take the ``life`` fixture run on the stand-in's realistic endpoint lifecycle
+(tests/standin/endpoints.py: Creating, then InService; Deleting, then gone).
+
 Every resource is checked through boto3 (pointed at moto by the ``aws`` fixture) before and after.
 moto quirks these tests work around: its instance-type validator predates ml.c7i (so deploys pass
 ``--instance-type ml.c5.large``), ``InvokeEndpoint`` answers canned bodies queued through
@@ -21,6 +24,8 @@ from aws_helpers import ACCOUNT, ROLE
 from intentkit.cli import main
 from intentkit.endpoints.registry import Registry
 from serve_helpers import make_artifact
+from standin import StandIn
+from standin.endpoints import Lifecycle, install
 
 REGION = "us-east-1"
 IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/intentkit:latest"
@@ -45,6 +50,12 @@ ANSWERS = [
 @pytest.fixture(scope="module")
 def artifact(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_artifact(tiny_model_dir, tmp_path_factory.mktemp("sm-art"))
+
+
+@pytest.fixture
+def life(standin: StandIn) -> Lifecycle:
+    """The realistic endpoint lifecycle switched on for one test."""
+    return install(standin)
 
 
 def _client(service: str):  # noqa: ANN202 - a boto3 client
@@ -100,7 +111,9 @@ def _json_lines(text: str) -> list[dict]:
     return [json.loads(x) for x in text.splitlines() if x.startswith("{")]
 
 
-def test_deploy_endpoints_predict_delete(aws: str, artifact: Path, tmp_path: Path, capsys):
+def test_deploy_endpoints_predict_delete(
+    life: Lifecycle, aws: str, artifact: Path, tmp_path: Path, capsys
+):
     state = tmp_path / "state"
     assert _left_behind() == NOTHING
     assert _deploy(artifact, state) == 0
@@ -162,7 +175,9 @@ def test_deploy_endpoints_predict_delete(aws: str, artifact: Path, tmp_path: Pat
     assert main(["delete", "e1", "--state-dir", str(state)]) == 2
 
 
-def test_autoscaling_registered_and_removed(aws: str, artifact: Path, tmp_path: Path, capsys):
+def test_autoscaling_registered_and_removed(
+    life: Lifecycle, aws: str, artifact: Path, tmp_path: Path, capsys
+):
     state = tmp_path / "state"
     assert _deploy(artifact, state, "--max-instances", "3") == 0
     assert "autoscaling 1-3" in capsys.readouterr().out

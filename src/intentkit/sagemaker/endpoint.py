@@ -35,6 +35,8 @@ from intentkit.sagemaker.session import Aws, AwsError, AwsSettings
 ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 #: Longer AWS messages are cut (one line that still fits a terminal's scrollback).
 MAX_REASON = 300
+#: deploy's way to go without the ``onnx`` extra: the Hugging Face image runs PyTorch.
+NO_ONNX = "deploy on a Hugging Face inference image: --image ...huggingface-pytorch-inference:..."
 #: How long ``deploy``'s clean-up waits for an endpoint it deleted to be gone (it is no longer
 #: billed once Deleting; waiting only lets the error say that nothing is left).
 CLEANUP_WAIT_S = 120.0
@@ -89,7 +91,9 @@ class SageMakerTarget(Target):
         created: list[str] = []
         try:
             with tempfile.TemporaryDirectory(prefix="intentkit-deploy-") as tmp:
-                tar = pack_model(model_dir, Path(tmp) / "model.tar.gz", fmt=fmt)
+                tar = pack_model(
+                    model_dir, Path(tmp) / "model.tar.gz", fmt=fmt, without_onnx=NO_ONNX
+                )
                 bucket_, key = req.s3_location(record)
                 if not aws.dry_run:
                     created.append("s3")  # before the call: a half-finished upload is cleaned
