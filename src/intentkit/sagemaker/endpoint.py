@@ -55,8 +55,9 @@ def check_endpoint_name(name: str) -> str:
 
 
 def _aws_for(record: dict[str, Any]) -> Aws:
-    """A session in the record's region (credentials from boto3's usual chain)."""
-    return Aws(AwsSettings(region=record.get("region")))
+    """A session in the record's region (credentials from boto3's usual chain), polling every
+    ``$INTENTKIT_SAGEMAKER_POLL_SECONDS`` like deploy."""
+    return Aws(AwsSettings.resolve(region=record.get("region")))
 
 
 class SageMakerTarget(Target):
