@@ -188,4 +188,9 @@ def test_deploy_local_passes_capture_to_the_server(
         main(["deploy", str(artifact), "--name", "x", "--target", "sagemaker", "--capture", "c"])
         == 2
     )
-    assert "--capture: only for --target local" in capsys.readouterr().err
+    assert "--capture c: expected s3://BUCKET/PREFIX with --target sagemaker" in (
+        capsys.readouterr().err
+    )
+    # and the other way round: an S3 prefix is SageMaker's data capture, not a local folder
+    assert main(["deploy", str(artifact), "--name", "y", "--capture", "s3://b/p"]) == 2
+    assert "expected a local folder with --target local" in capsys.readouterr().err

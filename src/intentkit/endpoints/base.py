@@ -57,8 +57,10 @@ class Target(ABC):
         """A callable that sends texts to the endpoint and returns the reference's answers."""
 
     @abstractmethod
-    def delete(self, record: dict[str, Any], *, timeout: float = 30.0) -> str:
+    def delete(self, record: dict[str, Any], *, timeout: float | None = None) -> str:
         """Remove the endpoint and everything deploy created, then its record.
+
+        ``timeout``: seconds to wait for the target (None: the target's own default).
 
         Returns how it ended (``stopped``, ``killed``, ``deleted``, ``gone``...); something
         already gone is not an error.

@@ -305,9 +305,11 @@ class LocalTarget(Target):
         """HTTP to the server's ``/invocations``."""
         return HttpInvoker(record["url"], api_key)
 
-    def delete(self, record: dict[str, Any], *, timeout: float = 30.0) -> str:
-        """SIGTERM (in-flight requests finish), SIGKILL after ``timeout``; drop the record."""
-        return delete_endpoint(self.registry, record["name"], timeout=timeout)
+    def delete(self, record: dict[str, Any], *, timeout: float | None = None) -> str:
+        """SIGTERM (in-flight requests finish), SIGKILL after ``timeout`` (30 s); drop record."""
+        return delete_endpoint(
+            self.registry, record["name"], timeout=30.0 if timeout is None else timeout
+        )
 
     def is_stale(self, record: dict[str, Any]) -> bool:
         """The record's process is gone."""

@@ -15,100 +15,33 @@ The request list itself (names, bodies, teardown order) lives in
 
 from __future__ import annotations
 
-import json
 import re
+import sys
 import tempfile
-import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from intentkit.artifact import check_artifact_dir
 from intentkit.endpoints.base import Invoke, Target
-from intentkit.errors import ConfigError, IntentkitError, ModelError
+from intentkit.errors import ConfigError, IntentkitError
 from intentkit.sagemaker import endpoint_requests as req
+from intentkit.sagemaker.endpoint_invoke import SageMakerInvoker
+from intentkit.sagemaker.endpoint_options import SageMakerOptions
+from intentkit.sagemaker.endpoint_wait import IN_PROGRESS, StillInProgress, wait_while
 from intentkit.sagemaker.session import Aws, AwsError, AwsSettings
 
 #: SageMaker's EndpointName rule (CreateEndpoint API reference).
 ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-#: Endpoint states that will not turn into InService by waiting.
-FAILED_STATES = ("Failed", "OutOfService", "RollingBack", "UpdateRollbackFailed", "Deleting")
 #: Longer AWS messages are cut (one line that still fits a terminal's scrollback).
 MAX_REASON = 300
-#: Invocations per instance per minute the autoscaling policy aims at. ModernBERT-base fp32 served
-#: ~100 single-text req/s on 2 physical cores (bench/RESULTS.md); an ml.c7i.large has 2 vCPUs, i.e.
-#: one core, so ~50 req/s. AWS suggests targeting about half the measured peak (~1500/min), and
-#: `predict --file` sends 64 texts per invocation, so 1000/min leaves room; MiniLM can take more.
-DEFAULT_TARGET_INVOCATIONS = 1000
-
-
-@dataclass
-class SageMakerOptions:
-    """What ``intentkit deploy --target sagemaker`` takes. Checked as a whole when built."""
-
-    #: --region / --role / --bucket / --dry-run, resolved with ``INTENTKIT_SAGEMAKER_*``.
-    settings: AwsSettings = field(default_factory=AwsSettings)
-    #: --image: the serving image in ECR: intentkit's own (``intentkit container serve``) or a
-    #: ``huggingface-pytorch-inference`` image (then the archive carries ``code/inference.py``).
-    image: str | None = None
-    #: --image-version: with ``--image huggingface``, the transformers version of the image.
-    image_version: str | None = None
-    #: --instance-type. c7i (Sapphire Rapids: AVX-512, AMX) is the cheapest fast CPU family for
-    #: encoder inference; moto's validator predates it, so the tests pass ml.c5.large.
-    instance_type: str = "ml.c7i.large"
-    #: --instance-count: instances the endpoint starts with.
-    instance_count: int = 1
-    #: --min-instances: autoscaling floor (default: --instance-count); needs --max-instances.
-    min_instances: int | None = None
-    #: --max-instances: autoscaling ceiling; above 1 registers a target-tracking policy.
-    max_instances: int | None = None
-    #: --target-invocations: the policy's target of invocations per instance per minute.
-    target_invocations: int = DEFAULT_TARGET_INVOCATIONS
-    #: --timeout: seconds to wait for InService (SageMaker usually takes 5-10 minutes).
-    timeout: float = 1800.0
-
-    def __post_init__(self) -> None:
-        problems = []
-        if not self.image:
-            problems.append(
-                "--image is required for --target sagemaker: huggingface (AWS's Hugging Face "
-                "image for the region), the intentkit image pushed to ECR (see README, Docker "
-                "and SageMaker) or a huggingface-pytorch-inference image URI"
-            )
-        if self.instance_count < 1:
-            problems.append(f"--instance-count must be at least 1, got {self.instance_count}")
-        if self.min_instances is not None and self.max_instances is None:
-            problems.append("--min-instances needs --max-instances (it bounds autoscaling)")
-        lo, hi = self.min_instances, self.max_instances
-        if lo is not None and lo < 1:
-            problems.append(f"--min-instances must be at least 1, got {lo}")
-        if hi is not None:
-            floor = self.instance_count if lo is None else lo
-            if hi < floor:
-                flag = "--instance-count" if lo is None else "--min-instances"
-                problems.append(f"--max-instances {hi} is below {flag} {floor}")
-            elif not floor <= self.instance_count <= hi:
-                problems.append(
-                    f"--instance-count {self.instance_count} must lie within --min-instances "
-                    f"{floor} and --max-instances {hi}"
-                )
-        if self.target_invocations < 1:
-            problems.append(
-                f"--target-invocations must be at least 1, got {self.target_invocations}"
-            )
-        if self.timeout <= 0:
-            problems.append(f"--timeout must be positive, got {self.timeout:g}")
-        if problems:
-            raise ConfigError("; ".join(problems))
-
-    @property
-    def autoscaling(self) -> dict[str, int] | None:
-        """``{"min", "max", "target_invocations"}`` when --max-instances > 1, else None."""
-        if self.max_instances is None or self.max_instances <= 1:
-            return None
-        lo = self.instance_count if self.min_instances is None else self.min_instances
-        return {"min": lo, "max": self.max_instances, "target_invocations": self.target_invocations}
+#: deploy's way to go without the ``onnx`` extra: the Hugging Face image runs PyTorch.
+NO_ONNX = "deploy on a Hugging Face inference image: --image ...huggingface-pytorch-inference:..."
+#: How long ``deploy``'s clean-up waits for an endpoint it deleted to be gone (it is no longer
+#: billed once Deleting; waiting only lets the error say that nothing is left).
+CLEANUP_WAIT_S = 120.0
+#: ``delete``'s default wait until SageMaker allows the delete (a new endpoint takes 5-10 min).
+DELETE_TIMEOUT_S = 1800.0
 
 
 def check_endpoint_name(name: str) -> str:
@@ -122,45 +55,9 @@ def check_endpoint_name(name: str) -> str:
 
 
 def _aws_for(record: dict[str, Any]) -> Aws:
-    """A session in the record's region (credentials from boto3's usual chain)."""
-    return Aws(AwsSettings(region=record.get("region")))
-
-
-class SageMakerInvoker:
-    """``sagemaker-runtime InvokeEndpoint`` with the local server's body: ``{"text": [...]}``."""
-
-    def __init__(self, aws: Aws, endpoint: str) -> None:
-        """Invoke ``endpoint`` through ``aws`` (IAM-signed; SageMaker has no bearer tokens)."""
-        self.aws = aws
-        self.endpoint = endpoint
-
-    def __call__(self, texts: list[str]) -> list[dict[str, Any]]:
-        """The endpoint's answers for ``texts``: ``[{"predicted_class", "confidence"}, ...]``."""
-        resp = self.aws.call(
-            "sagemaker-runtime",
-            "invoke_endpoint",
-            step=f"--endpoint {self.endpoint}",
-            EndpointName=self.endpoint,
-            ContentType="application/json",
-            Accept="application/json",
-            Body=json.dumps({"text": texts}).encode("utf-8"),
-        )
-        raw = resp["Body"].read()
-        try:
-            answers = json.loads(raw)
-        except ValueError:
-            raise ModelError(
-                f"--endpoint {self.endpoint}: the endpoint answered non-JSON: {raw[:120]!r}"
-            ) from None
-        if isinstance(answers, dict):  # a one-element list may come back unwrapped
-            answers = [answers]
-        if not isinstance(answers, list) or len(answers) != len(texts):
-            got = len(answers) if isinstance(answers, list) else type(answers).__name__
-            raise ModelError(
-                f"--endpoint {self.endpoint}: expected {len(texts)} answers, got {got}; "
-                "is the endpoint serving an intentkit model?"
-            )
-        return answers
+    """A session in the record's region (credentials from boto3's usual chain), polling every
+    ``$INTENTKIT_SAGEMAKER_POLL_SECONDS`` like deploy."""
+    return Aws(AwsSettings.resolve(region=record.get("region")))
 
 
 class SageMakerTarget(Target):
@@ -190,7 +87,8 @@ class SageMakerTarget(Target):
             opts.image_version,
             scope="inference",
             region=region,
-            instance_type=opts.instance_type,
+            # serverless endpoints run on CPU: the CPU image
+            instance_type=opts.instance_type or "ml.c7i.large",
             model=str(model_dir),
         )
         bucket = aws.bucket()
@@ -203,30 +101,21 @@ class SageMakerTarget(Target):
         created: list[str] = []
         try:
             with tempfile.TemporaryDirectory(prefix="intentkit-deploy-") as tmp:
-                tar = pack_model(model_dir, Path(tmp) / "model.tar.gz", fmt=fmt)
+                tar = pack_model(
+                    model_dir, Path(tmp) / "model.tar.gz", fmt=fmt, without_onnx=NO_ONNX
+                )
                 bucket_, key = req.s3_location(record)
                 if not aws.dry_run:
                     created.append("s3")  # before the call: a half-finished upload is cleaned
                 aws.upload(tar, bucket_, key)
             for what, service, operation, params in req.create_requests(record, role):
+                if not aws.dry_run:  # before the call: one interrupted in flight is undone too
+                    created.append(operation)
                 aws.call(service, operation, step=f"deploy {name}: {what}", **params)
-                created.append(operation)
                 if operation == "create_endpoint":
                     self._wait_in_service(aws, name, opts)
         except BaseException as exc:
-            undo = created and not aws.dry_run
-            left = req.teardown(aws, record, created=created) if undo else []
-            if not aws.dry_run:
-                self._release(name)
-            if not isinstance(exc, IntentkitError):
-                raise  # a bug or Ctrl-C: what was created is gone, the traceback stays
-            undone = (
-                "; nothing was left behind" if not left else "; left behind: " + ", ".join(left)
-            )
-            text = str(exc) if str(exc).startswith(f"deploy {name}") else f"deploy {name}: {exc}"
-            if len(text) > MAX_REASON:  # e.g. an invalid instance type: AWS lists every valid one
-                text = text[:MAX_REASON] + "..."
-            raise type(exc)(text + (undone if created else "")) from None
+            self._clean_up(aws, record, created, exc)
         if aws.dry_run:
             return record
         record["status"] = "InService"
@@ -276,27 +165,54 @@ class SageMakerTarget(Target):
         if aws.dry_run:  # one request stands for the polling loop
             aws.call("sagemaker", "describe_endpoint", step=step, EndpointName=name)
             return
-        from rich.console import Console
+        note = "; usually 5-10 minutes"
+        desc = wait_while(aws, name, ("Creating",), timeout=opts.timeout, step=step, note=note)
+        state = desc.get("EndpointStatus") if desc is not None else "gone"
+        if state != "InService":
+            reason = (desc or {}).get("FailureReason") or "no reason given"
+            raise AwsError(f"{step}: the endpoint is {state}: {reason}")
+        print(f"endpoint {name}: InService", file=sys.stderr)
 
-        console = Console(stderr=True)
-        start = time.monotonic()
-        with console.status(f"endpoint {name}: Creating") as line:
-            while True:
-                desc = aws.call("sagemaker", "describe_endpoint", step=step, EndpointName=name)
-                state = desc.get("EndpointStatus", "unknown")
-                elapsed = time.monotonic() - start
-                line.update(f"endpoint {name}: {state} ({elapsed:.0f} s; usually 5-10 minutes)")
-                if state == "InService":
-                    break
-                if state in FAILED_STATES:
-                    reason = desc.get("FailureReason") or "no reason given"
-                    raise AwsError(f"{step}: the endpoint is {state}: {reason}")
-                if elapsed >= opts.timeout:
-                    raise AwsError(
-                        f"{step}: still {state} after {opts.timeout:g} s; raise --timeout"
-                    )
-                time.sleep(max(0.0, min(aws.settings.poll_s, opts.timeout - elapsed)))
-        console.print(f"endpoint {name}: InService after {time.monotonic() - start:.0f} s")
+    def _clean_up(
+        self, aws: Aws, record: dict[str, Any], created: list[str], exc: BaseException
+    ) -> NoReturn:
+        """After a failed or interrupted deploy: delete what it created, newest first. What
+        SageMaker will not delete yet (an endpoint still Creating) stays in the registry, and
+        the message names it and the command that removes it; then ``exc`` goes on."""
+        name = record["name"]
+        left: list[str] = []
+        if created and not aws.dry_run:
+            left = req.teardown(
+                aws, record, created=created, wait_gone=lambda: self._wait_gone(aws, record)
+            )
+        if left:
+            record["status"] = "deploy-failed"
+            with self.registry.edit() as records:
+                records[name] = record
+            undone = (
+                f"; left behind: {', '.join(left)}; listed by `intentkit endpoints`, removed "
+                f"by `intentkit delete {name}` (it waits until SageMaker allows the delete)"
+            )
+        else:
+            if not aws.dry_run:
+                self._release(name)
+            undone = "; nothing was left behind" if created else ""
+        if not isinstance(exc, IntentkitError):
+            if created:  # Ctrl-C or a bug: say what is left before the exception goes on
+                print(f"deploy {name}: interrupted{undone}", file=sys.stderr)
+            raise exc
+        text = str(exc) if str(exc).startswith(f"deploy {name}") else f"deploy {name}: {exc}"
+        if len(text) > MAX_REASON:  # e.g. an invalid instance type: AWS lists every valid one
+            text = text[:MAX_REASON] + "..."
+        raise type(exc)(text + undone) from None
+
+    def _wait_gone(self, aws: Aws, record: dict[str, Any], timeout: float = CLEANUP_WAIT_S) -> None:
+        """Wait (bounded) until a deleted endpoint has left Deleting; billing already stopped."""
+        step = f"deleting endpoint {record['endpoint']}"
+        try:
+            wait_while(aws, record["endpoint"], ("Deleting",), timeout=timeout, step=step)
+        except StillInProgress:
+            pass  # SageMaker finishes the delete on its own
 
     def status(self, record: dict[str, Any]) -> str:
         """``ready`` (InService, as local calls a serving endpoint), SageMaker's other states
@@ -319,14 +235,29 @@ class SageMakerTarget(Target):
         """``InvokeEndpoint`` (IAM-signed; ``api_key`` does not apply and is ignored)."""
         return SageMakerInvoker(_aws_for(record), record["endpoint"])
 
-    def delete(self, record: dict[str, Any], *, timeout: float = 30.0) -> str:
-        """Autoscaling policy + scalable target, endpoint, endpoint config, model, archive; then
-        the record. Returns ``deleted``, or ``gone`` when SageMaker had none of them already.
-        A failure keeps the record (run delete again) and names what is left."""
+    def delete(self, record: dict[str, Any], *, timeout: float | None = None) -> str:
+        """Wait until SageMaker allows the delete (the endpoint leaves Creating/Updating), then
+        remove autoscaling, endpoint, endpoint config, model and archive, then the record.
+
+        Returns ``deleted``, or ``gone`` when SageMaker had none of them already. A timeout or
+        a failure keeps the record (run delete again) and names what is left.
+        """
         aws = _aws_for(record)
         name = record["name"]
+        wait = DELETE_TIMEOUT_S if timeout is None else timeout
+        step = f"delete {name}: waiting until SageMaker allows the delete"
+        try:
+            wait_while(aws, record["endpoint"], IN_PROGRESS, timeout=wait, step=step)
+        except StillInProgress as exc:
+            raise AwsError(
+                f"delete {name}: the endpoint is still {exc.status} after {wait:g} s and "
+                "SageMaker refuses to delete it until that ends; nothing was deleted and the "
+                f"record is kept; run `intentkit delete {name}` again later or raise --timeout"
+            ) from None
         deleted: list[str] = []
-        left = req.teardown(aws, record, deleted=deleted)
+        left = req.teardown(
+            aws, record, deleted=deleted, wait_gone=lambda: self._wait_gone(aws, record, wait)
+        )
         if left:
             raise AwsError(
                 f"delete {name}: could not delete {'; '.join(left)}; the record is kept, run "

@@ -8,7 +8,7 @@ console or with ``aws resourcegroupstaggingapi get-resources``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -60,7 +60,13 @@ def new_record(
         "image": image,
         "instance_type": opts.instance_type,
         "instance_count": opts.instance_count,
+        "variant": opts.variant(),
         "autoscaling": opts.autoscaling,
+        "capture": (
+            {"uri": opts.capture.rstrip("/"), "sample": opts.capture_sample}
+            if opts.capture
+            else None
+        ),
     }
 
 
@@ -79,6 +85,40 @@ def _scaling_target(record: dict[str, Any]) -> dict[str, str]:
 
 def _policy_name(record: dict[str, Any]) -> str:
     return f"{record['endpoint']}-invocations"
+
+
+def _capacity(record: dict[str, Any]) -> dict[str, Any]:
+    """The variant's instances or ServerlessConfig (records before serverless: instances)."""
+    if "variant" in record:
+        return record["variant"]
+    return {
+        "InstanceType": record["instance_type"],
+        "InitialInstanceCount": record["instance_count"],
+    }
+
+
+def _data_capture(record: dict[str, Any]) -> dict[str, Any]:
+    """``DataCaptureConfig`` when ``--capture`` was given: requests and answers, as JSON.
+
+    Listing the JSON content types makes SageMaker write the bodies as text in its JSON Lines
+    capture files instead of base64 (DataCaptureConfig.CaptureContentTypeHeader, SageMaker API
+    reference). Files land under ``<uri>/<endpoint>/AllTraffic/yyyy/mm/dd/hh/*.jsonl``
+    (https://docs.aws.amazon.com/sagemaker/latest/dg/model-monitor-data-capture-endpoint.html).
+    """
+    capture = record.get("capture")
+    if not capture:
+        return {}
+    return {
+        "DataCaptureConfig": {
+            "EnableCapture": True,
+            "InitialSamplingPercentage": capture["sample"],
+            "DestinationS3Uri": capture["uri"],
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+            "CaptureContentTypeHeader": {
+                "JsonContentTypes": ["application/json", "application/jsonlines"]
+            },
+        }
+    }
 
 
 def create_requests(record: dict[str, Any], role: str) -> Iterator[tuple[str, str, str, dict]]:
@@ -104,13 +144,9 @@ def create_requests(record: dict[str, Any], role: str) -> Iterator[tuple[str, st
         {
             "EndpointConfigName": record["endpoint_config"],
             "ProductionVariants": [
-                {
-                    "VariantName": VARIANT,
-                    "ModelName": record["model_name"],
-                    "InstanceType": record["instance_type"],
-                    "InitialInstanceCount": record["instance_count"],
-                }
+                {"VariantName": VARIANT, "ModelName": record["model_name"], **_capacity(record)}
             ],
+            **_data_capture(record),
             "Tags": tags(name),
         },
     )
@@ -215,21 +251,37 @@ def is_gone(exc: AwsError) -> bool:
     )
 
 
+#: What a live endpoint still uses: kept while the endpoint could not be deleted (deleting the
+#: model or archive under an endpoint that is Creating would make it fail, and it still bills).
+_USED_BY_ENDPOINT = ("create_endpoint_config", "create_model", "s3")
+
+
+def _why(exc: AwsError) -> str:
+    """A short reason for a resource left behind."""
+    if "in-progress" in str(exc):
+        return "in progress: SageMaker refuses to delete it until that ends"
+    return exc.code or str(exc).split(": ", 1)[-1][:80]
+
+
 def teardown(
     aws: Aws,
     record: dict[str, Any],
     *,
     created: list[str] | None = None,
     deleted: list[str] | None = None,
+    wait_gone: Callable[[], None] | None = None,
 ) -> list[str]:
     """Delete the record's resources, newest first; those in ``created`` only when given.
 
     Something already gone is not an error. Every request is tried even after one fails, so a
-    single refusal leaves as little as possible. Returns ``"<what> (<reason>)"`` for each
-    resource that could not be deleted; appends the ``undoes`` key of each deleted one to
-    ``deleted``.
+    single refusal leaves as little as possible, except that when the endpoint itself cannot be
+    deleted (SageMaker refuses while it is Creating or Updating) what it uses stays, so a later
+    ``intentkit delete`` finds it whole. ``wait_gone`` runs once DeleteEndpoint is accepted.
+    Returns ``"<what> (<reason>)"`` for each resource left behind; appends the ``undoes`` key of
+    each deleted one to ``deleted``.
     """
-    left = []
+    left: list[str] = []
+    endpoint_kept = False
     for undoes, what, service, operation, params in _delete_requests(record):
         if created is not None and undoes not in created:
             continue
@@ -239,12 +291,18 @@ def teardown(
             and not record.get("autoscaling")
         ):
             continue
+        if endpoint_kept and undoes in _USED_BY_ENDPOINT:
+            left.append(f"{what} (the endpoint uses it)")
+            continue
         try:
             aws.call(service, operation, step=f"deleting {what}", **params)
         except AwsError as exc:
             if not is_gone(exc):
-                left.append(f"{what} ({exc})")
+                left.append(f"{what} ({_why(exc)})")
+                endpoint_kept = endpoint_kept or operation == "delete_endpoint"
             continue
+        if operation == "delete_endpoint" and wait_gone is not None:
+            wait_gone()
         if deleted is not None:
             deleted.append(undoes)
     return left

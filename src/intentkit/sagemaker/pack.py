@@ -94,7 +94,7 @@ def _add_dir(tar: tarfile.TarFile, arcname: str, mtime: int) -> None:
 
 
 def _onnx_export(
-    model_dir: Path, int8: bool, min_agreement: float | None, data: Path | None
+    model_dir: Path, int8: bool, min_agreement: float | None, data: Path | None, instead: str
 ) -> tuple[Path, dict[str, Any], dict[str, Any]]:
     """Export (or reuse) the ONNX graphs: (their folder, manifest, source fingerprint).
 
@@ -103,7 +103,7 @@ def _onnx_export(
     if not onnx_available():
         raise ConfigError(
             "packing for intentkit's image includes the ONNX export, which needs onnxruntime "
-            "and onnx: pip install 'intentkit[onnx]' (or pass --no-onnx)"
+            f"and onnx: pip install 'intentkit[onnx]' (or {instead})"
         )
     # model_dir/onnx or the user cache
     folder = export_onnx(model_dir, int8=int8, min_agreement=min_agreement, data=data).parent
@@ -140,6 +140,7 @@ def pack_model(
     int8: bool = False,
     min_agreement: float | None = None,
     data: Path | None = None,
+    without_onnx: str = "pass --no-onnx",
 ) -> Path:
     """Write ``dest`` (a ``model.tar.gz``) for SageMaker from the artifact ``model_dir``.
 
@@ -152,6 +153,8 @@ def pack_model(
             have passed the agreement gate (:func:`intentkit.export.onnx_graph.export_onnx`).
         min_agreement: int8 only: the gate's minimum (None: the recorded one, else 99.5 %).
         data: int8 only: prepared data to measure agreement on (None: the training data).
+        without_onnx: what the error suggests, besides the ``onnx`` extra, when ONNX Runtime is
+            missing (the caller's own way to go without it).
 
     Returns:
         ``dest``. Archive members sit at the root: artifact files (see :func:`artifact_files`),
@@ -170,7 +173,7 @@ def pack_model(
         raise ConfigError(f"--output {dest} is inside MODEL_DIR; write the archive elsewhere")
     folder = manifest = source = None
     if fmt == "intentkit" and onnx:
-        folder, manifest, source = _onnx_export(model_dir, int8, min_agreement, data)
+        folder, manifest, source = _onnx_export(model_dir, int8, min_agreement, data, without_onnx)
     # Listed after the export, which may take a while: this snapshot is what gets packed.
     files = artifact_files(model_dir)
     mtimes = {p.name: _whole_seconds(p) for p in files}
