@@ -208,3 +208,24 @@ def test_page_api_errors_are_typed(model: Path, capture: Path, tmp_path: Path) -
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_broken_decision_line_is_named_not_skipped(tmp_path: Path) -> None:
+    """review and data add read labels files with one reader: a line without its label is an
+    error naming the line, never a decision silently dropped on resume."""
+    from intentkit.data.add import read_labels_file
+    from intentkit.errors import DataError
+
+    path = tmp_path / "labels.jsonl"
+    path.write_text(
+        json.dumps({"intentkit_review": 1, "labels": ["a", "b"]})
+        + "\n"
+        + json.dumps({"text": "hello", "label": "a"})
+        + "\n"
+        + json.dumps({"text": "half written"})
+        + "\n"
+    )
+    with pytest.raises(DataError, match=r"--labels .* line 3: missing label"):
+        LabelsFile(path, ["a", "b"])
+    with pytest.raises(DataError, match=r"LABELS .* line 3: missing label"):
+        read_labels_file(path)

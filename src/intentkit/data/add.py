@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,34 @@ from intentkit.fsutil import check_output_dir
 REVIEWED_TEST = "reviewed_test"
 
 
+#: The first line `intentkit review` writes into a labels file: the model's label set.
+HEADER_KEY = "intentkit_review"
+
+
+def iter_labels_file(path: Path, flag: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) of every non-blank line of a labels JSONL file, the one reader of
+    that format (``data add`` and ``review`` both call it). The header line carries
+    :data:`HEADER_KEY`; every other line must have ``text`` and ``label`` strings. A line that is
+    not so is a DataError naming ``flag``, the file and the line: labels are never skipped."""
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                raise DataError(f"{flag} {path} line {n}: not JSON; fix or delete it") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{flag} {path} line {n}: expected a JSON object")
+            missing = [k for k in ("text", "label") if not isinstance(obj.get(k), str)]
+            if missing and HEADER_KEY not in obj:
+                raise DataError(
+                    f"{flag} {path} line {n}: missing {' and '.join(missing)} (a string); "
+                    "fix or delete the line"
+                )
+            yield n, obj
+
+
 def read_labels_file(path: str | Path) -> Any:
     """The ``text``/``label`` rows of a labels JSONL file (pandas), last label per text winning;
     a line that is not a JSON object with both fields is a DataError naming its number."""
@@ -44,26 +73,11 @@ def read_labels_file(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"LABELS {path}: no such file; write it with `intentkit review`")
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                raise DataError(f"LABELS {path} line {n}: not JSON; fix or delete it") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"LABELS {path} line {n}: expected a JSON object")
-            if "intentkit_review" in obj:  # `intentkit review`'s header: the model's label set
-                continue
-            missing = [k for k in ("text", "label") if not isinstance(obj.get(k), str)]
-            if missing:
-                raise DataError(
-                    f"LABELS {path} line {n}: missing {' and '.join(missing)} (a string); "
-                    "fix or delete the line"
-                )
-            rows.append((obj["text"], obj["label"]))
+    rows = [
+        (obj["text"], obj["label"])
+        for _, obj in iter_labels_file(path, "LABELS")
+        if HEADER_KEY not in obj  # the header: the model's label set, not a decision
+    ]
     df = pd.DataFrame(rows, columns=["text", "label"], dtype=object)
     # A relabel is a later line for the same text: keep the last decision (stripped, as _clean).
     key = df["text"].str.strip()

@@ -32,11 +32,11 @@ from typing import Any
 
 import numpy as np
 
+from intentkit.data.add import HEADER_KEY, iter_labels_file
 from intentkit.errors import DataError
 from intentkit.loop.capture import ReadStats, iter_records
 
 MIN_CLUSTER = 3
-HEADER_KEY = "intentkit_review"
 ACTIONS = ("accept", "relabel", "new", "out_of_scope", "import")
 
 
@@ -68,20 +68,11 @@ class LabelsFile:
             self._append({HEADER_KEY: 1, "labels": self.labels})
 
     def _read(self) -> None:
-        with self.path.open(encoding="utf-8") as fh:
-            for n, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except ValueError:
-                    raise DataError(
-                        f"--labels {self.path} line {n}: not JSON; fix or delete it"
-                    ) from None
-                if HEADER_KEY in obj:
-                    self._check_header(obj.get("labels") or [])
-                elif isinstance(obj.get("text"), str) and isinstance(obj.get("label"), str):
-                    self.decided[obj["text"]] = obj["label"]
+        for _, obj in iter_labels_file(self.path, "--labels"):
+            if HEADER_KEY in obj:
+                self._check_header(obj.get("labels") or [])
+            else:
+                self.decided[obj["text"]] = obj["label"]
 
     def _check_header(self, theirs: list[str]) -> None:
         if sorted(theirs) == sorted(self.labels):
