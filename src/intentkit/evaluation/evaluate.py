@@ -43,7 +43,7 @@ def score(
     y = _canonical(list(true_labels), oos_all, reject_label)
     p = _canonical(list(pred_labels), oos_all, reject_label)
     classes = sorted(set(y))
-    acc = float(np.mean([a == b for a, b in zip(y, p, strict=True)])) if y else 0.0
+    acc = _accuracy(y, p)
     prec, rec, f1, support = precision_recall_fscore_support(y, p, labels=classes, zero_division=0)
     per_class = {
         c: {
@@ -66,6 +66,48 @@ def score(
         "weighted_f1": float(f1_score(y, p, labels=classes, average="weighted", zero_division=0)),
         "per_class": per_class,
         "top_confusions": top,
+    }
+
+
+def _accuracy(canon_true: list[str], canon_pred: list[str]) -> float:
+    """Share of rows answered right, on labels already folded by :func:`_canonical`."""
+    pairs = zip(canon_true, canon_pred, strict=True)
+    return float(np.mean([a == b for a, b in pairs])) if canon_true else 0.0
+
+
+def rejection_cost(
+    true_labels: list[str],
+    pred_labels: list[str],
+    plain_labels: list[str],
+    *,
+    oos: set[str],
+    reject_label: str,
+) -> dict[str, Any]:
+    """What rejection costs in scope: the scores with no rejection beside the rejected count.
+
+    ``plain_labels`` are the argmax answers of the same rows (``reject=False``). Returns
+    ``accuracy_no_rejection`` (all rows, out-of-scope ones right only when the model's own oos
+    class answers them), ``in_scope_accuracy_no_rejection``, and ``in_scope_rejected`` /
+    ``in_scope_rejected_share``: in-scope rows answered with the reject label.
+    """
+    from intentkit.evaluation.metrics import oos_report
+
+    oos_all = set(oos) | {reject_label}
+    folded = _canonical(list(true_labels), oos_all, reject_label)
+    plain = _canonical(list(plain_labels), oos_all, reject_label)
+    in_scope = [t not in oos_all for t in true_labels]
+    n_in = sum(in_scope)
+    rejected = sum(
+        keep and p == reject_label for keep, p in zip(in_scope, pred_labels, strict=True)
+    )
+    plain_report = oos_report(
+        plain_labels, true_labels, oos_labels=oos_all, reject_label=reject_label
+    )
+    return {
+        "accuracy_no_rejection": _accuracy(folded, plain),
+        "in_scope_accuracy_no_rejection": plain_report["in_scope_accuracy"],
+        "in_scope_rejected": int(rejected),
+        "in_scope_rejected_share": float(rejected / n_in) if n_in else None,
     }
 
 
@@ -133,6 +175,7 @@ def evaluate(
     # top-3 scores for predictions.parquet; the label/confidence are the top_k=1 answers.
     answers = predictor.decide(logits, oos_score=oos_score, top_k=3, reject=reject)
     pred = [a["label"] for a in answers]
+    plain = [a["label"] for a in predictor.decide(logits, oos_score=oos_score, reject=False)]
     oos_in_data = oos_names & set(true)
     report = score(true, pred, oos=oos_names, reject_label=reject_label)
     report.update(
@@ -177,6 +220,7 @@ def evaluate(
             "ece_in_scope_after": ece_in_after if ece_in_after is not None else ece_after,
             "n": len(true),
             "n_rejected": int(sum(x == reject_label for x in pred)),
+            **rejection_cost(true, pred, plain, oos=oos_names, reject_label=reject_label),
             "split": split,
             "reject": reject,
             "reject_label": reject_label,
@@ -282,6 +326,21 @@ def oos_separation(
         for name, s in every.items()
     }
     return {"oos_scorer": scorer, "oos_separation": sep}
+
+
+def rejection_line(report: dict[str, Any]) -> str:
+    """One line of what rejection cost in scope (:func:`rejection_cost`), for the CLI summary."""
+    share = report.get("in_scope_rejected_share")
+    if share is None:
+        return "rejection: no in-scope rows"
+    n_in = report.get("n_in_scope") or 0
+    line = (
+        f"rejection: {report['in_scope_rejected']} of {n_in} in-scope rows rejected "
+        f"({share:.1%}); accuracy without rejection {report['accuracy_no_rejection']:.4f}"
+    )
+    if report.get("n_oos"):
+        line += f", in-scope {report['in_scope_accuracy_no_rejection']:.4f}"
+    return line + ("" if report.get("reject", True) else " (evaluated with --no-reject)")
 
 
 def worst_classes_table(report: dict[str, Any], n: int = 15) -> Any:
