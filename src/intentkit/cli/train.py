@@ -162,6 +162,9 @@ def train_cmd(
         **flags,
     )
     typer.echo(f"model written to {out_dir}")
+    rejection = _rejection(out_dir)
+    if rejection:
+        typer.echo(rejection)
     phases = _phases(out_dir)
     if phases:
         typer.echo(summary_line(phases))
@@ -173,6 +176,17 @@ def _phases(out_dir: Path) -> dict | None:
 
     try:
         return read_meta(out_dir).get("training", {}).get("phases")
+    except Exception:  # noqa: BLE001 - a summary line is never worth failing a finished run
+        return None
+
+
+def _rejection(out_dir: Path) -> str | None:
+    """The out-of-scope scorer the run chose and why (None on ranks > 0 or uncalibrated)."""
+    from intentkit.artifact import read_meta
+    from intentkit.evaluation.scorer_choice import describe_choice
+
+    try:
+        return describe_choice(read_meta(out_dir).get("calibration"))
     except Exception:  # noqa: BLE001 - a summary line is never worth failing a finished run
         return None
 
