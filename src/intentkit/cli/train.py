@@ -88,7 +88,11 @@ def train_cmd(
     reject_label: Annotated[_Str, typer.Option(help="Answer for rejected inputs.")] = None,
     oos_target: Annotated[_Float, typer.Option(help="Validation in-scope accuracy kept.")] = None,
     oos_scorer: Annotated[
-        _Str, typer.Option(help="softmax | mahalanobis | knn | combined | auto (on validation).")
+        _Str,
+        typer.Option(
+            help="softmax | mahalanobis | knn | combined | auto (on validation; "
+            "mahalanobis without out-of-scope validation rows)."
+        ),
     ] = None,
     oos_prior: Annotated[
         _Float, typer.Option(help="Expected out-of-scope share of traffic (default 0.1).")
