@@ -3,7 +3,7 @@
 Usage::
 
     python bench/oos_without_oos.py [--work /tmp/intentkit-oos-without-oos] [--datasets travel,...]
-        [--reuse] [--out bench/results/<date>/oos_without_oos.json]
+        [--reuse] [--append] [--int8 travel] [--out bench/results/<date>/oos_without_oos.json]
 
 For each dataset without out-of-scope rows, one training (MiniLM, the demo's defaults: preset
 ``cpu-fast``, 2 epochs, max length 32, as ``intentkit quickstart``), then every candidate rule
@@ -16,6 +16,9 @@ through the product's decision function (:func:`intentkit.inference.decision.app
   banking and credit cards);
 - (b) CLINC150's 1,000 out-of-scope test rows;
 - the dataset's own test split, with rejection on and off, and the share of its rows rejected.
+
+``--int8 travel`` (issue #21 item 5) then exports a refitted copy to ONNX fp32 and int8 and
+records how often the served answers agree, in scope and out of domain.
 
 Datasets: the bundled ``clinc150-travel`` (the demo), three more CLINC150 domains prepared as
 their own datasets the same way, and optionally Banking77 (``--datasets ...,banking77``).
@@ -183,6 +186,55 @@ def measure(name: str, data: Path, model: Path) -> dict[str, Any]:
     return out
 
 
+def int8_agreement(name: str, model: Path, work: Path) -> dict[str, Any]:
+    """#21 item 5's measurement: how often the served int8 ONNX answer (rejection included)
+    equals fp32's, in scope and out of domain, on a copy of ``model`` refitted with the
+    default rule; the export gate's own figure (validation texts only) beside it."""
+    import shutil
+
+    import numpy as np
+
+    from intentkit.export.onnx_graph import FILES, MANIFEST, export_dir, export_onnx
+    from intentkit.export.quantize import DEFAULT_MIN_AGREEMENT
+    from intentkit.inference.predictor import Predictor
+    from intentkit.training.oos_fit import fit_artifact
+
+    copy = work / name / "model-int8"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(model, copy, ignore=shutil.ignore_patterns("onnx", "eval", "checkpoints"))
+    cal = fit_artifact(copy, work / name / "data")  # the shipped default (auto)
+    # min_agreement 0: loadable whatever the gate measures; its figure is recorded beside ours.
+    export_onnx(copy, int8=True, min_agreement=0.0)
+    manifest = json.loads((export_dir(copy) / MANIFEST).read_text("utf-8"))
+    kw = {"device": "cpu", "backend": "onnx"}
+    fp32 = Predictor.from_dir(copy, dtype="fp32", **kw)
+    int8 = Predictor.from_dir(copy, dtype="int8", **kw)
+    test_rows, oos_test, _ = clinc_rows("test")
+    own = set(fp32.labels)
+    sets = {
+        "own_test": [r["text"] for r in test_rows if r["label"] in own],
+        "out_of_domain": [r["text"] for r in test_rows if r["label"] not in own] + oos_test,
+    }
+    out: dict[str, Any] = {
+        "scorer": cal["oos_scorer"],
+        "gate": manifest["files"].get("int8", {}).get("agreement"),
+        "int8_file": FILES["int8"],
+        "gate_default_min": DEFAULT_MIN_AGREEMENT,
+    }
+    for key, texts in sets.items():
+        a = [x["label"] for x in fp32.predict(texts, batch_size=64)]
+        b = [x["label"] for x in int8.predict(texts, batch_size=64)]
+        rej = cal["reject_label"]
+        flips = sum((x == rej) != (y == rej) for x, y in zip(a, b, strict=True))
+        out[key] = {
+            "n": len(texts),
+            "agreement": float(np.mean([x == y for x, y in zip(a, b, strict=True)])),
+            "answered_vs_rejected": int(flips),
+        }
+    print(f"{name} int8 vs fp32: {out}", flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Train each dataset once, score every candidate rule, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -192,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=default_json_path("oos_without_oos"))
     parser.add_argument(
         "--append", action="store_true", help="add the datasets to an existing --out file"
+    )
+    parser.add_argument(
+        "--int8", default="", help="datasets (already trained) whose int8 agreement to measure"
     )
     args = parser.parse_args(argv)
     command = "python bench/oos_without_oos.py " + " ".join(argv or sys.argv[1:])
@@ -206,10 +261,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.append and args.out.is_file():  # one dataset per run on a busy machine
         results = json.loads(args.out.read_text("utf-8"))
     results["commands"].append(command)
-    for name in args.datasets.split(","):
+    for name in filter(None, args.datasets.split(",")):
         data, model, wall = train_one(name, args.work, args.reuse)
         results["datasets"][name] = {"train_wall_s": wall, **measure(name, data, model)}
         write_json(args.out, results)  # after each dataset: a partial run is still usable
+    for name in filter(None, args.int8.split(",")):
+        model = args.work / name / "model"
+        results.setdefault("int8", {})[name] = int8_agreement(name, model, args.work)
+        write_json(args.out, results)
     print(f"wrote {args.out}")
     return 0
 
