@@ -112,6 +112,10 @@ def test_rejection_cost_cards_and_bars_beside_their_numbers(page, noisy_eval: Pa
     page.page.set_viewport_size({"width": 900, "height": 900})  # narrow: bars and numbers close
     page.page.locator("#class-table").screenshot(path=tmp_path / "class-table.png")
     _assert_clean(page, path)
+    # The session's keyword model was trained without oos rows: the page names its distance.
+    details = page.page.locator("table.kv").inner_text()
+    assert "mahalanobis distance in feature space (rejected above " in details
+    assert "no out-of-scope validation rows: mahalanobis" in details
     metrics = page.page.locator(".card").evaluate_all("cs => cs.map(c => c.dataset.metric)")
     assert metrics[:3] == ["accuracy", "accuracy_no_rejection", "in_scope_rejected_share"]
     card = page.page.locator('.card[data-metric="in_scope_rejected_share"]')

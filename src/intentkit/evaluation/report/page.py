@@ -104,6 +104,16 @@ def rejection_cards(r: dict[str, Any]) -> list[tuple[str, str, float | None, str
     ]
 
 
+def _rule(cal: dict[str, Any], r: dict[str, Any]) -> str:
+    """What the served rejection reads: the feature-space distance or calibrated confidence."""
+    scorer = cal.get("oos_scorer") or "softmax"
+    if scorer == "softmax":
+        return f"threshold {fmt(r.get('threshold'))} on calibrated confidence"
+    limit = cal.get("oos_threshold")
+    bound = "none met the target" if limit is None else f"rejected above {fmt(-limit)}"
+    return f"{scorer} distance in feature space ({bound})"
+
+
 def _summary(ev: Evaluation) -> str:
     r, meta = ev.report, ev.meta
     items = [(k, t, r.get(k), "") for k, t in HEADLINE]
@@ -126,10 +136,11 @@ def _summary(ev: Evaluation) -> str:
         ),
         (
             "rejection",
-            f"threshold {fmt(r.get('threshold'))} on calibrated confidence, "
-            f"temperature {fmt(r.get('temperature'))}, answer {r.get('reject_label')!r}"
+            _rule(cal, r)
+            + f", temperature {fmt(r.get('temperature'))}, answer {r.get('reject_label')!r}"
             + ("" if r.get("reject", True) else " (evaluated with --no-reject)"),
         ),
+        ("scorer choice", (cal.get("oos_selection") or {}).get("rule")),
         (
             "threshold target",
             f"validation in-scope accuracy ≥ {fmt(cal.get('target_in_scope_accuracy'))}"
