@@ -189,12 +189,36 @@ def render_quality(results: dict[str, Any]) -> str:
     )
 
 
+def render_oos_without_oos(results: dict[str, Any]) -> str:
+    """oos_without_oos.py's table: per dataset, each candidate rule's rejected shares of
+    CLINC150's other-domain and out-of-scope test rows beside its own test accuracy."""
+    rows = []
+    for name, d in results["datasets"].items():
+        for r in d["rules"].values():
+            rows.append(
+                [
+                    f"{name} ({d['labels']} intents)",
+                    f"{r['scorer']} {r['rule']}",
+                    f"{100 * r['other_domain_rejected']:.1f} %",
+                    f"{100 * r['oos_test_rejected']:.1f} %",
+                    f"{r['own_test_accuracy']:.3f}",
+                    f"{d['accuracy_no_rejection']:.3f}",
+                    f"{100 * r['own_test_rejected']:.1f} %",
+                ]
+            )
+    columns = ["dataset", "scorer, threshold rule", "(a) other-domain rejected"]
+    columns += ["(b) CLINC150 oos rejected", "own test accuracy", "no rejection"]
+    columns += ["own test rows rejected"]
+    return md_table(columns, rows)
+
+
 RENDERERS = {
     "serve_load": ("serve_load", render_serve_load),
     "predictor_throughput": ("predictor_throughput", render_predictor),
     "predictor_throughput_cuda": ("predictor_throughput_cuda", render_predictor),
     "quality_clinc150": ("quality_clinc150", render_quality),
     "quality_banking77": ("quality_banking77", render_quality),
+    "oos_without_oos": ("oos_without_oos", render_oos_without_oos),
 }
 
 

@@ -41,6 +41,8 @@ def test_default_out_is_model_eval_and_cli_prints_table(
     assert code == 0
     assert "Worst" in out and "accuracy=" in out
     report = json.loads((kw_model / "eval" / "report.json").read_text())
+    assert f"rejection: {report['in_scope_rejected']} of 30 in-scope rows rejected" in out
+    report = json.loads((kw_model / "eval" / "report.json").read_text())
     assert report["split"] == "val" and report["n"] == 30
 
 
@@ -57,6 +59,16 @@ def test_eval_equals_serving_decisions(kw_model: Path, kw_data: Path, tmp_path: 
     expected = np.mean([a == t for a, t in zip(answers, test["label"], strict=True)])
     assert report["accuracy"] == pytest.approx(expected)
     assert report["n_rejected"] == sum(a == "out_of_scope" for a in answers)
+    # The in-scope cost of rejection, beside the accuracy: argmax answers of the same model.
+    plain = [
+        a["label"]
+        for a in Predictor.from_dir(kw_model).predict(test["text"].tolist(), reject=False)
+    ]
+    no_rej = np.mean([a == t for a, t in zip(plain, test["label"], strict=True)])
+    assert report["accuracy_no_rejection"] == pytest.approx(no_rej)
+    assert report["in_scope_accuracy_no_rejection"] == pytest.approx(no_rej)
+    assert report["in_scope_rejected"] == report["n_rejected"]  # every test row is in scope
+    assert report["in_scope_rejected_share"] == pytest.approx(report["n_rejected"] / 30)
 
 
 def test_unseen_test_labels_listed_but_oos_allowed(
@@ -92,6 +104,23 @@ def test_unseen_test_labels_listed_but_oos_allowed(
     answer = predictor.predict(["tell me a joke"])[0]["label"]
     caught = answer == predictor.calibration["reject_label"]
     assert report["n"] == 31 and report["oos_recall"] == (1.0 if caught else 0.0)
+
+
+def test_rejection_cost_counts_in_scope_rejections_only() -> None:
+    from intentkit.evaluation.evaluate import rejection_cost, rejection_line
+
+    true = ["a", "a", "b", "b", "oos", "oos"]
+    pred = ["a", "out_of_scope", "out_of_scope", "b", "out_of_scope", "b"]
+    plain = ["a", "a", "a", "b", "oos", "b"]  # argmax; the model's own oos class caught one
+    r = rejection_cost(true, pred, plain, oos={"oos"}, reject_label="out_of_scope")
+    # Two in-scope rows rejected of four (the rejected oos row is no cost); without rejection
+    # 3 of 4 in-scope rows and 4 of 6 rows overall are right.
+    assert r["in_scope_rejected"] == 2 and r["in_scope_rejected_share"] == pytest.approx(0.5)
+    assert r["in_scope_accuracy_no_rejection"] == pytest.approx(3 / 4)
+    assert r["accuracy_no_rejection"] == pytest.approx(4 / 6)
+    line = rejection_line({**r, "n_in_scope": 4, "n_oos": 2})
+    assert line.startswith("rejection: 2 of 4 in-scope rows rejected (50.0%)")
+    assert "accuracy without rejection 0.6667, in-scope 0.7500" in line
 
 
 def test_oos_scoring_rules() -> None:

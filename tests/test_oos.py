@@ -13,7 +13,7 @@ import pytest
 from intentkit.errors import ModelError
 from intentkit.evaluation import calibration as cal
 from intentkit.evaluation.metrics import auroc
-from intentkit.evaluation.scorer_choice import MIN_AUROC_ROWS
+from intentkit.evaluation.scorer_choice import NO_OOS_RULE, NO_OOS_SCORER, describe_choice
 from intentkit.export.loader import load_predictor
 from intentkit.inference import decision, oos
 from intentkit.inference.predictor import Predictor
@@ -167,20 +167,52 @@ def test_auto_picks_the_best_oos_recall_with_oos_rows_and_fits_platt() -> None:
     assert soft["oos_scorer"] == "softmax" and "oos_platt" not in soft
 
 
-def test_auto_without_oos_rows_picks_by_auroc_of_correct_vs_incorrect() -> None:
-    c = _val_case(oos_rows=False, margin=0.8)  # enough wrong answers for an AUROC to mean much
+def test_auto_without_oos_rows_takes_the_feature_scorer_and_records_why() -> None:
+    c = _val_case(oos_rows=False, margin=0.8)
     logits, y = c.pop("val_logits"), c.pop("val_labels")
     correct = logits.argmax(1) == y
-    assert min(correct.sum(), (~correct).sum()) >= MIN_AUROC_ROWS
-    # Distances unrelated to correctness: softmax (which ranks its own errors) must win.
+    # Distances unrelated to right and wrong answers (softmax separates those better): without
+    # out-of-scope rows that is no reason to keep softmax, which cannot see far-away inputs.
     got = cal.calibrate(logits, y, LABELS, scorer="auto", **c)
-    assert got["oos_scorer"] == "softmax"
-    # Distances that rank errors perfectly: mahalanobis wins, and with no oos rows no Platt.
-    c["val_distances"] = {"mahalanobis": np.where(correct, 1.0, 5.0) + np.arange(len(y)) * 1e-3}
-    got = cal.calibrate(logits, y, LABELS, scorer="auto", **c)
-    assert got["oos_scorer"] == "mahalanobis" and got["oos_platt"] is None
-    assert got["oos_selection"]["by"]["mahalanobis"] == 1.0
-    assert got["confidence"].startswith("p_top")
+    assert got["oos_scorer"] == NO_OOS_SCORER == "mahalanobis"
+    sel = got["oos_selection"]
+    assert sel["rule"] == NO_OOS_RULE and sel["requested"] == "auto"
+    # by: each scorer's in-scope validation rejection share at its threshold (the cost).
+    assert set(sel["by"]) == {"softmax", *c["val_distances"]}
+    assert sel["by"]["mahalanobis"] == got["val"]["in_scope_rejection_rate"]
+    # The threshold rule is unchanged: validation accuracy >= accuracy with no rejection - 1 pt.
+    assert got["val"]["in_scope_accuracy"] >= correct.mean() - cal.DEFAULT_MAX_ACCURACY_DROP
+    assert got["oos_platt"] is None and got["confidence"].startswith("p_top")
+    # Asked for by name, a scorer is taken as asked; with no distances at all, softmax.
+    assert cal.calibrate(logits, y, LABELS, scorer="softmax", **c)["oos_scorer"] == "softmax"
+    assert cal.calibrate(logits, y, LABELS, scorer="auto")["oos_scorer"] == "softmax"
+
+
+def test_default_training_without_oos_rows_rejects_a_far_cluster(
+    kw_model: Path, kw_data: Path
+) -> None:
+    """The session's keyword model, trained with the defaults on data without out-of-scope
+    rows: auto took the feature scorer, texts far from every intent are rejected, and the
+    in-scope test accuracy pays at most the rule's budget (a point, here one row of 30)."""
+    import pandas as pd
+
+    meta = json.loads((kw_model / "intentkit.json").read_text())
+    assert meta["train_config"]["oos_scorer"] == "auto"
+    assert meta["calibration"]["oos_scorer"] == NO_OOS_SCORER
+    assert meta["calibration"]["oos_selection"]["rule"] == NO_OOS_RULE
+    line = describe_choice(meta["calibration"])  # what `intentkit train` prints
+    assert line.startswith(f"out-of-scope rejection: {NO_OOS_SCORER} scorer (auto: {NO_OOS_RULE})")
+    cost = meta["calibration"]["val"]["in_scope_rejection_rate"]
+    assert line.endswith(f"; rejects {cost:.1%} of in-scope validation rows")
+    pred = Predictor.from_dir(kw_model, device="cpu")
+    far = ["0 0 0 0 0 0 0 0", "% % % % % % %", "zzzz zzzz zzzz zzzz", "1234567890 1234567890"]
+    far += ["!!!! ???? !!!! ????", "qwerty asdf qwerty asdf"]
+    assert [a["label"] for a in pred.predict(far)] == ["out_of_scope"] * len(far)
+    test = pd.read_parquet(kw_data / "test.parquet")
+    on = [a["label"] for a in pred.predict(test["text"].tolist())]
+    off = [a["label"] for a in pred.predict(test["text"].tolist(), reject=False)]
+    acc = lambda answers: np.mean([a == t for a, t in zip(answers, test["label"], strict=True)])  # noqa: E731
+    assert acc(off) >= 0.9 and acc(on) >= acc(off) - 1 / 30
 
 
 def test_apply_with_the_feature_scorer_rejects_on_the_score_and_calibrates_confidence() -> None:
@@ -334,17 +366,6 @@ def test_server_says_which_scorer_and_keeps_the_invocations_shape(maha_model: Pa
         assert res.headers["x-oos-scorer"] == "mahalanobis"
         scores = [float(v) for v in res.headers["x-oos-score"].split(",")]
         np.testing.assert_allclose(scores, [a["oos_score"] for a in local], rtol=1e-4)
-
-
-def test_auto_keeps_softmax_when_too_few_answers_are_wrong_to_compare() -> None:
-    c = _val_case(oos_rows=False)  # margin 3: a handful of wrong answers
-    logits, y = c.pop("val_logits"), c.pop("val_labels")
-    correct = logits.argmax(1) == y
-    assert 0 < (~correct).sum() < MIN_AUROC_ROWS
-    c["val_distances"] = {"mahalanobis": np.where(correct, 1.0, 5.0)}  # perfect on so few rows
-    got = cal.calibrate(logits, y, LABELS, scorer="auto", **c)
-    assert got["oos_scorer"] == "softmax"
-    assert "softmax kept" in got["oos_selection"]["rule"]
 
 
 def test_evaluate_reports_every_scorer_side_by_side(combined_model: Path) -> None:

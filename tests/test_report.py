@@ -103,6 +103,41 @@ def test_report_page_offline_and_numbers_equal_report_json(page, noisy_eval: Pat
     assert page.page.locator("#err-table tbody tr").count() <= 1
 
 
+def test_rejection_cost_cards_and_bars_beside_their_numbers(page, noisy_eval: Path, tmp_path):
+    """The in-scope cost of rejection sits next to accuracy; no class-table bar runs under its
+    number (#20 item 7), and each bar's length is its value."""
+    report = json.loads((noisy_eval / "report.json").read_text())
+    path = noisy_eval / "report.html"
+    _open(page, path)
+    page.page.set_viewport_size({"width": 900, "height": 900})  # narrow: bars and numbers close
+    page.page.locator("#class-table").screenshot(path=tmp_path / "class-table.png")
+    _assert_clean(page, path)
+    # The session's keyword model was trained without oos rows: the page names its distance.
+    details = page.page.locator("table.kv").inner_text()
+    assert "mahalanobis distance in feature space (rejected above " in details
+    assert "no out-of-scope validation rows: mahalanobis" in details
+    metrics = page.page.locator(".card").evaluate_all("cs => cs.map(c => c.dataset.metric)")
+    assert metrics[:3] == ["accuracy", "accuracy_no_rejection", "in_scope_rejected_share"]
+    card = page.page.locator('.card[data-metric="in_scope_rejected_share"]')
+    assert card.locator(".v").inner_text() == f"{report['in_scope_rejected_share']:.3f}"
+    rows = f"{report['in_scope_rejected']} of {report['n_in_scope']} rows"
+    assert card.locator(".d").inner_text() == rows
+    geometry = page.page.locator("#class-table .barcell").evaluate_all(
+        """cells => cells.map(c => {
+            const t = c.querySelector('.track').getBoundingClientRect();
+            const f = c.querySelector('.track i').getBoundingClientRect();
+            const n = c.querySelector('.n').getBoundingClientRect();
+            return {v: +c.parentElement.dataset.v, track: t.width, fill: f.width,
+                    fillRight: f.right, numLeft: n.left};
+        })"""
+    )
+    assert len(geometry) == 4 * len(report["per_class"])
+    for g in geometry:
+        assert g["fillRight"] <= g["numLeft"], g
+        assert g["track"] >= 30 and g["fill"] == pytest.approx(g["v"] * g["track"], abs=1), g
+    assert any(g["v"] == 1.0 for g in geometry)  # a full bar is among them
+
+
 def test_class_table_sorts_and_filters(page, noisy_eval: Path, tmp_path: Path) -> None:
     report = json.loads((noisy_eval / "report.json").read_text())
     _open(page, noisy_eval / "report.html")

@@ -102,9 +102,9 @@ class TrainConfig:
     #: out-of-scope as possible; None = the accuracy with no rejection minus one point.
     oos_target: float | None = None
     #: --oos-scorer softmax|mahalanobis|knn|combined|auto (OOS_SCORERS): the out-of-scope score
-    #: the threshold reads; auto picks on validation (best oos recall at the target, else best
-    #: AUROC of correct vs incorrect in-scope predictions). All but softmax store
-    #: oos_stats.safetensors in the artifact.
+    #: the threshold reads; auto picks on validation (best oos recall at the target; with no
+    #: out-of-scope validation rows, mahalanobis: bench/oos_without_oos.py). All but softmax
+    #: store oos_stats.safetensors in the artifact.
     oos_scorer: str = "auto"
     #: --oos-prior: out-of-scope share of traffic that the served P(oos | x) assumes.
     oos_prior: float = 0.1

@@ -32,7 +32,7 @@ def evaluate_cmd(
     """
     from rich.console import Console
 
-    from intentkit.evaluation.evaluate import evaluate, worst_classes_table
+    from intentkit.evaluation.evaluate import evaluate, rejection_line, worst_classes_table
 
     report = evaluate(model_dir, data, split=split, out=out, reject=reject)
     console = Console()
@@ -42,6 +42,7 @@ def evaluate_cmd(
         f"{k}={report[k]:.4f}" for k in keys if isinstance(report.get(k), (int, float))
     )
     console.print(f"{split} n={report['n']}  {shown}")
+    console.print(rejection_line(report))
     console.print(worst_classes_table(report))
     folder = Path(out) if out else Path(model_dir) / "eval"
     console.print(f"report: {folder / 'report.json'}")

@@ -98,7 +98,11 @@ def train_cmd(
     reject_label: Annotated[_Str, typer.Option(help="Answer for rejected inputs.")] = None,
     oos_target: Annotated[_Float, typer.Option(help="Validation in-scope accuracy kept.")] = None,
     oos_scorer: Annotated[
-        _Str, typer.Option(help="softmax | mahalanobis | knn | combined | auto (on validation).")
+        _Str,
+        typer.Option(
+            help="softmax | mahalanobis | knn | combined | auto (on validation; "
+            "mahalanobis without out-of-scope validation rows)."
+        ),
     ] = None,
     oos_prior: Annotated[
         _Float, typer.Option(help="Expected out-of-scope share of traffic (default 0.1).")
@@ -177,6 +181,9 @@ def train_cmd(
         **flags,
     )
     typer.echo(f"model written to {out_dir}")
+    rejection = _rejection(out_dir)
+    if rejection:
+        typer.echo(rejection)
     phases = _phases(out_dir)
     if phases:
         typer.echo(summary_line(phases))
@@ -188,6 +195,17 @@ def _phases(out_dir: Path) -> dict | None:
 
     try:
         return read_meta(out_dir).get("training", {}).get("phases")
+    except Exception:  # noqa: BLE001 - a summary line is never worth failing a finished run
+        return None
+
+
+def _rejection(out_dir: Path) -> str | None:
+    """The out-of-scope scorer the run chose and why (None on ranks > 0 or uncalibrated)."""
+    from intentkit.artifact import read_meta
+    from intentkit.evaluation.scorer_choice import describe_choice
+
+    try:
+        return describe_choice(read_meta(out_dir).get("calibration"))
     except Exception:  # noqa: BLE001 - a summary line is never worth failing a finished run
         return None
 

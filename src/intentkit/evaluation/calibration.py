@@ -309,7 +309,7 @@ def calibrate(
         choices[name] = choose_threshold(
             scores[name], correct, is_oos, target_in_scope_accuracy, probabilities=False
         )
-    pick, selection = choose_scorer(scorer, scores, choices, correct, is_oos)
+    pick, selection = choose_scorer(scorer, scores, choices, is_oos)
     result["oos_selection"] = selection
     if pick == "softmax":
         return result

@@ -68,6 +68,42 @@ def score(
     }
 
 
+def rejection_cost(
+    true_labels: list[str],
+    pred_labels: list[str],
+    plain_labels: list[str],
+    *,
+    oos: set[str],
+    reject_label: str,
+) -> dict[str, Any]:
+    """What rejection costs in scope: the scores with no rejection beside the rejected count.
+
+    ``plain_labels`` are the argmax answers of the same rows (``reject=False``). Returns
+    ``accuracy_no_rejection`` (all rows, out-of-scope ones right only when the model's own oos
+    class answers them), ``in_scope_accuracy_no_rejection``, and ``in_scope_rejected`` /
+    ``in_scope_rejected_share``: in-scope rows answered with the reject label.
+    """
+    from intentkit.evaluation.metrics import classification_metrics, oos_report
+
+    oos_all = set(oos) | {reject_label}
+    folded = _canonical(list(true_labels), oos_all, reject_label)
+    plain = _canonical(list(plain_labels), oos_all, reject_label)
+    in_scope = [t not in oos_all for t in true_labels]
+    n_in = sum(in_scope)
+    rejected = sum(
+        keep and p == reject_label for keep, p in zip(in_scope, pred_labels, strict=True)
+    )
+    plain_report = oos_report(
+        plain_labels, true_labels, oos_labels=oos_all, reject_label=reject_label
+    )
+    return {
+        "accuracy_no_rejection": classification_metrics(plain, folded)["accuracy"],
+        "in_scope_accuracy_no_rejection": plain_report["in_scope_accuracy"],
+        "in_scope_rejected": int(rejected),
+        "in_scope_rejected_share": float(rejected / n_in) if n_in else None,
+    }
+
+
 def evaluate(
     model_dir: str | Path,
     data: str | Path,
@@ -128,6 +164,7 @@ def evaluate(
     # top-3 scores for predictions.parquet; the label/confidence are the top_k=1 answers.
     answers = predictor.decide(logits, oos_score=oos_score, top_k=3, reject=reject)
     pred = [a["label"] for a in answers]
+    plain = [a["label"] for a in predictor.decide(logits, oos_score=oos_score, reject=False)]
     oos_in_data = oos_names & set(true)
     report = score(true, pred, oos=oos_names, reject_label=reject_label)
     report.update(
@@ -172,6 +209,7 @@ def evaluate(
             "ece_in_scope_after": ece_in_after if ece_in_after is not None else ece_after,
             "n": len(true),
             "n_rejected": int(sum(x == reject_label for x in pred)),
+            **rejection_cost(true, pred, plain, oos=oos_names, reject_label=reject_label),
             "split": split,
             "reject": reject,
             "reject_label": reject_label,
@@ -274,6 +312,21 @@ def oos_separation(
         for name, s in every.items()
     }
     return {"oos_scorer": scorer, "oos_separation": sep}
+
+
+def rejection_line(report: dict[str, Any]) -> str:
+    """One line of what rejection cost in scope (:func:`rejection_cost`), for the CLI summary."""
+    share = report.get("in_scope_rejected_share")
+    if share is None:
+        return "rejection: no in-scope rows"
+    n_in = report.get("n_in_scope") or 0
+    line = (
+        f"rejection: {report['in_scope_rejected']} of {n_in} in-scope rows rejected "
+        f"({share:.1%}); accuracy without rejection {report['accuracy_no_rejection']:.4f}"
+    )
+    if report.get("n_oos"):
+        line += f", in-scope {report['in_scope_accuracy_no_rejection']:.4f}"
+    return line + ("" if report.get("reject", True) else " (evaluated with --no-reject)")
 
 
 def worst_classes_table(report: dict[str, Any], n: int = 15) -> Any:

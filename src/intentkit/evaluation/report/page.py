@@ -89,9 +89,35 @@ def kv_table(rows: list[tuple[str, Any]]) -> str:
     return f'<table class="kv">{body}</table>'
 
 
+def rejection_cards(r: dict[str, Any]) -> list[tuple[str, str, float | None, str]]:
+    """Beside accuracy, what rejection cost: accuracy with no rejection, in-scope rows rejected.
+
+    Empty for a report written before ``evaluate`` recorded them.
+    """
+    if "in_scope_rejected" not in r:
+        return []
+    share, n_in = r.get("in_scope_rejected_share"), r.get("n_in_scope")
+    rows = f'<div class="d">{r["in_scope_rejected"]} of {n_in} rows</div>'
+    return [
+        ("accuracy_no_rejection", "accuracy, no rejection", r.get("accuracy_no_rejection"), ""),
+        ("in_scope_rejected_share", "in-scope rejected", share, rows),
+    ]
+
+
+def _rule(cal: dict[str, Any], r: dict[str, Any]) -> str:
+    """What the served rejection reads: the feature-space distance or calibrated confidence."""
+    scorer = cal.get("oos_scorer") or "softmax"
+    if scorer == "softmax":
+        return f"threshold {fmt(r.get('threshold'))} on calibrated confidence"
+    limit = cal.get("oos_threshold")
+    bound = "none met the target" if limit is None else f"rejected above {fmt(-limit)}"
+    return f"{scorer} distance in feature space ({bound})"
+
+
 def _summary(ev: Evaluation) -> str:
     r, meta = ev.report, ev.meta
     items = [(k, t, r.get(k), "") for k, t in HEADLINE]
+    items[1:1] = rejection_cards(r)
     training = meta.get("training") or {}
     cfg = meta.get("train_config") or {}
     data = meta.get("data") or {}
@@ -110,10 +136,11 @@ def _summary(ev: Evaluation) -> str:
         ),
         (
             "rejection",
-            f"threshold {fmt(r.get('threshold'))} on calibrated confidence, "
-            f"temperature {fmt(r.get('temperature'))}, answer {r.get('reject_label')!r}"
+            _rule(cal, r)
+            + f", temperature {fmt(r.get('temperature'))}, answer {r.get('reject_label')!r}"
             + ("" if r.get("reject", True) else " (evaluated with --no-reject)"),
         ),
+        ("scorer choice", (cal.get("oos_selection") or {}).get("rule")),
         (
             "threshold target",
             f"validation in-scope accuracy ≥ {fmt(cal.get('target_in_scope_accuracy'))}"
@@ -142,6 +169,20 @@ def _summary(ev: Evaluation) -> str:
     return cards(items) + "<h3>Details</h3>" + kv_table(rows)
 
 
+def bar_cell(value: float, text: str, *, bad: bool = False) -> str:
+    """A table cell with a bar for ``value`` in [0, 1] beside (never under) its number ``text``.
+
+    The bar is its own element in a track left of the number, so a bar at 1.0 ends where the
+    number starts instead of running under it.
+    """
+    width = f"{100 * min(max(value, 0.0), 1.0):.2f}%"
+    return (
+        f'<td class="num{" bad" if bad else ""}" data-v="{value!r}"><div class="barcell">'
+        f'<span class="track"><i style="width:{width}"></i></span>'
+        f'<span class="n">{esc(text)}</span></div></td>'
+    )
+
+
 def _classes(ev: Evaluation) -> str:
     pred, reject_label = ev.predictions, ev.report.get("reject_label", "out_of_scope")
     rejected = pred.groupby("true_class")["rejected"].mean().to_dict()
@@ -152,12 +193,9 @@ def _classes(ev: Evaluation) -> str:
         tag = " <span class=pill>out of scope</span>" if name == reject_label else ""
         cells = [f'<td data-v="{esc(name)}">{esc(name)}{tag}</td>']
         for key in ("precision", "recall", "f1"):
-            cells.append(
-                f'<td class="num bar" style="--v:{s[key]:.4f}" data-v="{s[key]!r}">'
-                f"{s[key]:.3f}</td>"
-            )
+            cells.append(bar_cell(s[key], f"{s[key]:.3f}"))
         cells.append(f'<td class=num data-v="{s["support"]}">{s["support"]}</td>')
-        cells.append(f'<td class="num bad" style="--v:{rej:.4f}" data-v="{rej!r}">{rej:.1%}</td>')
+        cells.append(bar_cell(rej, f"{rej:.1%}", bad=True))
         body.append(f'<tr data-class="{esc(name)}">{"".join(cells)}</tr>')
     head = '<th data-sort="str">class</th>' + "".join(
         f'<th class=num data-sort="num">{h}</th>'
