@@ -267,7 +267,7 @@ def test_no_playground_is_a_404_in_the_error_format(artifact: Path, page, tmp_pa
 def test_no_playground_flag_reaches_serve_config(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[ServeConfig] = []
     monkeypatch.setattr(
-        "intentkit.serve.server.serve_forever", lambda path, config: seen.append(config)
+        "intentkit.serve.server.serve_forever", lambda path, config, **_: seen.append(config)
     )
     assert main(["serve", "/nowhere", "--no-playground"]) == 0
     assert main(["serve", "/nowhere"]) == 0
