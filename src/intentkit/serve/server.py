@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -51,7 +52,8 @@ def listen_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if hasattr(socket, "SO_REUSEPORT"):  # not on Windows: no takeover there, serving still works
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -115,6 +117,12 @@ def serve_forever(model_dir: str | Path, config: ServeConfig, *, takeover: bool 
     from intentkit.serve.app import create_app
 
     model_dir = check_artifact_dir(model_dir)  # a bad path fails here, before binding
+    if takeover and not sys.platform.startswith("linux"):
+        # steer_new_connections_here needs Linux's SO_ATTACH_REUSEPORT_CBPF.
+        raise ConfigError(
+            "promote/rollback switch a local endpoint with a Linux-only socket option; on "
+            f"{sys.platform}, delete the endpoint and deploy the new model instead"
+        )
     if not takeover and port_in_use(config.host, config.port):
         raise ConfigError(
             f"--port {config.port}: {config.host}:{config.port} is already in use; "
