@@ -214,6 +214,22 @@ class SageMakerTarget(Target):
         except StillInProgress:
             pass  # SageMaker finishes the delete on its own
 
+    def train(self, data: Path, out: Path, options: dict[str, Any]) -> Path | None:
+        """A SageMaker training job: :func:`intentkit.sagemaker.training_job.train_on_sagemaker`
+        (``out`` holds the model once it ends; None with ``--no-wait``)."""
+        from intentkit.sagemaker.training_job import train_on_sagemaker
+
+        train_on_sagemaker(data, out, **options)
+        return Path(out) if options["options"].wait and not options["settings"].dry_run else None
+
+    def transform(
+        self, model: Any, source: str, output: str | None, options: dict[str, Any]
+    ) -> Any:
+        """A batch transform from S3 to S3 (:func:`intentkit.sagemaker.transform`); the job."""
+        from intentkit.sagemaker.transform import transform_on_sagemaker
+
+        return transform_on_sagemaker(str(model), source, str(output), **options)
+
     def status(self, record: dict[str, Any]) -> str:
         """``ready`` (InService, as local calls a serving endpoint), SageMaker's other states
         lower-cased (``creating``, ``updating``, ``failed``...), ``gone`` when SageMaker has no
