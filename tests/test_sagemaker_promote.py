@@ -20,6 +20,7 @@ from intentkit.sagemaker.session import Aws, AwsError, AwsSettings
 from serve_helpers import make_artifact
 from standin import StandIn
 from standin.endpoints import Lifecycle, install
+from test_gate import gate_data, untrained  # noqa: F401 - module fixtures shared with the gate
 from test_sagemaker_endpoint_life import _subprocess_env
 from test_sagemaker_endpoints import NOTHING, REGION, _deploy, _left_behind
 
@@ -153,3 +154,37 @@ def test_ctrl_c_during_the_update_keeps_the_registry_true(
     assert settled["model"] == str(old) and _config_in_use() == settled["endpoint_config"]
     assert main(["delete", "e1", "--state-dir", str(state)]) == 0
     assert _left_behind() == NOTHING and reg.all() == {}
+
+
+def test_cli_promote_gates_then_updates_and_a_refused_gate_creates_nothing(
+    life: Lifecycle,
+    aws: str,
+    untrained: Path,  # noqa: F811
+    kw_model: Path,
+    gate_data: Path,  # noqa: F811
+    tmp_path: Path,
+    capsys,
+) -> None:
+    """`intentkit promote` on a SageMaker endpoint: the same gate as local, then UpdateEndpoint."""
+    state = tmp_path / "s"
+    assert _deploy(kw_model, state) == 0
+    promote = ["promote", "--endpoint", "e1", "--data", str(gate_data), "--state-dir", str(state)]
+    capsys.readouterr()
+    assert main([*promote[:1], str(untrained), *promote[1:]]) == 1  # worse: refused
+    assert "significantly worse" in capsys.readouterr().err
+    assert _counts() == (1, 1, 1) and "UpdateEndpoint" not in str(life.standin.actions())
+    assert Registry(state).get("e1")["model"] == str(kw_model.resolve())
+
+    # The other way round (the trained model replacing an untrained one) passes and moves.
+    assert main(["delete", "e1", "--state-dir", str(state)]) == 0
+    assert _deploy(untrained, state) == 0
+    capsys.readouterr()
+    assert main([*promote[:1], str(kw_model), *promote[1:]]) == 0
+    out = capsys.readouterr().out
+    rec = Registry(state).get("e1")
+    assert (
+        f"promoted: e1 serves {kw_model.resolve()} (endpoint config {rec['endpoint_config']})"
+        in out
+    )
+    assert rec["previous"]["model"] == str(untrained.resolve())
+    assert _config_in_use() == rec["endpoint_config"]
