@@ -62,7 +62,12 @@ class Lifecycle:
     deleting_polls: int = 2
     #: endpoint name -> FailureReason: that endpoint ends Creating as Failed instead of InService.
     fail: dict[str, str] = field(default_factory=dict)
-    #: endpoint name -> {"status", "polls", "arn", "desc"}: the state moto does not keep.
+    #: endpoint name -> FailureReason: its next update ends as ``update_failure`` instead of
+    #: InService on the new config; the endpoint keeps its old config (UpdateEndpoint: "If the
+    #: update fails, SageMaker rolls back to the previous configuration"... or says it could not).
+    fail_update: dict[str, str] = field(default_factory=dict)
+    update_failure: str = "Failed"
+    #: endpoint name -> {"status", "polls", "arn", "desc", "config"}: what moto does not keep.
     endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def status(self, name: str) -> str | None:
@@ -102,17 +107,29 @@ class Lifecycle:
         desc = reply.json()
         if state["status"] in IN_PROGRESS:
             if state["polls"] <= 0:
-                reason = self.fail.get(name) if state["status"] == "Creating" else None
-                state["status"] = "Failed" if reason else "InService"
-                if reason:
-                    state["reason"] = reason
+                self._end_in_progress(name, state)
             else:
                 state["polls"] -= 1
         desc["EndpointStatus"] = state["status"]
+        desc["EndpointConfigName"] = state.get("config") or desc["EndpointConfigName"]
         if state.get("reason"):
             desc["FailureReason"] = state["reason"]
         state["desc"] = desc
         return Reply.of_json(desc)
+
+    def _end_in_progress(self, name: str, state: dict[str, Any]) -> None:
+        if state["status"] == "Updating":
+            reason = self.fail_update.pop(name, None)
+            ended = self.update_failure if reason else "InService"
+            to = state.pop("updating_to", None)
+            if not reason:  # only a successful update moves the endpoint to the new config
+                state["config"] = to
+        else:
+            reason = self.fail.get(name) if state["status"] == "Creating" else None
+            ended = "Failed" if reason else "InService"
+        state["status"] = ended
+        if reason:
+            state["reason"] = reason
 
     def list_endpoints(self, call: Call, forward: Any) -> Reply:
         reply = forward()
@@ -145,7 +162,18 @@ class Lifecycle:
             return self.standin.forward(_as(call, "DescribeEndpoint", name))  # not found
         if state["status"] in IN_PROGRESS:
             return _in_progress(state["arn"])
-        state.update(status="Updating", polls=self.updating_polls)
+        config = call.json().get("EndpointConfigName", "")
+        headers = {**call.headers, "X-Amz-Target": "SageMaker.DescribeEndpointConfig"}
+        body = json.dumps({"EndpointConfigName": config}).encode()
+        found = self.standin.forward(
+            Call("SageMaker.DescribeEndpointConfig", "POST", "/", headers, body)
+        )
+        if found.status != 200:
+            return Reply.error(
+                "ValidationException", f'Could not find endpoint configuration "{config}".'
+            )
+        state.update(status="Updating", polls=self.updating_polls, updating_to=config)
+        state.pop("reason", None)
         return Reply.of_json({"EndpointArn": state["arn"]})
 
     def create_endpoint_config(self, call: Call, forward: Any) -> Reply:

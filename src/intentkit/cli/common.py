@@ -43,6 +43,18 @@ ApiKey = Annotated[
 ]
 
 
+def _check_target(value: str) -> str:
+    from intentkit.endpoints import check_target
+
+    return check_target(value)
+
+
+def target_option(help: str) -> Any:
+    """The ``--target local|sagemaker`` option of every command that takes one: the same values
+    and the same one-line error for any other (:func:`intentkit.endpoints.check_target`)."""
+    return Annotated[str, typer.Option("--target", help=help, callback=_check_target)]
+
+
 def jobs(state_dir: Path | None) -> Any:
     """The SageMaker job records (``jobs.json``) in the same folder as :func:`registry`."""
     from intentkit.sagemaker.jobs import job_registry

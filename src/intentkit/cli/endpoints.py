@@ -24,13 +24,11 @@ from intentkit.cli.aws_options import (
     Role,
     aws_settings,
 )
-from intentkit.cli.common import ApiKey, StateDir, env, registry
+from intentkit.cli.common import ApiKey, StateDir, env, registry, target_option
 from intentkit.config import ServeConfig
 from intentkit.errors import ConfigError
 
-Target = Annotated[
-    str, typer.Option(help="Where the endpoint runs: local (a detached server) | sagemaker.")
-]
+Target = target_option("Where the endpoint runs: local (a detached server) | sagemaker.")
 
 
 @app.command()

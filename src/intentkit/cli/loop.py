@@ -114,13 +114,16 @@ def review(
 @app.command()
 def promote(
     model_dir: Annotated[Path, typer.Argument(help="The new model's artifact folder.")],
-    endpoint: Annotated[str, typer.Option("--endpoint", help="Local endpoint to move.")],
+    endpoint: Annotated[str, typer.Option("--endpoint", help="Endpoint to move (any target).")],
     data: Annotated[
         Path, typer.Option("--data", help="Prepared folder from `data add` (test + reviewed_test).")
     ],
     alpha: Annotated[float, typer.Option(help="McNemar significance level.")] = 0.05,
     api_key: ApiKey = None,
-    timeout: Annotated[float, typer.Option(help="Seconds the new server gets to take over.")] = 180,
+    timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds the new model gets to take over (local 180, sagemaker 1800)."),
+    ] = None,
     state_dir: StateDir = None,
 ) -> None:
     """Gate MODEL_DIR against the endpoint's model, then switch the endpoint to it (blue/green).
@@ -128,7 +131,10 @@ def promote(
     Both models answer the frozen test split and reviewed_test of --data; the switch happens only
     when the new model is not significantly worse on test (McNemar) and better on reviewed_test,
     else exit 1 with the table. The new server joins the port, takes new connections once warm,
-    and the old one drains: no request fails. `intentkit rollback NAME` goes back.
+    and the old one drains: no request fails. A SageMaker endpoint gets a new model and
+    endpoint config through UpdateEndpoint (it serves the old one until the update ends); if
+    SageMaker refuses or fails the update, the new model and config are deleted and it keeps
+    serving the old one. `intentkit rollback NAME` goes back.
     """
     from intentkit.loop.promote import GateRefused
     from intentkit.loop.promote import promote as run_promote
@@ -143,23 +149,37 @@ def promote(
         _print_verdict(exc.verdict)  # type: ignore[attr-defined]
         raise
     _print_verdict(verdict)
-    print(f"promoted: {endpoint} serves {rec['model']} (pid {rec['pid']}); rollback: "
+    print(f"promoted: {endpoint} serves {rec['model']} ({_where(rec)}); rollback: "
           f"`intentkit rollback {endpoint}`")  # fmt: skip
 
 
 @app.command()
 def rollback(
-    name: Annotated[str, typer.Argument(help="Local endpoint to move back.")],
+    name: Annotated[str, typer.Argument(help="Endpoint to move back (any target).")],
     api_key: ApiKey = None,
-    timeout: Annotated[float, typer.Option(help="Seconds the old model gets to take over.")] = 180,
+    timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds the old model gets to take over (local 180, sagemaker 1800)."),
+    ] = None,
     state_dir: StateDir = None,
 ) -> None:
-    """Switch NAME back to the model it served before the last promote (blue/green, no gate)."""
+    """Switch NAME back to the model it served before the last promote (no gate).
+
+    Local: blue/green on the same port. SageMaker: UpdateEndpoint back to the previous model's
+    endpoint config (kept until `intentkit delete NAME`).
+    """
     from intentkit.loop.promote import rollback as run_rollback
 
     key = api_key or env("INTENTKIT_API_KEY")
     rec = run_rollback(registry(state_dir), name, api_key=key, timeout=timeout)
-    print(f"rolled back: {name} serves {rec['model']} (pid {rec['pid']})")
+    print(f"rolled back: {name} serves {rec['model']} ({_where(rec)})")
+
+
+def _where(rec: dict) -> str:
+    """What runs the model: a local server's pid, a SageMaker endpoint's config."""
+    if rec.get("target") == "sagemaker":
+        return f"endpoint config {rec['endpoint_config']}"
+    return f"pid {rec['pid']}"
 
 
 def _print_verdict(verdict: dict) -> None:

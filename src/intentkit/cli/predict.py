@@ -18,7 +18,7 @@ import typer
 
 from intentkit.cli.app import app
 from intentkit.cli.aws_options import DryRun, Image, JobName, NoWait, Region, Role
-from intentkit.cli.common import ApiKey, StateDir, env, jobs, registry
+from intentkit.cli.common import ApiKey, StateDir, env, jobs, registry, target_option
 from intentkit.errors import ConfigError
 
 
@@ -128,9 +128,7 @@ def predict(
         ),
     ] = None,
     state_dir: StateDir = None,
-    target: Annotated[
-        str, typer.Option(help="local | sagemaker (a batch transform from S3 to S3).")
-    ] = "local",
+    target: target_option("local | sagemaker (a batch transform from S3 to S3).") = "local",
     region: Region = None,
     role: Role = None,
     image: Image = None,
@@ -190,25 +188,24 @@ def predict(
         # One reader for every --file (intentkit.bulk.readers): an endpoint reads the same
         # formats, --text-column and bad lines as --model, and resumes the same way.
         from intentkit.bulk.rows import Remote
-        from intentkit.bulk.scoring import predict_file, summary_line
+        from intentkit.bulk.scoring import summary_line
+        from intentkit.endpoints import get_target
 
         source: Any = Path(model) if model is not None else None
         if endpoint is not None:
             key = api_key or env("INTENTKIT_API_KEY")
             source = Remote(endpoint, _remote(endpoint, key, state_dir))
-        result = predict_file(
-            source,
-            file,
-            output,
-            text_column=text_column,
-            on_error=on_error or "skip",
-            resume=resume,
-            force=force,
-            batch_size=batch_size,
-            chunk_size=chunk_size,
-            backend=backend or "auto",
-            reject=not no_reject,
-        )
+        options = {
+            "text_column": text_column,
+            "on_error": on_error or "skip",
+            "resume": resume,
+            "force": force,
+            "batch_size": batch_size,
+            "chunk_size": chunk_size,
+            "backend": backend or "auto",
+            "reject": not no_reject,
+        }
+        result = get_target(target, registry(state_dir)).transform(source, file, output, options)
         print(summary_line(result), file=sys.stderr)
         return
     bulk_only = {
@@ -245,11 +242,10 @@ def _predict_sagemaker(
     state_dir: Path | None,
 ) -> None:
     """``predict --target sagemaker``: a batch transform (``intentkit.sagemaker.transform``)."""
+    from intentkit.endpoints import get_target
     from intentkit.sagemaker.session import AwsSettings
-    from intentkit.sagemaker.transform import TransformOptions, transform_on_sagemaker
+    from intentkit.sagemaker.transform import TransformOptions
 
-    if target != "sagemaker":
-        raise ConfigError(f"--target {target}: unknown target; use local or sagemaker")
     if texts or endpoint is not None:
         raise ConfigError(
             "--target sagemaker reads --file s3://...; drop the texts and --endpoint (or use "
@@ -275,9 +271,8 @@ def _predict_sagemaker(
     )
     given = {k: sm[k] for k in ("instance_type", "instance_count", "job_name") if sm[k] is not None}
     options = TransformOptions(image=sm["image"], wait=not sm["no_wait"], **given)
-    transform_on_sagemaker(
-        model, file, output, settings=settings, options=options, jobs=jobs(state_dir)
-    )
+    run = {"settings": settings, "options": options, "jobs": jobs(state_dir)}
+    get_target(target, registry(state_dir)).transform(model, file, output, run)
 
 
 def _endpoint_region(name: str, record: dict[str, Any], region: str | None) -> str | None:

@@ -22,6 +22,7 @@ from intentkit.cli.aws_options import (
     Region,
     Role,
 )
+from intentkit.cli.common import target_option
 
 # Optional[...] (not `X | None`): Typer reads these annotations at runtime on Python 3.10.
 _Int = Optional[int]  # noqa: UP045
@@ -110,9 +111,7 @@ def train_cmd(
     calibrate: Annotated[
         _Bool, typer.Option(help="Fit temperature + threshold.", show_default=False)
     ] = None,
-    target: Annotated[
-        str, typer.Option(help="local | sagemaker (a SageMaker training job; see --image).")
-    ] = "local",
+    target: target_option("local | sagemaker (a SageMaker training job; see --image).") = "local",
     role: Role = None,
     image: Image = None,
     image_version: ImageVersion = None,
@@ -160,26 +159,23 @@ def train_cmd(
     for name in ("data", "out", "preset", "force", "resume", "checkpoint_dir", "target"):
         flags.pop(name)
     sagemaker = {name: flags.pop(name) for name in _SAGEMAKER_FLAGS}
+    from intentkit.cli.common import registry
+    from intentkit.endpoints import get_target
+
+    runner = get_target(target, registry(None))
     if _sagemaker_target(target, sagemaker, resume=resume, checkpoint_dir=checkpoint_dir):
         from intentkit.cli.common import jobs
-        from intentkit.sagemaker.training_job import train_on_sagemaker
 
         args = _sagemaker_args(sagemaker)
-        train_on_sagemaker(data, out, preset=preset, force=force, jobs=jobs(None), **args, **flags)
+        runner.train(
+            data, out, {"preset": preset, "force": force, "jobs": jobs(None), **args, **flags}
+        )
         return
     from intentkit.training.timing import process_start_time, summary_line
-    from intentkit.training.train import train
 
-    out_dir = train(
-        data,
-        out,
-        preset=preset,
-        force=force,
-        resume=resume,
-        checkpoint_dir=checkpoint_dir,
-        started_at=process_start_time(),  # the phases then include start-up and imports
-        **flags,
-    )
+    options = {"preset": preset, "force": force, "resume": resume, "checkpoint_dir": checkpoint_dir}
+    # started_at: the phases then include start-up and imports
+    out_dir = runner.train(data, out, {**options, "started_at": process_start_time(), **flags})
     typer.echo(f"model written to {out_dir}")
     rejection = _rejection(out_dir)
     if rejection:
@@ -216,8 +212,6 @@ def _sagemaker_target(
     """True for --target sagemaker; one-line errors for flags that do not fit the target."""
     from intentkit.errors import ConfigError
 
-    if target not in ("local", "sagemaker"):
-        raise ConfigError(f"--target {target}: unknown target; use local or sagemaker")
     if target == "local":
         given = [n for n, v in sagemaker.items() if v != _SAGEMAKER_FLAGS[n]]
         if given:

@@ -1,6 +1,7 @@
-"""Endpoint lifecycle: one interface (:class:`~intentkit.endpoints.base.Target`), one module per
-target (``local``: detached server processes; ``sagemaker``: SageMaker real-time endpoints),
-one registry of records for all of them.
+"""Targets: one interface (:class:`~intentkit.endpoints.base.Target`) that ``train``,
+``deploy``, ``predict`` and ``delete`` dispatch through, one module per target (``local``: this
+machine; ``sagemaker``: SageMaker jobs and real-time endpoints), one registry of endpoint records
+for all of them. ``--target`` is checked in one place, :func:`check_target`.
 
 Targets are imported lazily by name, so ``intentkit endpoints`` never imports boto3 unless a
 SageMaker record is there.
@@ -21,11 +22,16 @@ TARGETS = {
 }
 
 
+def check_target(kind: str) -> str:
+    """``kind`` if it names a target, else the one error every command gives for ``--target``."""
+    if kind not in TARGETS:
+        raise ConfigError(f"--target {kind}: unknown target; use {' or '.join(TARGETS)}")
+    return kind
+
+
 def get_target(kind: str, registry: Registry) -> Any:
     """The :class:`~intentkit.endpoints.base.Target` for ``--target kind``."""
-    if kind not in TARGETS:
-        raise ConfigError(f"--target must be one of {', '.join(TARGETS)}, got {kind!r}")
-    module, cls = TARGETS[kind].split(":")
+    module, cls = TARGETS[check_target(kind)].split(":")
     return getattr(importlib.import_module(module), cls)(registry)
 
 

@@ -1,4 +1,4 @@
-"""The endpoint lifecycle every target implements: deploy, status, predict, delete.
+"""The interface every target implements: train, deploy, status, predict, delete.
 
 A target is where an endpoint runs: ``local`` (a detached ``intentkit serve`` process on this
 machine) or ``sagemaker`` (a SageMaker real-time endpoint). All of them share one registry of
@@ -65,6 +65,26 @@ class Target(ABC):
         Returns how it ended (``stopped``, ``killed``, ``deleted``, ``gone``...); something
         already gone is not an error.
         """
+
+    def train(self, data: Path, out: Path, options: dict[str, Any]) -> Path | None:
+        """Train on the prepared dataset ``data`` and write the model folder to ``out``.
+
+        ``options``: the target's own keyword arguments (the training flags, plus the target's
+        settings). Returns the model folder (None where nothing was written here, e.g. a job
+        left running with ``--no-wait``).
+        """
+        raise ConfigError(f"--target {self.kind}: training is not available there")
+
+    def transform(
+        self, model: Any, source: str, output: str | None, options: dict[str, Any]
+    ) -> Any:
+        """Score every text of the file ``source`` with ``model`` into ``output``.
+
+        ``model`` is what the target runs (local: an artifact folder or an endpoint's invoker;
+        sagemaker: a SageMaker model name or ``s3://.../model.tar.gz``). ``options``: the
+        target's own keyword arguments. Returns the target's summary of the run.
+        """
+        raise ConfigError(f"--target {self.kind}: batch prediction is not available there")
 
     def is_stale(self, record: dict[str, Any]) -> bool:
         """True when the record can be dropped without asking anyone (e.g. a dead local pid)."""

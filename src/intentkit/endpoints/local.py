@@ -311,6 +311,20 @@ class LocalTarget(Target):
             self.registry, record["name"], timeout=30.0 if timeout is None else timeout
         )
 
+    def train(self, data: Path, out: Path, options: dict[str, Any]) -> Path | None:
+        """Train in this process (or under torchrun): :func:`intentkit.training.train.train`."""
+        from intentkit.training.train import train
+
+        return train(data, out, **options)
+
+    def transform(
+        self, model: Any, source: str, output: str | None, options: dict[str, Any]
+    ) -> Any:
+        """Stream ``source`` through ``model`` here: :func:`intentkit.bulk.scoring.predict_file`."""
+        from intentkit.bulk.scoring import predict_file
+
+        return predict_file(model, Path(source), output, **options)
+
     def is_stale(self, record: dict[str, Any]) -> bool:
         """The record's process is gone."""
         return self.stale(record)

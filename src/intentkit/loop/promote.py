@@ -13,7 +13,8 @@ The switch never leaves the port without a listener and never resets a connectio
 
 The registry record then names green, with ``previous`` (blue's model and flags) for
 ``rollback``. If green fails to start or to take over in time, it is stopped and blue keeps
-serving; the error names green's log. SageMaker endpoints are not switched here yet.
+serving; the error names green's log. SageMaker endpoints move through UpdateEndpoint instead
+(:mod:`intentkit.sagemaker.endpoint_update`), after the same gate.
 """
 
 from __future__ import annotations
@@ -59,11 +60,6 @@ def switch_local(
     from intentkit.endpoints.local import log_tail, process_alive, spawn_serve, stop_process
 
     rec = lookup(registry, name)
-    if rec.get("target", "local") != "local":
-        raise ConfigError(
-            f"--endpoint {name}: switching {rec.get('target')} endpoints is not built yet; "
-            "deploy the new model under another name"
-        )
     if not process_alive(int(rec["pid"]), rec.get("create_time")):
         raise ConfigError(f"--endpoint {name}: its server is not running; deploy it again")
     model_dir = check_artifact_dir(model_dir).resolve()
@@ -124,7 +120,7 @@ def promote(
     *,
     alpha: float = 0.05,
     api_key: str | None = None,
-    timeout: float = 180.0,
+    timeout: float | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Gate ``model_dir`` against what ``name`` serves on ``data``, then switch: (verdict,
     record). Raises :class:`GateRefused` (with the verdict as ``.verdict``) when it fails."""
@@ -137,16 +133,37 @@ def promote(
         err = GateRefused(f"promote refused: {'; '.join(verdict['reasons'])}")
         err.verdict = verdict  # type: ignore[attr-defined]
         raise err
-    return verdict, switch_local(registry, name, model_dir, api_key=api_key, timeout=timeout)
+    return verdict, _switch(registry, rec, model_dir, api_key=api_key, timeout=timeout)
+
+
+def _switch(
+    registry: Any,
+    rec: dict[str, Any],
+    model_dir: str | Path | None,
+    *,
+    api_key: str | None,
+    timeout: float | None,
+) -> dict[str, Any]:
+    """Move the endpoint to ``model_dir`` (None: back to its previous model) the target's way;
+    ``timeout`` None: the target's own (a local server 180 s, a SageMaker update 1800 s)."""
+    if rec.get("target", "local") == "sagemaker":
+        from intentkit.sagemaker.endpoint_update import UPDATE_TIMEOUT_S, switch
+
+        wait = UPDATE_TIMEOUT_S if timeout is None else timeout
+        return switch(registry, rec, model_dir or "", rollback=model_dir is None, timeout=wait)
+    if model_dir is None:
+        previous = rec.get("previous")
+        if not previous:
+            raise ConfigError(f"{rec['name']} has no previous model: it was never promoted")
+        model_dir = previous["model"]
+    wait = 180.0 if timeout is None else timeout
+    return switch_local(registry, rec["name"], model_dir, api_key=api_key, timeout=wait)
 
 
 def rollback(
-    registry: Any, name: str, *, api_key: str | None = None, timeout: float = 180.0
+    registry: Any, name: str, *, api_key: str | None = None, timeout: float | None = None
 ) -> dict[str, Any]:
     """Switch ``name`` back to the model it served before the last promote (no gate)."""
     from intentkit.endpoints import lookup
 
-    previous = lookup(registry, name).get("previous")
-    if not previous:
-        raise ConfigError(f"{name} has no previous model: it was never promoted")
-    return switch_local(registry, name, previous["model"], api_key=api_key, timeout=timeout)
+    return _switch(registry, lookup(registry, name), None, api_key=api_key, timeout=timeout)

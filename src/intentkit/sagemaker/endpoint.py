@@ -28,6 +28,8 @@ from intentkit.errors import ConfigError, IntentkitError
 from intentkit.sagemaker import endpoint_requests as req
 from intentkit.sagemaker.endpoint_invoke import SageMakerInvoker
 from intentkit.sagemaker.endpoint_options import SageMakerOptions
+from intentkit.sagemaker.endpoint_requests import NO_ONNX
+from intentkit.sagemaker.endpoint_update import delete_versions
 from intentkit.sagemaker.endpoint_wait import IN_PROGRESS, StillInProgress, wait_while
 from intentkit.sagemaker.session import Aws, AwsError, AwsSettings
 
@@ -35,8 +37,6 @@ from intentkit.sagemaker.session import Aws, AwsError, AwsSettings
 ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 #: Longer AWS messages are cut (one line that still fits a terminal's scrollback).
 MAX_REASON = 300
-#: deploy's way to go without the ``onnx`` extra: the Hugging Face image runs PyTorch.
-NO_ONNX = "deploy on a Hugging Face inference image: --image ...huggingface-pytorch-inference:..."
 #: How long ``deploy``'s clean-up waits for an endpoint it deleted to be gone (it is no longer
 #: billed once Deleting; waiting only lets the error say that nothing is left).
 CLEANUP_WAIT_S = 120.0
@@ -214,6 +214,22 @@ class SageMakerTarget(Target):
         except StillInProgress:
             pass  # SageMaker finishes the delete on its own
 
+    def train(self, data: Path, out: Path, options: dict[str, Any]) -> Path | None:
+        """A SageMaker training job: :func:`intentkit.sagemaker.training_job.train_on_sagemaker`
+        (``out`` holds the model once it ends; None with ``--no-wait``)."""
+        from intentkit.sagemaker.training_job import train_on_sagemaker
+
+        train_on_sagemaker(data, out, **options)
+        return Path(out) if options["options"].wait and not options["settings"].dry_run else None
+
+    def transform(
+        self, model: Any, source: str, output: str | None, options: dict[str, Any]
+    ) -> Any:
+        """A batch transform from S3 to S3 (:func:`intentkit.sagemaker.transform`); the job."""
+        from intentkit.sagemaker.transform import transform_on_sagemaker
+
+        return transform_on_sagemaker(str(model), source, str(output), **options)
+
     def status(self, record: dict[str, Any]) -> str:
         """``ready`` (InService, as local calls a serving endpoint), SageMaker's other states
         lower-cased (``creating``, ``updating``, ``failed``...), ``gone`` when SageMaker has no
@@ -237,7 +253,8 @@ class SageMakerTarget(Target):
 
     def delete(self, record: dict[str, Any], *, timeout: float | None = None) -> str:
         """Wait until SageMaker allows the delete (the endpoint leaves Creating/Updating), then
-        remove autoscaling, endpoint, endpoint config, model and archive, then the record.
+        remove autoscaling, endpoint, endpoint config, model and archive (of every model the
+        endpoint served, promotes and rollbacks included), then the record.
 
         Returns ``deleted``, or ``gone`` when SageMaker had none of them already. A timeout or
         a failure keeps the record (run delete again) and names what is left.
@@ -258,6 +275,8 @@ class SageMakerTarget(Target):
         left = req.teardown(
             aws, record, deleted=deleted, wait_gone=lambda: self._wait_gone(aws, record, wait)
         )
+        if not left:  # then every model/config the endpoint used before a promote or rollback
+            left = delete_versions(aws, record)
         if left:
             raise AwsError(
                 f"delete {name}: could not delete {'; '.join(left)}; the record is kept, run "

@@ -24,11 +24,32 @@ METRIC = "SageMakerVariantInvocationsPerInstance"
 SCALE_OUT_COOLDOWN_S = 60
 SCALE_IN_COOLDOWN_S = 300
 _STAMP_LEN = len("20250101-120000")
+#: deploy's way to go without the ``onnx`` extra: the Hugging Face image runs PyTorch.
+NO_ONNX = "deploy on a Hugging Face inference image: --image ...huggingface-pytorch-inference:..."
 
 
 def tags(name: str) -> list[dict[str, str]]:
     """The tags on every SageMaker resource deploy creates (:func:`session.tags`'s rule)."""
     return session_tags("endpoint", name)
+
+
+#: The record fields that change with each model an endpoint serves (deploy, promote, rollback).
+VERSION_FIELDS = ("model", "started", "model_name", "endpoint_config", "model_data")
+
+
+def version(name: str, bucket: str, model_dir: Path, now: datetime) -> dict[str, str]:
+    """The names of one model version of endpoint ``name``: its SageMaker model, endpoint config
+    and uploaded archive, stamped with ``now`` (the :data:`VERSION_FIELDS` of a record)."""
+    stamp = now.strftime("%Y%m%d-%H%M%S")
+    # Model and config names share the 63-character limit: keep room for "-<stamp>".
+    resource = f"{name[: 63 - _STAMP_LEN - 1].rstrip('-')}-{stamp}"
+    return {
+        "model": str(model_dir),
+        "started": now.isoformat(timespec="seconds"),
+        "model_name": resource,
+        "endpoint_config": resource,
+        "model_data": f"s3://{bucket}/intentkit/endpoints/{name}/{stamp}/model.tar.gz",
+    }
 
 
 def new_record(
@@ -42,21 +63,14 @@ def new_record(
 ) -> dict[str, Any]:
     """The registry record of a deploy, with every resource name fixed up front (so a deploy
     killed half-way leaves a record that ``intentkit delete`` can clean up from)."""
-    stamp = now.strftime("%Y%m%d-%H%M%S")
-    # Model and config names share the 63-character limit: keep room for "-<stamp>".
-    resource = f"{name[: 63 - _STAMP_LEN - 1].rstrip('-')}-{stamp}"
     return {
         "name": name,
         "target": "sagemaker",
         "url": f"sagemaker://{region}/{name}",
-        "model": str(model_dir),
-        "started": now.isoformat(timespec="seconds"),
+        **version(name, bucket, model_dir, now),
         "status": "creating",
         "region": region,
         "endpoint": name,
-        "endpoint_config": resource,
-        "model_name": resource,
-        "model_data": f"s3://{bucket}/intentkit/endpoints/{name}/{stamp}/model.tar.gz",
         "image": image,
         "instance_type": opts.instance_type,
         "instance_count": opts.instance_count,
