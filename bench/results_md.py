@@ -212,7 +212,51 @@ def render_oos_without_oos(results: dict[str, Any]) -> str:
     return md_table(columns, rows)
 
 
+def render_train_throughput(results: dict[str, Any]) -> str:
+    """train_throughput.py's settings side by side: what each of intentkit's changes gives.
+
+    With ``--ablate`` the reference also runs with one change at a time, so the ratio splits
+    into dynamic padding, SDPA and no gradient checkpointing; the matmul peak is this run's.
+    """
+    settings = results["settings"]
+    ref = settings["reference"]["samples_per_s"]["median"]
+
+    def onoff(s: dict[str, Any]) -> str:
+        return ", ".join(
+            [
+                "dynamic padding" if s["dynamic_padding"] else "pad to 64",
+                s["attention"],
+                "checkpointing" if s["gradient_checkpointing"] else "no checkpointing",
+            ]
+        )
+
+    rows = []
+    for name, s in settings.items():
+        sps = s["samples_per_s"]
+        rows.append(
+            [
+                name,
+                onoff(s),
+                f"{sps['median']:.2f} ({sps['min']:.2f}–{sps['max']:.2f})",
+                f"{sps['median'] / ref:.2f}×",
+                f"{100 * s['peak_share']:.1f} %",
+            ]
+        )
+    cols = ["setting", "what it changes", "samples/s median (min–max)", "× reference", "% of peak"]
+    peak = ", ".join(
+        f"{lib} {v:.1f}" for lib, v in results["matmul_peak_gflops_by_library"].items()
+    )
+    note = (
+        f"{results['model']}; {results['precision']}, batch {results['batch_size']}, "
+        f"{results['torch_threads']} threads, {results['repeats']} interleaved repeats × "
+        f"{results['steps_per_repeat']} steps; fp32 matmul peak measured in the same run: {peak} "
+        "GFLOP/s (shares are of the higher)."
+    )
+    return md_table(cols, rows) + "\n\n" + note
+
+
 RENDERERS = {
+    "train_throughput_cpu": ("train_throughput_cpu", render_train_throughput),
     "serve_load": ("serve_load", render_serve_load),
     "predictor_throughput": ("predictor_throughput", render_predictor),
     "predictor_throughput_cuda": ("predictor_throughput_cuda", render_predictor),
