@@ -150,12 +150,22 @@ def main() -> None:
         action="store_true",
         help="score the outputs of the last run in --work again (no training; wall times kept)",
     )
+    parser.add_argument(
+        "--supcon-weight",
+        type=float,
+        default=0.0,
+        help="train with this SupCon weight (#21 item 6); same preset, seed and budget as the "
+        "plain run, results under quality_DATASET_supconW so the two sit side by side",
+    )
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="train flags")
     args = parser.parse_args()
 
     spec = DATASETS[args.dataset]
     preset = args.preset or spec["preset"]
-    work = args.work / args.dataset
+    name = args.dataset + (f"_supcon{args.supcon_weight:g}" if args.supcon_weight else "")
+    if args.supcon_weight:
+        args.extra = ["--supcon-weight", f"{args.supcon_weight:g}", *args.extra]
+    work = args.work / name
     work.mkdir(parents=True, exist_ok=True)
     data, model = work / "data", work / "model"
     env = dict(os.environ)
@@ -209,6 +219,7 @@ def main() -> None:
     result = {
         "dataset": args.dataset,
         "preset": preset,
+        "supcon_weight": args.supcon_weight,
         "commands": {k: shlex.join(v) for k, v in commands.items()},
         "omp_num_threads": env.get("OMP_NUM_THREADS"),
         "wall_s": {
@@ -230,7 +241,7 @@ def main() -> None:
     out = work / "quality.json"
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {out}")
-    print(f"wrote {write_json(default_json_path(f'quality_{args.dataset}'), result)}")
+    print(f"wrote {write_json(default_json_path(f'quality_{name}'), result)}")
 
     def pct(x: float | None) -> str:
         return "–" if x is None else f"{100 * x:.2f} %"

@@ -31,6 +31,8 @@ def _raise_if(problems: list[str]) -> None:
 
 #: ``--oos-scorer`` values (:mod:`intentkit.inference.oos`); ``auto`` picks on validation.
 OOS_SCORERS = ("softmax", "mahalanobis", "knn", "combined", "auto")
+#: ``--objective`` values (:mod:`intentkit.training.objectives`).
+OBJECTIVES = ("ce", "contrastive", "auto")
 
 
 @dataclass
@@ -109,6 +111,14 @@ class TrainConfig:
     #: --oos-prior: out-of-scope share of traffic that the served P(oos | x) assumes.
     oos_prior: float = 0.1
     calibrate: bool = True  #: fit temperature + threshold on validation after training
+    #: --objective ce|contrastive|auto (OBJECTIVES): contrastive tunes the encoder on label
+    #: pairs before cross-entropy (intentkit.training.objectives); auto picks contrastive when
+    #: the smallest class has at most 32 train rows.
+    objective: str = "ce"
+    pairs: int | None = None  #: --pairs sentence pairs of the contrastive stage (None: 20/row)
+    pair_lr: float = 2e-5  #: --pair-lr learning rate of the contrastive stage (SetFit's default)
+    #: --supcon-weight W: add W x supervised contrastive loss on the CLS feature (0 = off)
+    supcon_weight: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)  #: preset-only knobs for experiments
 
     def __post_init__(self) -> None:
@@ -144,6 +154,16 @@ class TrainConfig:
             )
         if not 0 < self.oos_prior < 1:
             problems.append(f"--oos-prior must be in (0, 1), got {self.oos_prior}")
+        if self.objective not in OBJECTIVES:
+            problems.append(
+                f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective}"
+            )
+        if self.pairs is not None and self.pairs < 2:
+            problems.append(f"--pairs must be at least 2, got {self.pairs}")
+        if self.pair_lr <= 0:
+            problems.append(f"--pair-lr must be positive, got {self.pair_lr}")
+        if self.supcon_weight < 0:
+            problems.append(f"--supcon-weight must be >= 0 (0 = off), got {self.supcon_weight}")
         if self.report_to not in ("none", "tensorboard"):
             problems.append("--report-to must be none or tensorboard")
         _raise_if(problems)

@@ -1,4 +1,4 @@
-"""``intentkit data prepare`` and ``intentkit data inspect``."""
+"""``intentkit data prepare``, ``inspect``, ``add`` and ``sample``."""
 
 from __future__ import annotations
 
@@ -195,3 +195,37 @@ def add_cmd(
         f"added {added['rows']['train']} train + {added['rows']['reviewed_test']} reviewed_test "
         f"rows -> {out} (new labels: {new}; dropped: {dropped or 'nothing'})"
     )
+
+
+@data_app.command("sample")
+def sample_cmd(
+    data_dir: Annotated[Path, typer.Argument(help="A folder written by `data prepare`/`add`.")],
+    per_label: Annotated[
+        int, typer.Option("--per-label", "-k", help="Train (and val) rows per label.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="New folder to write.")],
+    seed: Annotated[int, typer.Option(help="Seed of the draw: same seed, same rows.")] = 42,
+    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty --out.")] = False,
+) -> None:
+    """Write a reproducible few-shot version of DATA_DIR: K train rows per label, test unchanged.
+
+    Val is sampled the same way (min(K, available) per label) from DATA_DIR's val split, or,
+    when it has none, from the train rows not chosen. A label with fewer than K train rows keeps
+    them all and is reported. stats.json records the parent, K and the seed.
+    """
+    from intentkit.data.sample import sample
+
+    stats = sample(data_dir, out, per_label=per_label, seed=seed, force=force)
+    info, rows = stats["sample"], stats["rows"]
+    console = _console()
+    console.print(
+        f"sampled {per_label} per label (seed {seed}) -> {out}: "
+        + ", ".join(f"{n:,} {s}" for s, n in rows.items())
+    )
+    if info["short_labels"]:
+        short = ", ".join(f"{k} ({v})" for k, v in info["short_labels"].items())
+        console.print(
+            f"note: {len(info['short_labels'])} label(s) had fewer than {per_label}: {short}"
+        )
+    if info["labels_without_val"]:
+        console.print(f"note: no val rows for {', '.join(info['labels_without_val'])}")

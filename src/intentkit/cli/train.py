@@ -111,6 +111,16 @@ def train_cmd(
     calibrate: Annotated[
         _Bool, typer.Option(help="Fit temperature + threshold.", show_default=False)
     ] = None,
+    objective: Annotated[
+        _Str, typer.Option(help="ce | contrastive | auto (contrastive if a class has <= 32 rows).")
+    ] = None,
+    pairs: Annotated[
+        _Int, typer.Option(help="Contrastive: sentence pairs (default 20/row).")
+    ] = None,
+    pair_lr: Annotated[_Float, typer.Option(help="Contrastive: pair-stage LR (2e-5).")] = None,
+    supcon_weight: Annotated[
+        _Float, typer.Option(help="Weight of a SupCon term on the CLS feature (0 = off).")
+    ] = None,
     target: target_option("local | sagemaker (a SageMaker training job; see --image).") = "local",
     role: Role = None,
     image: Image = None,
@@ -180,19 +190,21 @@ def train_cmd(
     rejection = _rejection(out_dir)
     if rejection:
         typer.echo(rejection)
-    phases = _phases(out_dir)
-    if phases:
-        typer.echo(summary_line(phases))
+    training = _training_record(out_dir)
+    if training.get("objective"):
+        typer.echo(f"objective: {training['objective']} ({training.get('objective_reason')})")
+    if training.get("phases"):
+        typer.echo(summary_line(training["phases"]))
 
 
-def _phases(out_dir: Path) -> dict | None:
-    """The phase breakdown the run recorded (None on ranks > 0, which write no artifact)."""
+def _training_record(out_dir: Path) -> dict:
+    """``intentkit.json["training"]`` ({} on ranks > 0, which write no artifact)."""
     from intentkit.artifact import read_meta
 
     try:
-        return read_meta(out_dir).get("training", {}).get("phases")
+        return read_meta(out_dir).get("training") or {}
     except Exception:  # noqa: BLE001 - a summary line is never worth failing a finished run
-        return None
+        return {}
 
 
 def _rejection(out_dir: Path) -> str | None:

@@ -180,6 +180,7 @@ def calibrate(
     extra_oos_distances: dict[str, np.ndarray] | None = None,
     train_oos_distances: dict[str, np.ndarray] | None = None,
     prior: float = DEFAULT_OOS_PRIOR,
+    fixed_temperature: float | None = None,
 ) -> dict[str, Any]:
     """Fit temperature and threshold on validation; return ``intentkit.json["calibration"]``.
 
@@ -210,6 +211,8 @@ def calibrate(
         train_oos_distances: the same for training rows labelled out-of-scope; they join the
             out-of-scope side of the Platt fit only.
         prior: the design share of out-of-scope traffic the served probability assumes.
+        fixed_temperature: use this temperature instead of fitting one (a validation set too
+            small to fit it, :func:`intentkit.training.setup.calibrate_on_val`).
 
     Returns:
         JSON-ready ``{"temperature", "threshold", "reject_label", "oos_label",
@@ -244,7 +247,7 @@ def calibrate(
                 f"extra_oos_logits has {extra.shape[1]} columns, val_logits has {z.shape[1]}"
             )
 
-    temperature = fit_temperature(z, y)
+    temperature = fit_temperature(z, y) if fixed_temperature is None else fixed_temperature
     oos_id = labels.index(oos_label) if oos_label is not None else -1
     all_logits = np.concatenate([z, extra])
     _, pred, conf = top(all_logits, temperature)

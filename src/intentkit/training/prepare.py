@@ -46,6 +46,8 @@ class Run:
     train_set: Any  #: ``datasets.Dataset`` of input_ids, labels, length
     val_set: Any  #: the same for val, length-sorted
     val_order: np.ndarray  #: row ``i`` of ``val_set`` is row ``val_order[i]`` of ``val_df``
+    #: ``intentkit.json["training"]``'s objective fields, set by ``train.pair_stage``
+    objective: dict[str, Any] | None = None
 
 
 def prepare_data(

@@ -158,6 +158,12 @@ def model_oos_label(cfg: TrainConfig, labels: list[str]) -> str | None:
     return next((name for name in OOS_NAMES if name in labels), None)
 
 
+#: Below this many val rows with a model class the temperature is not fitted but fixed at 1:
+#: one scalar fitted by NLL on a few dozen rows swings with each row (few-shot runs, where
+#: ``data sample`` leaves K val rows per label, on a handful of labels).
+MIN_VAL_ROWS_FOR_TEMPERATURE = 50
+
+
 def calibrate_on_val(
     cfg: TrainConfig,
     predictor: Any,
@@ -174,11 +180,14 @@ def calibrate_on_val(
     model class join the threshold choice as ``extra_oos_logits``. ``feats``
     (:class:`intentkit.training.oos_fit.OosFeatures`) brings the feature-space distances that
     ``--oos-scorer mahalanobis|knn|combined|auto`` reads; without it the scorer is softmax.
+    Under :data:`MIN_VAL_ROWS_FOR_TEMPERATURE` val rows the temperature is fixed at 1;
+    ``temperature_rule`` in the result says which rule was used.
     """
     from intentkit.evaluation.calibration import calibrate
 
     label2id = {name: i for i, name in enumerate(labels)}
     extra = predictor.logits(oos_val, batch_size=cfg.eval_batch_size) if oos_val else None
+    small = len(val_df) < MIN_VAL_ROWS_FOR_TEMPERATURE
     distances = {}
     if feats is not None:
         distances = {
@@ -186,7 +195,7 @@ def calibrate_on_val(
             "extra_oos_distances": feats.extra_oos_distances,
             "train_oos_distances": feats.train_oos_distances,
         }
-    return calibrate(
+    result = calibrate(
         val_logits,
         np.array([label2id[x] for x in val_df["label"]], dtype=np.int64),
         labels,
@@ -196,8 +205,17 @@ def calibrate_on_val(
         extra_oos_logits=extra,
         scorer=cfg.oos_scorer if feats is not None else "softmax",
         prior=cfg.oos_prior,
+        fixed_temperature=1.0 if small else None,
         **distances,
     )
+    result["temperature_rule"] = (
+        f"fixed at 1: {len(val_df)} val rows (< {MIN_VAL_ROWS_FOR_TEMPERATURE}) are too few to fit "
+        "it; the threshold still comes from those rows, so it is rough (one row moves the "
+        f"accuracy it keeps by {1 / max(len(val_df), 1):.1%})"
+        if small
+        else f"fitted on {len(val_df)} val rows (NLL)"
+    )
+    return result
 
 
 class KnownOutputs:

@@ -28,6 +28,7 @@ PHASES = (
     "data",
     "tokenise",
     "model_load",
+    "pair_training",
     "setup",
     "train_steps",
     "evaluation",

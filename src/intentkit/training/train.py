@@ -106,6 +106,8 @@ def train(
         with quiet_transformers(logs=True):
             trainer = build_trainer(run, force=force, callbacks=callbacks)
             timer.mark("model_load")
+            run.objective = pair_stage(trainer, run)
+            timer.mark("pair_training")
             settle_gc()
             fitted = fit(trainer, run, timer)
             if trainer.is_world_process_zero():
@@ -171,11 +173,38 @@ def build_trainer(run: Run, *, force: bool, callbacks: list[Any] | None) -> Inte
         label_smoothing=cfg.label_smoothing,
         optimizers=(optimizer, None),
         predictor_batches=not on_cuda,  # CUDA pads to multiples of 8, the Predictor not
+        supcon_weight=cfg.supcon_weight,
         keep_features=bool(cfg.calibrate and cfg.oos_scorer != "softmax"),
     )
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(cb.QuietProgressCallback())
     return trainer
+
+
+# ----------------------------------------------------------------------------- pair stage
+def pair_stage(trainer: IntentTrainer, run: Run) -> dict[str, Any]:
+    """Resolve ``--objective`` and, for ``contrastive``, tune the encoder on label pairs first.
+
+    Returns the fields ``intentkit.json["training"]`` records (objective, reason, and the
+    pair stage's own record). A ``--resume`` skips the stage: the checkpoint already holds
+    the tuned encoder.
+    """
+    from intentkit.errors import ConfigError
+    from intentkit.modeling import resolve_model
+    from intentkit.training.objectives import choose_objective, contrastive_stage
+
+    objective, reason = choose_objective(run.cfg.objective, run.train_df["label"])
+    record: dict[str, Any] = {"objective": objective, "objective_reason": reason}
+    if objective != "contrastive":
+        return record
+    if world_size() > 1:
+        raise ConfigError("--objective contrastive runs on one process; run it without torchrun")
+    if run.resume_from is not None:
+        return {**record, "contrastive": "skipped on --resume: the checkpoint holds its encoder"}
+    stage = contrastive_stage(
+        trainer.model, resolve_model(run.cfg.model), run.train_df, run.labels, run.cfg, run.device
+    )
+    return {**record, "contrastive": stage}
 
 
 # ----------------------------------------------------------------------------- fit
@@ -338,6 +367,7 @@ def artifact_meta(run: Run, fitted: Fitted, calibrated: Calibrated) -> dict[str,
             "resumed_step": fitted.resumed_step,
             "started_at_step": fitted.started_at_step,
             "train_loss": fitted.train_loss,
+            **(run.objective or {}),
             "runtime_s": round(fitted.runtime_s, 2),
             "world_size": world_size(),
             "phases": None,

@@ -22,6 +22,7 @@ from transformers import Trainer
 
 from intentkit.evaluation.metrics import classification_metrics
 from intentkit.inference.features import forward_with_cls
+from intentkit.training.objectives import supcon_loss
 from intentkit.training.trainer_private import PrivateOverrides
 
 
@@ -106,6 +107,7 @@ class IntentTrainer(PrivateOverrides, Trainer):
         label_smoothing: float = 0.0,
         predictor_batches: bool = True,
         keep_features: bool = False,
+        supcon_weight: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, compute_metrics=self.score_evaluation, **kwargs)
@@ -114,6 +116,8 @@ class IntentTrainer(PrivateOverrides, Trainer):
         self.model_accepts_loss_kwargs = False
         self.loss_weights = None if loss_weights is None else torch.tensor(loss_weights)
         self.label_smoothing = float(label_smoothing)
+        #: ``--supcon-weight``: weight of the SupCon term on training batches (0 = off).
+        self.supcon_weight = float(supcon_weight)
         # Batches equal the Predictor's only on one process and without pad rounding
         # (pad_to_multiple_of=8 on CUDA); otherwise calibration recomputes its logits.
         self.predictor_batches = predictor_batches and self.args.world_size == 1
@@ -134,7 +138,10 @@ class IntentTrainer(PrivateOverrides, Trainer):
         return_outputs: bool = False,
         num_items_in_batch: Any = None,
     ) -> Any:
-        """Weighted, smoothed cross-entropy over the batch (mean).
+        """Weighted, smoothed cross-entropy over the batch (mean), plus ``supcon_weight`` x
+        :func:`intentkit.training.objectives.supcon_loss` of the batch's CLS features when
+        training with ``--supcon-weight`` (evaluation losses stay cross-entropy, comparable
+        across runs).
 
         ``return_outputs`` is the evaluation's call (``prediction_step``): with
         ``keep_features`` its outputs also hold ``cls``, which the Trainer gathers with the
@@ -142,9 +149,13 @@ class IntentTrainer(PrivateOverrides, Trainer):
         """
         inputs = dict(inputs)
         labels = inputs.pop("labels")
-        if return_outputs and self.keep_features:
+        cls = None
+        if not return_outputs and self.supcon_weight > 0:
             logits, cls = forward_with_cls(model, inputs["input_ids"], inputs["attention_mask"])
-            outputs: Any = {"logits": logits, "cls": cls.float()}
+            outputs: Any = {"logits": logits}
+        elif return_outputs and self.keep_features:
+            logits, cls = forward_with_cls(model, inputs["input_ids"], inputs["attention_mask"])
+            outputs = {"logits": logits, "cls": cls.float()}
         else:
             outputs = model(**inputs)
             logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
@@ -155,6 +166,8 @@ class IntentTrainer(PrivateOverrides, Trainer):
         loss = torch.nn.functional.cross_entropy(
             logits.float(), labels, weight=weight, label_smoothing=self.label_smoothing
         )
+        if cls is not None and not return_outputs:
+            loss = loss + self.supcon_weight * supcon_loss(cls, labels)
         return (loss, outputs) if return_outputs else loss
 
     def score_evaluation(self, eval_pred: Any) -> dict[str, float]:

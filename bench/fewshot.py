@@ -1,0 +1,126 @@
+"""Few-shot learning curves (#21 item 4): ``ce`` vs ``contrastive`` at K examples per intent.
+
+Usage::
+
+    python bench/fewshot.py                       # Banking77 + CLINC150, K = 5 10 20, seeds 0 1 2
+    python bench/fewshot.py --datasets clinc150 --ks 5 --seeds 0 --pairs 2000   # a smoke run
+
+For each dataset: ``intentkit data prepare`` once; per (K, seed) ``intentkit data sample
+--per-label K --seed S`` (test untouched: the official test set); per objective ``intentkit
+train --model minilm --preset P --objective O`` and ``intentkit evaluate --split test
+--no-reject`` (argmax accuracy, as the published few-shot numbers are). Writes mean and spread
+(sample standard deviation) over seeds with the published numbers beside them to
+``bench/results/<YYYY-MM-DD>/fewshot.json`` (``--out`` to override) and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from harness import default_json_path, write_json
+from quality import DATASETS, run
+
+#: Published accuracies on the official test sets (CLINC150: in-scope), quoted by issue #21
+#: from https://github.com/jianguoz/Few-Shot-Intent-Detection, plus the frozen-MiniLM + logistic
+#: regression floor measured for the issue.
+PUBLISHED = {
+    "banking77": {
+        5: {"RoBERTa": 74.0, "USE+ConveRT": 77.8, "DNNC": 80.4, "CPFT": 80.9, "MiniLM+LR": 79.2},
+        10: {"RoBERTa": 84.3, "USE+ConveRT": 85.2, "DNNC": 86.7, "CPFT": 87.2, "MiniLM+LR": 84.7},
+    },
+    "clinc150": {
+        5: {"USE+ConveRT": 90.5, "DNNC": 91.0, "CPFT": 92.3},
+        10: {"USE+ConveRT": 93.3, "DNNC": 93.8, "CPFT": 94.2},
+    },
+}
+
+
+def main() -> None:
+    """Run the grid (or the part of it the flags select) and write fewshot.json."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=["banking77", "clinc150"],
+                        choices=sorted(DATASETS))  # fmt: skip
+    parser.add_argument("--ks", nargs="+", type=int, default=[5, 10, 20])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--objectives", nargs="+", default=["ce", "contrastive"])
+    parser.add_argument("--pairs", type=int, default=None, help="pair budget (default 20/row)")
+    parser.add_argument("--epochs", type=float, default=10.0, help="stage-two / CE epochs")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/intentkit-fewshot"))
+    parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS")
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (default: results)")
+    args = parser.parse_args()
+
+    env = dict(os.environ)
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
+    cli = [sys.executable, "-m", "intentkit"]
+    runs, curves = [], {}
+    for dataset in args.datasets:
+        spec, work = DATASETS[dataset], args.work / dataset
+        work.mkdir(parents=True, exist_ok=True)
+        full = work / "data"
+        if not (full / "stats.json").is_file():
+            # No preset: CLINC150's in-scope intents only, as the published numbers are.
+            run([*cli, "data", "prepare", spec["source"], "--out", str(full)],
+                work / "prepare.log", env)  # fmt: skip
+        for k in args.ks:
+            for seed in args.seeds:
+                data = work / f"k{k}-s{seed}" / "data"
+                sample = [*cli, "data", "sample", str(full), "--per-label", str(k),
+                          "--seed", str(seed), "--out", str(data), "--force"]  # fmt: skip
+                run(sample, work / "sample.log", env)
+                for objective in args.objectives:
+                    model = data.parent / objective
+                    train = [*cli, "train", "--data", str(data), "--out", str(model), "--force",
+                             "--model", "minilm", "--preset", spec["preset"], "--seed", str(seed),
+                             "--objective", objective, "--epochs", f"{args.epochs:g}"]  # fmt: skip
+                    if args.pairs and objective == "contrastive":
+                        train += ["--pairs", str(args.pairs)]
+                    train_s = run(train, model.parent / f"{objective}-train.log", env)
+                    run([*cli, "evaluate", str(model), "--data", str(data), "--split", "test",
+                         "--no-reject"], model.parent / f"{objective}-eval.log", env)  # fmt: skip
+                    report = json.loads((model / "eval" / "report.json").read_text("utf-8"))
+                    acc = report.get("in_scope_accuracy") or report["accuracy"]
+                    runs.append({"dataset": dataset, "k": k, "seed": seed, "objective": objective,
+                                 "accuracy": acc, "train_wall_s": round(train_s, 1)})  # fmt: skip
+                    print(f"{dataset} K={k} seed={seed} {objective}: {100 * acc:.1f} % "
+                          f"({train_s:.0f} s)", flush=True)  # fmt: skip
+    for r in runs:
+        key = (r["dataset"], r["k"], r["objective"])
+        curves.setdefault(key, []).append(r)
+    table = []
+    for (dataset, k, objective), rs in sorted(curves.items()):
+        accs = [100 * r["accuracy"] for r in rs]
+        table.append({
+            "dataset": dataset, "k": k, "objective": objective, "seeds": [r["seed"] for r in rs],
+            "mean": round(statistics.fmean(accs), 2),
+            "spread": round(statistics.stdev(accs), 2) if len(accs) > 1 else None,
+            "train_wall_s_mean": round(statistics.fmean(r["train_wall_s"] for r in rs), 1),
+            "published": PUBLISHED.get(dataset, {}).get(k, {}),
+        })  # fmt: skip
+    result = {
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "omp_num_threads": env.get("OMP_NUM_THREADS"),
+        "curves": table,
+        "runs": runs,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    print(f"wrote {write_json(args.out or default_json_path('fewshot'), result)}")
+    print(
+        "\n| dataset | K | objective | accuracy % (mean ± sd) | published |\n|---|---|---|---|---|"
+    )
+    for row in table:
+        spread = f" ± {row['spread']:.1f}" if row["spread"] is not None else ""
+        pub = ", ".join(f"{n} {v}" for n, v in row["published"].items()) or "-"
+        print(f"| {row['dataset']} | {row['k']} | {row['objective']} | {row['mean']:.1f}{spread} "
+              f"| {pub} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
