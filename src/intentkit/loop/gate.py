@@ -62,7 +62,6 @@ def gate(
     import pandas as pd
 
     from intentkit.data.dataset import load_prepared
-    from intentkit.evaluation.evaluate import _quiet_load
     from intentkit.inference.predictor import Predictor
 
     ds = load_prepared(data)
@@ -71,7 +70,7 @@ def gate(
     reviewed_file = Path(data) / "reviewed_test.parquet"
     reviewed = pd.read_parquet(reviewed_file) if reviewed_file.is_file() else None
     old, new = (
-        m if isinstance(m, Predictor) else _quiet_load(Path(m), reject=True)
+        m if isinstance(m, Predictor) else Predictor.from_dir(Path(m), reject=True)  # quiet
         for m in (old_model, new_model)
     )
     result: dict[str, Any] = {
