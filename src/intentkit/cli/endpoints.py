@@ -118,6 +118,10 @@ def deploy(
         int | None,
         typer.Option(help="SageMaker --capture: percentage of requests captured (default 100)."),
     ] = None,
+    capture_rotate_s: Annotated[
+        float | None,
+        typer.Option(help="Local --capture: publish a capture file after this many seconds (300)."),
+    ] = None,
     dry_run: DryRun = False,
     state_dir: StateDir = None,
 ) -> None:
@@ -144,6 +148,7 @@ def deploy(
         "--threads": threads is not None,
         "--dtype": dtype is not None,
         "--backend": backend is not None,
+        "--capture-rotate-s": capture_rotate_s is not None,
     }
     sagemaker_flags = {
         "--region": region,
@@ -218,6 +223,7 @@ def deploy(
         ("--dtype", dtype),
         ("--backend", backend),
         ("--capture", capture and Path(capture).resolve()),  # the server runs elsewhere
+        ("--capture-rotate-s", capture_rotate_s),
     ):
         if value is not None:
             args += [flag, str(value)]
