@@ -25,7 +25,7 @@ from intentkit.cli.aws_options import (
     aws_settings,
 )
 from intentkit.cli.common import ApiKey, StateDir, env, registry
-from intentkit.config import ServeConfig
+from intentkit.config import CaptureConfig, ServeConfig
 from intentkit.errors import ConfigError
 
 Target = Annotated[
@@ -213,6 +213,10 @@ def deploy(
     )
     from intentkit.endpoints.local import LocalOptions
 
+    if capture_rotate_s is not None:  # checked here: the detached server's error is in its log
+        if capture is None:
+            raise ConfigError("--capture-rotate-s needs --capture DIR; add it or drop the flag")
+        CaptureConfig(dir=capture, rotate_s=capture_rotate_s)
     args = ["--no-reject"] if no_reject else []
     if no_playground:
         args.append("--no-playground")
