@@ -140,7 +140,6 @@ def test_full_loop_learns_held_back_intents(page, tmp_path: Path) -> None:
         with httpx.Client(base_url=url, timeout=60) as c:
             for text in traffic["text"]:
                 assert c.post("/invocations", json={"text": text}).status_code == 200
-        old_acc = _accuracy(url, pd.read_parquet(data / "test.parquet"))
         deadline = time.monotonic() + 30  # files are published once rotated (1 s here)
         while sum(1 for f in cap.glob("capture-*.jsonl") for _ in f.open()) < len(traffic):
             assert time.monotonic() < deadline, "capture files not published"
@@ -148,6 +147,9 @@ def test_full_loop_learns_held_back_intents(page, tmp_path: Path) -> None:
 
         # Review: the held-back intents come back as clusters of rejected texts.
         queue = build_queue([cap], v1)
+        assert {x["text"] for x in queue.items} == set(traffic["text"])
+        # Measured after the queue is read: these texts are captured too.
+        old_acc = _accuracy(url, pd.read_parquet(data / "test.parquet"))
         truth = dict(zip(traffic["text"], traffic["label"], strict=True))
         by_intent = {}
         for c in queue.clusters:
