@@ -137,3 +137,40 @@ class ControlledPredictor:
         if self.delay_s:
             time.sleep(self.delay_s)
         return self.inner.forward_ids(ids)
+
+
+class Traffic:
+    """Clients that keep sending on keep-alive connections and record every failure."""
+
+    def __init__(self, url: str, clients: int = 4, texts: list[str] | None = None) -> None:
+        self.url, self.stop = url, threading.Event()
+        self.texts = texts or ["book a boarding in paris", "hi"]
+        self.ok, self.failures = 0, []
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+
+    def _run(self) -> None:
+        import httpx
+
+        with httpx.Client(base_url=self.url, timeout=30) as c:
+            while not self.stop.is_set():
+                try:
+                    r = c.post("/invocations", json={"text": self.texts})
+                    bad = None if r.status_code == 200 else f"{r.status_code} {r.text[:80]}"
+                except httpx.HTTPError as exc:
+                    bad = f"{type(exc).__name__}: {exc}"
+                with self.lock:
+                    if bad:
+                        self.failures.append(bad)
+                    else:
+                        self.ok += 1
+
+    def __enter__(self) -> Traffic:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(30)

@@ -194,3 +194,19 @@ def test_deploy_local_passes_capture_to_the_server(
     # and the other way round: an S3 prefix is SageMaker's data capture, not a local folder
     assert main(["deploy", str(artifact), "--name", "y", "--capture", "s3://b/p"]) == 2
     assert "expected a local folder with --target local" in capsys.readouterr().err
+
+
+def test_deploy_capture_rotate_s_is_checked_before_the_server_starts(
+    artifact: Path, tmp_path: Path, capsys
+) -> None:
+    from intentkit.cli import main
+
+    deploy = ["deploy", str(artifact), "--name", "r", "--state-dir", str(tmp_path / "state")]
+    assert main([*deploy, "--capture-rotate-s", "5"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --capture-rotate-s needs --capture DIR; add it or drop the flag\n"
+    )
+    assert main([*deploy, "--capture", str(tmp_path / "c"), "--capture-rotate-s", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --capture-rotate-s must be > 0") and err.count("\n") == 1
+    assert not (tmp_path / "state" / "logs").exists()  # no server was started

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import threading
 from pathlib import Path
 
 import httpx
@@ -12,7 +11,7 @@ import pytest
 from intentkit.cli import main
 from intentkit.endpoints.local import process_alive
 from intentkit.endpoints.registry import Registry
-from serve_helpers import free_port, make_artifact
+from serve_helpers import Traffic, free_port, make_artifact
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -22,40 +21,6 @@ def _copy(src: Path, dst: Path) -> Path:
 
 def _served(url: str) -> str:
     return httpx.get(f"{url}/info", timeout=10).json()["model_path"]  # a fresh connection
-
-
-class Traffic:
-    """Clients that keep sending on keep-alive connections and record every failure."""
-
-    def __init__(self, url: str, clients: int = 4) -> None:
-        self.url, self.stop = url, threading.Event()
-        self.ok, self.failures = 0, []
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
-
-    def _run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=30) as c:
-            while not self.stop.is_set():
-                try:
-                    r = c.post("/invocations", json={"text": ["book a boarding in paris", "hi"]})
-                    bad = None if r.status_code == 200 else f"{r.status_code} {r.text[:80]}"
-                except httpx.HTTPError as exc:
-                    bad = f"{type(exc).__name__}: {exc}"
-                with self.lock:
-                    if bad:
-                        self.failures.append(bad)
-                    else:
-                        self.ok += 1
-
-    def __enter__(self) -> Traffic:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(30)
 
 
 @pytest.mark.slow

@@ -25,7 +25,7 @@ from intentkit.cli.aws_options import (
     aws_settings,
 )
 from intentkit.cli.common import ApiKey, StateDir, env, registry, target_option
-from intentkit.config import ServeConfig
+from intentkit.config import CaptureConfig, ServeConfig
 from intentkit.errors import ConfigError
 
 Target = target_option("Where the endpoint runs: local (a detached server) | sagemaker.")
@@ -116,6 +116,10 @@ def deploy(
         int | None,
         typer.Option(help="SageMaker --capture: percentage of requests captured (default 100)."),
     ] = None,
+    capture_rotate_s: Annotated[
+        float | None,
+        typer.Option(help="Local --capture: publish a capture file after this many seconds (300)."),
+    ] = None,
     dry_run: DryRun = False,
     state_dir: StateDir = None,
 ) -> None:
@@ -142,6 +146,7 @@ def deploy(
         "--threads": threads is not None,
         "--dtype": dtype is not None,
         "--backend": backend is not None,
+        "--capture-rotate-s": capture_rotate_s is not None,
     }
     sagemaker_flags = {
         "--region": region,
@@ -206,6 +211,10 @@ def deploy(
     )
     from intentkit.endpoints.local import LocalOptions
 
+    if capture_rotate_s is not None:  # checked here: the detached server's error is in its log
+        if capture is None:
+            raise ConfigError("--capture-rotate-s needs --capture DIR; add it or drop the flag")
+        CaptureConfig(dir=capture, rotate_s=capture_rotate_s)
     args = ["--no-reject"] if no_reject else []
     if no_playground:
         args.append("--no-playground")
@@ -216,6 +225,7 @@ def deploy(
         ("--dtype", dtype),
         ("--backend", backend),
         ("--capture", capture and Path(capture).resolve()),  # the server runs elsewhere
+        ("--capture-rotate-s", capture_rotate_s),
     ):
         if value is not None:
             args += [flag, str(value)]

@@ -113,6 +113,9 @@ def serve(
     capture_max_mb: Annotated[
         float, typer.Option(help="Capture disk cap; the oldest files are deleted past it.")
     ] = CaptureConfig.max_total_mb,
+    capture_rotate_s: Annotated[
+        float, typer.Option(help="Also rotate a capture file after this many seconds.")
+    ] = CaptureConfig.rotate_s,
     takeover: Annotated[
         bool,
         typer.Option("--takeover", hidden=True, help="Join the port and take it once warm."),
@@ -157,6 +160,7 @@ def serve(
             text=capture_text,
             max_file_mb=capture_file_mb,
             max_total_mb=capture_max_mb,
+            rotate_s=capture_rotate_s,
         ),
     )
     path = model_dir or Path(env("INTENTKIT_MODEL_DIR") or SAGEMAKER_MODEL_DIR)
