@@ -21,8 +21,8 @@ demo: $(STAMP)
 	$(BIN)/intentkit quickstart --out demo-output --force
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 
 # The page tests need a real browser: scripts/ensure-browser.sh finds or installs one, or stops
 # in one line saying what to run.
@@ -31,8 +31,8 @@ test: lint
 	$(BIN)/pytest
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench scripts
+	$(BIN)/ruff check --fix src tests bench scripts
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
