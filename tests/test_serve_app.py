@@ -213,3 +213,30 @@ def test_default_threads_all_cores_except_one_spare_for_torch_int8(monkeypatch) 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
     assert default_threads() == 16 and default_threads("int8") == 15
     assert default_threads("int8", "onnx") == 16
+
+
+def test_draining_server_answers_with_connection_close() -> None:
+    """promote's drain: once SIGUSR1 set ``draining``, every response asks the client to
+    reconnect (so it reaches the successor) instead of being cut at shutdown."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from intentkit.serve.middleware import DrainMiddleware
+
+    async def app(scope, receive, send):  # noqa: ANN001, ANN202 - the ASGI signature
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"connection", b"keep-alive"), (b"x-a", b"1")]})  # fmt: skip
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    def headers_of(draining: bool) -> list:
+        sent: list = []
+
+        async def send(message):  # noqa: ANN001, ANN202
+            sent.append(message)
+
+        mw = DrainMiddleware(app, SimpleNamespace(draining=draining))
+        asyncio.run(mw({"type": "http"}, None, send))
+        return sent[0]["headers"]
+
+    assert headers_of(False) == [(b"connection", b"keep-alive"), (b"x-a", b"1")]
+    assert headers_of(True) == [(b"x-a", b"1"), (b"connection", b"close")]

@@ -159,6 +159,7 @@ def test_weighted_loss_matches_torch_cross_entropy() -> None:
 
     cls = IntentTrainer
     trainer = cls.__new__(cls)  # compute_loss only needs the loss attributes
+    trainer.supcon_weight = 0.0  # cross-entropy alone (the SupCon term has its own tests)
     trainer.loss_weights = torch.tensor([1.0, 3.0])
     trainer.label_smoothing = 0.1
     trainer.keep_features = False

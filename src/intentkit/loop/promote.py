@@ -8,8 +8,11 @@ The switch never leaves the port without a listener and never resets a connectio
 2. once green's model is loaded and warm it steers every *new* connection to itself
    (:func:`intentkit.serve.server.steer_new_connections_here`); this command sees the switch
    when fresh connections' ``GET /info`` name the new model three times in a row;
-3. blue then gets SIGTERM: its accept queue is empty (nothing new is sent to it), in-flight
-   requests finish, idle keep-alive connections close, and clients reconnect to green.
+3. blue is drained: SIGUSR1 makes it answer every request with ``Connection: close``, so busy
+   keep-alive clients reconnect (to green) between requests, and idle ones are closed by its
+   keep-alive timeout as usual; once it holds no connection (or that timeout has passed) it gets
+   SIGTERM, with an empty accept queue (nothing new is sent to it). Closing idle keep-alive
+   connections at SIGTERM instead would race a client sending at that instant: a reset.
 
 The registry record then names green, with ``previous`` (blue's model and flags) for
 ``rollback``. If green fails to start or to take over in time, it is stopped and blue keeps
@@ -25,6 +28,29 @@ from pathlib import Path
 from typing import Any
 
 from intentkit.errors import ConfigError, IntentkitError, ModelError
+
+
+def _drain(pid: int) -> None:
+    """Ask blue to close its connections between requests (SIGUSR1) and wait until it holds
+    none, at most its keep-alive timeout and a second (see the module docstring, step 3)."""
+    import os
+    import signal
+
+    import psutil
+
+    from intentkit.serve.server import KEEP_ALIVE_S
+
+    try:
+        os.kill(pid, signal.SIGUSR1)
+        proc = psutil.Process(pid)
+        deadline = time.monotonic() + KEEP_ALIVE_S + 1.0
+        while time.monotonic() < deadline:
+            open_ = [c for c in proc.net_connections("tcp") if c.status == psutil.CONN_ESTABLISHED]
+            if not open_:
+                return
+            time.sleep(0.05)
+    except (ProcessLookupError, psutil.NoSuchProcess, psutil.AccessDenied):
+        return  # gone already, or not ours to inspect: SIGTERM's own graceful stop follows
 
 
 class GateRefused(IntentkitError):
@@ -94,6 +120,7 @@ def switch_local(
     with registry.edit() as records:
         records[name] = new
     time.sleep(0.2)  # connections that reached blue just before the switch: let it accept them
+    _drain(int(rec["pid"]))
     stop_process(int(rec["pid"]), rec.get("create_time"), timeout=drain_s)  # graceful drain
     return new
 

@@ -45,7 +45,12 @@ from intentkit.serve.codecs import (
 )
 from intentkit.serve.http_errors import ServeError, error_body
 from intentkit.serve.metrics import Metrics, MetricsMiddleware
-from intentkit.serve.middleware import OPEN_PATHS, AuthMiddleware, BodyLimitMiddleware
+from intentkit.serve.middleware import (
+    OPEN_PATHS,
+    AuthMiddleware,
+    BodyLimitMiddleware,
+    DrainMiddleware,
+)
 from intentkit.serve.playground import PAGE_PATHS, add_playground
 from intentkit.serve.schemas import (
     ErrorResponse,
@@ -72,6 +77,7 @@ class ServerState:
         self.batcher: MicroBatcher | None = None
         self.load_error: str | None = None
         self.recorder = Recorder(config.capture, self.metrics)  # answer counts, --capture
+        self.draining = False  #: SIGUSR1 (promote): answer with Connection: close from now on
 
     @property
     def ready(self) -> bool:
@@ -193,6 +199,7 @@ def create_app(
         opened = OPEN_PATHS | (PAGE_PATHS if config.playground else frozenset())
         app.add_middleware(AuthMiddleware, api_key=config.api_key, open_paths=opened)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    app.add_middleware(DrainMiddleware, state=state)
     _add_error_handlers(app)
     _add_routes(app, state)
     if config.playground:

@@ -77,3 +77,28 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+class DrainMiddleware:
+    """While ``state.draining`` (set by SIGUSR1 when ``intentkit promote`` switches a local
+    endpoint away from this server), every response says ``Connection: close``, so keep-alive
+    clients reconnect, and so reach the successor, between requests. Closing idle keep-alive
+    connections at shutdown instead races a client that sends at that instant (a reset)."""
+
+    def __init__(self, app: Any, state: Any) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        """Pass through; while draining, answer with ``Connection: close``."""
+        if scope["type"] != "http" or not getattr(self.state, "draining", False):
+            await self.app(scope, receive, send)
+            return
+
+        async def closing_send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0].lower() != b"connection"]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, closing_send)

@@ -7,6 +7,7 @@ taken port is a one-line error instead of a uvicorn traceback.
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import sys
 import threading
@@ -44,6 +45,11 @@ def url_for(host: str, port: int) -> str:
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"  # bound everywhere: loopback reaches it
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+#: Seconds an idle keep-alive connection stays open (uvicorn's default, named: promote's drain
+#: waits for it, see :mod:`intentkit.loop.promote`).
+KEEP_ALIVE_S = 5.0
 
 
 def listen_socket(host: str, port: int) -> socket.socket:
@@ -147,11 +153,15 @@ def serve_forever(model_dir: str | Path, config: ServeConfig, *, takeover: bool 
             log_level=config.log_level,
             access_log=False,  # per-request logging costs ~10% throughput; /metrics counts them
             timeout_graceful_shutdown=config.timeout_graceful_s,
+            timeout_keep_alive=KEEP_ALIVE_S,
             backlog=4096,  # bursts wait in the kernel, then meet the 429 bound, not ECONNREFUSED
         )
     )
     if takeover:
         threading.Thread(target=_take_over_when_ready, args=(app, sock), daemon=True).start()
+    if hasattr(signal, "SIGUSR1"):  # promote's drain (DrainMiddleware); uvicorn leaves it alone
+        state = app.state.serve
+        signal.signal(signal.SIGUSR1, lambda *_: setattr(state, "draining", True))
     server.run(sockets=[sock])
     if failure:
         exc = failure[0]
