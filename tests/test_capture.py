@@ -52,7 +52,16 @@ def _serve(artifact: Path, capture: CaptureConfig | None, posts: list[tuple[str,
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 metrics = c.get("/metrics").text
-                if _metric(metrics, 'intentkit_answers_total{label="out_of_scope"}') >= n:
+                answered = _metric(metrics, 'intentkit_answers_total{label="out_of_scope"}')
+                # the answer count is bumped on the request path, the capture lines by the
+                # writer thread: wait for both, or a loaded machine sees the writer behind
+                handled = _metric(metrics, "intentkit_capture_lines_total") + sum(
+                    float(v)
+                    for v in re.findall(
+                        r"^intentkit_capture_dropped_total\{[^}]*\} ([0-9.e+-]+)$", metrics, re.M
+                    )
+                )
+                if answered >= n and (capture is None or capture.sample < 1 or handled >= n):
                     return metrics
                 time.sleep(0.05)
     raise AssertionError("the writer never counted every answer")
