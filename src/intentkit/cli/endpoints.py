@@ -166,13 +166,11 @@ def deploy(
         "--dry-run": dry_run or None,
     }
     reg = registry(state_dir)
-    # --capture is both targets' flag: a folder here, an S3 prefix there; each is checked by kind.
-    to_s3 = capture is not None and capture.startswith("s3://")
-    if capture is not None and to_s3 != (target == "sagemaker"):
+    # --capture is both targets' flag: a folder here, an S3 prefix there (SageMakerOptions checks
+    # the prefix; a local deploy must not take one for a folder name).
+    if target == "local" and capture is not None and capture.startswith("s3://"):
         raise ConfigError(
-            f"--capture {capture}: expected s3://BUCKET/PREFIX with --target sagemaker"
-            if target == "sagemaker"
-            else f"--capture {capture}: expected a local folder with --target local "
+            f"--capture {capture}: expected a local folder with --target local "
             "(s3:// is SageMaker's data capture: add --target sagemaker)"
         )
     if target == "sagemaker":

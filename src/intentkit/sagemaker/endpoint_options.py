@@ -169,7 +169,9 @@ class SageMakerOptions:
         except ConfigError:
             bucket = ""
         if not bucket:
-            problems.append(f"--capture {self.capture}: expected s3://BUCKET/PREFIX")
+            problems.append(
+                f"--capture {self.capture}: expected s3://BUCKET/PREFIX with --target sagemaker"
+            )
         sample = 100 if self.capture_sample is None else self.capture_sample
         if not 1 <= sample <= 100:
             problems.append(f"--capture-sample must be a percentage 1-100, got {sample}")
