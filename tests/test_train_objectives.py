@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from intentkit.data.sample import sample
-from intentkit.training.objectives import choose_objective, sentence_pairs, supcon_loss
+from intentkit.training.objectives import (
+    HEAD_C_GRID,
+    PER_CLASS,
+    balanced_batches,
+    choose_objective,
+    supcon_loss,
+)
 from train_helpers import FAST, assert_one_line_error, run_cli
 
 
@@ -28,8 +34,8 @@ def test_contrastive_runs_through_the_cli_and_writes_a_complete_artifact(
 
     out = tmp_path / "model"
     code = main(["train", "--data", str(kw5), "--out", str(out), "--model", str(tiny_model_dir),
-                 "--objective", "auto", "--pairs", "32", "--epochs", "2", "--batch-size", "16",
-                 "--lr", "1e-2", "--seed", "0"])  # fmt: skip
+                 "--objective", "auto", "--pair-epochs", "2", "--batch-size", "16",
+                 "--pair-lr", "1e-3", "--seed", "0"])  # fmt: skip
     printed = capsys.readouterr().out
     assert code == 0
     assert "objective: contrastive (auto: smallest class has 5 train rows (<= 32))" in printed
@@ -39,8 +45,17 @@ def test_contrastive_runs_through_the_cli_and_writes_a_complete_artifact(
     meta = json.loads((out / "intentkit.json").read_text())
     training = meta["training"]
     assert training["objective"] == "contrastive"
-    assert training["contrastive"]["pairs"] == 32 and training["contrastive"]["steps"] == 2
-    assert training["contrastive"]["positive_pairs"] == 16
+    stage = training["contrastive"]
+    # 15 train rows in batches of 16: one step per epoch, two epochs of each step.
+    assert stage["align"]["steps"] == 2 and stage["contrast"]["steps"] == 2
+    assert stage["align"]["last_epoch_loss"] < stage["align"]["first_loss"]  # CLS moved to mean
+    # The head was fitted in closed form (the tiny ModernBERT's classifier is a Linear): no
+    # training step ran, and the artifact's validation accuracy is the chosen C's.
+    head = training["head"]
+    assert head["epochs"] == 0 and training["global_step"] == 0
+    assert head["C"] in HEAD_C_GRID
+    chosen = head["val_accuracy_by_C"][f"{head['C']:g}"]
+    assert meta["metrics"]["accuracy"] == pytest.approx(chosen, abs=1e-4)
     assert training["phases"]["pair_training"] > 0
     assert meta["train_config"]["objective"] == "auto"
     assert meta["calibration"]["temperature"] == 1.0  # 15 val rows: the fallback
@@ -73,20 +88,55 @@ def test_contrastive_beats_chance_on_a_separable_few_shot_set(
     from intentkit.training.train import train
 
     out = train(kw5, tmp_path / "m", model=str(tiny_model_dir), objective="contrastive",
-                pairs=160, pair_lr=1e-3, **{**FAST, "epochs": 40})  # fmt: skip
+                pair_epochs=60, pair_lr=3e-3, **FAST)  # fmt: skip
     report = evaluate(out, kw5, split="test", out=tmp_path / "eval", reject=False)
     assert report["accuracy"] > 0.6, report["accuracy"]  # chance is 1/3
 
 
-def test_sentence_pairs_are_balanced_and_respect_labels() -> None:
-    y = np.array([0, 0, 0, 1, 1, 2])  # label 2 has one row: its positive is itself
-    a, b, score = sentence_pairs(y, 1001, np.random.default_rng(0))
-    assert len(a) == 1001 and score.sum() == 501
-    pos = score == 1
-    assert (y[a[pos]] == y[b[pos]]).all() and (y[a[~pos]] != y[b[~pos]]).all()
-    assert (a[pos] != b[pos])[y[a[pos]] != 2].all()  # other rows, never the anchor itself
-    again = sentence_pairs(y, 1001, np.random.default_rng(0))
-    assert all((x == z).all() for x, z in zip((a, b, score), again, strict=True))
+def test_balanced_batches_hold_per_class_rows_of_distinct_labels() -> None:
+    y = np.repeat(np.arange(10), 6)
+    y[-1] = 10  # label 10 has one row; label 9 five
+    batches = balanced_batches(y, 16, 50, np.random.default_rng(0))
+    assert len(batches) == 50
+    for idx in batches:
+        labels, counts = np.unique(y[idx], return_counts=True)
+        assert len(labels) == 16 // PER_CLASS  # distinct labels
+        assert len(set(idx.tolist())) == len(idx)  # a row at most once per batch
+        expected = [min(PER_CLASS, (y == lab).sum()) for lab in labels]
+        assert counts.tolist() == expected
+    again = balanced_batches(y, 16, 50, np.random.default_rng(0))
+    assert all((a == b).all() for a, b in zip(batches, again, strict=True))
+
+
+def test_contrastive_without_a_linear_classifier_trains_the_head_alone(
+    kw5: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """Where the head is not a Linear (RoBERTa's), the fit phase trains it, encoder frozen."""
+    import torch
+    from safetensors.torch import load_file
+
+    from intentkit.training import objectives
+    from intentkit.training.train import train
+
+    monkeypatch.setattr(objectives, "fit_linear_head", lambda *a, **k: None)
+    before: dict[str, torch.Tensor] = {}
+    real_freeze = objectives.freeze_encoder
+
+    def freeze(model):  # the weights as step 3 starts: after the contrastive steps
+        before.update({n: p.detach().clone() for n, p in model.named_parameters()})
+        return real_freeze(model)
+
+    monkeypatch.setattr(objectives, "freeze_encoder", freeze)
+    out = train(kw5, tmp_path / "m", model=str(tiny_model_dir), objective="contrastive",
+                pair_epochs=1, head_epochs=2, head_lr=1e-2,
+                **{**FAST, "warmup_ratio": 0.0})  # step 1 (maybe the best) moves  # fmt: skip
+    training = json.loads((out / "intentkit.json").read_text())["training"]
+    assert training["head"]["epochs"] == 2 and training["global_step"] > 0
+    after = load_file(str(out / "model.safetensors"))
+    trainable = set(training["head"]["trainable"])
+    assert trainable and all(not n.startswith("model.") for n in trainable)
+    changed = {n for n, t in after.items() if n in before and not torch.equal(t, before[n])}
+    assert changed and changed <= trainable, changed - trainable
 
 
 def _supcon_reference(z: np.ndarray, y: np.ndarray, t: float) -> float:
@@ -151,7 +201,8 @@ def test_supcon_weight_changes_the_training_loss(
     [
         ("--objective", "triplet", "--objective must be one of ce, contrastive, auto"),
         ("--supcon-weight", "-1", "--supcon-weight must be >= 0"),
-        ("--pairs", "1", "--pairs must be at least 2"),
+        ("--pair-epochs", "0", "--pair-epochs must be at least 1"),
+        ("--head-lr", "0", "--head-lr must be positive"),
     ],
 )
 def test_bad_objective_flags_are_one_line_exit_2(

@@ -111,12 +111,15 @@ class TrainConfig:
     #: --oos-prior: out-of-scope share of traffic that the served P(oos | x) assumes.
     oos_prior: float = 0.1
     calibrate: bool = True  #: fit temperature + threshold on validation after training
-    #: --objective ce|contrastive|auto (OBJECTIVES): contrastive tunes the encoder on label
-    #: pairs before cross-entropy (intentkit.training.objectives); auto picks contrastive when
-    #: the smallest class has at most 32 train rows.
+    #: --objective ce|contrastive|auto (OBJECTIVES): contrastive aligns and contrasts the
+    #: encoder's CLS feature, then trains the head on the frozen encoder
+    #: (intentkit.training.objectives); auto picks contrastive when the smallest class has at
+    #: most 32 train rows. --epochs/--lr then apply to nothing: --pair-*/--head-* do.
     objective: str = "ce"
-    pairs: int | None = None  #: --pairs sentence pairs of the contrastive stage (None: 20/row)
-    pair_lr: float = 2e-5  #: --pair-lr learning rate of the contrastive stage (SetFit's default)
+    pair_epochs: int = 5  #: --pair-epochs epochs of each encoder step (align, contrast)
+    pair_lr: float = 3e-5  #: --pair-lr learning rate of the contrast step
+    head_epochs: float = 10.0  #: --head-epochs epochs of the head on the frozen encoder
+    head_lr: float = 1e-3  #: --head-lr learning rate of the head on the frozen encoder
     #: --supcon-weight W: add W x supervised contrastive loss on the CLS feature (0 = off)
     supcon_weight: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)  #: preset-only knobs for experiments
@@ -158,10 +161,13 @@ class TrainConfig:
             problems.append(
                 f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective}"
             )
-        if self.pairs is not None and self.pairs < 2:
-            problems.append(f"--pairs must be at least 2, got {self.pairs}")
-        if self.pair_lr <= 0:
-            problems.append(f"--pair-lr must be positive, got {self.pair_lr}")
+        if self.pair_epochs < 1:
+            problems.append(f"--pair-epochs must be at least 1, got {self.pair_epochs}")
+        if self.head_epochs <= 0:
+            problems.append(f"--head-epochs must be positive, got {self.head_epochs}")
+        for name in ("pair_lr", "head_lr"):
+            if getattr(self, name) <= 0:
+                problems.append(f"--{name.replace('_', '-')} must be positive")
         if self.supcon_weight < 0:
             problems.append(f"--supcon-weight must be >= 0 (0 = off), got {self.supcon_weight}")
         if self.report_to not in ("none", "tensorboard"):

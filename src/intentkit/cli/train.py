@@ -114,10 +114,14 @@ def train_cmd(
     objective: Annotated[
         _Str, typer.Option(help="ce | contrastive | auto (contrastive if a class has <= 32 rows).")
     ] = None,
-    pairs: Annotated[
-        _Int, typer.Option(help="Contrastive: sentence pairs (default 20/row).")
+    pair_epochs: Annotated[
+        _Int, typer.Option(help="Contrastive: epochs of align and of contrast (5).")
     ] = None,
-    pair_lr: Annotated[_Float, typer.Option(help="Contrastive: pair-stage LR (2e-5).")] = None,
+    pair_lr: Annotated[_Float, typer.Option(help="Contrastive: contrast-step LR (3e-5).")] = None,
+    head_epochs: Annotated[
+        _Float, typer.Option(help="Contrastive: head epochs on the frozen encoder (10).")
+    ] = None,
+    head_lr: Annotated[_Float, typer.Option(help="Contrastive: head LR (1e-3).")] = None,
     supcon_weight: Annotated[
         _Float, typer.Option(help="Weight of a SupCon term on the CLS feature (0 = off).")
     ] = None,

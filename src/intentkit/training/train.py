@@ -109,7 +109,10 @@ def train(
             run.objective = pair_stage(trainer, run)
             timer.mark("pair_training")
             settle_gc()
-            fitted = fit(trainer, run, timer)
+            if run.objective.get("head", {}).get("epochs") == 0:
+                fitted = score_fitted_head(trainer, run, timer)
+            else:
+                fitted = fit(trainer, run, timer)
             if trainer.is_world_process_zero():
                 calibrated = calibrate(fitted, run)
                 timer.mark("calibration")
@@ -183,28 +186,47 @@ def build_trainer(run: Run, *, force: bool, callbacks: list[Any] | None) -> Inte
 
 # ----------------------------------------------------------------------------- pair stage
 def pair_stage(trainer: IntentTrainer, run: Run) -> dict[str, Any]:
-    """Resolve ``--objective`` and, for ``contrastive``, tune the encoder on label pairs first.
+    """Resolve ``--objective``; for ``contrastive``, tune the encoder, then freeze it.
 
-    Returns the fields ``intentkit.json["training"]`` records (objective, reason, and the
-    pair stage's own record). A ``--resume`` skips the stage: the checkpoint already holds
-    the tuned encoder.
+    Steps 1-2 (:func:`intentkit.training.objectives.contrastive_stage`) tune the encoder's CLS
+    feature; the trainer is then set to step 3: the head alone (encoder frozen) for
+    ``--head-epochs`` at ``--head-lr``. Returns the fields ``intentkit.json["training"]``
+    records. A ``--resume`` skips steps 1-2 (the checkpoint holds the tuned encoder) and
+    freezes again.
     """
     from intentkit.errors import ConfigError
-    from intentkit.modeling import resolve_model
-    from intentkit.training.objectives import choose_objective, contrastive_stage
+    from intentkit.training import objectives as obj
 
-    objective, reason = choose_objective(run.cfg.objective, run.train_df["label"])
+    cfg = run.cfg
+    objective, reason = obj.choose_objective(cfg.objective, run.train_df["label"])
     record: dict[str, Any] = {"objective": objective, "objective_reason": reason}
     if objective != "contrastive":
         return record
     if world_size() > 1:
         raise ConfigError("--objective contrastive runs on one process; run it without torchrun")
+    model = trainer.model
     if run.resume_from is not None:
-        return {**record, "contrastive": "skipped on --resume: the checkpoint holds its encoder"}
-    stage = contrastive_stage(
-        trainer.model, resolve_model(run.cfg.model), run.train_df, run.labels, run.cfg, run.device
-    )
-    return {**record, "contrastive": stage}
+        stage: Any = "skipped on --resume: the checkpoint holds its encoder"
+    else:
+        stage = obj.contrastive_stage(
+            model, run.tokenizer, run.train_df, run.labels, cfg, run.max_length, run.device,
+            progress=lambda line: print(f"contrastive {line}", flush=True),
+        )  # fmt: skip
+        head = obj.fit_linear_head(
+            model, run.tokenizer, run.train_df, run.val_df, run.labels, run.max_length,
+            run.device,
+        )  # fmt: skip
+        if head is not None:
+            return {**record, "contrastive": stage, "head": {**head, "epochs": 0}}
+    trainable = obj.freeze_encoder(model)
+    # The head is trained by the normal fit phase with its own budget; the optimizer is
+    # rebuilt from these arguments over the trainable (head) parameters only.
+    trainer.args.learning_rate = cfg.head_lr
+    trainer.args.num_train_epochs = cfg.head_epochs
+    trainer.optimizer = None
+    return {**record, "contrastive": stage, "head": {
+        "fit": "cross-entropy, encoder frozen", "epochs": cfg.head_epochs, "lr": cfg.head_lr,
+        "trainable": trainable}}  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- fit
@@ -214,7 +236,7 @@ class Fitted:
 
     trainer: IntentTrainer
     metrics: dict[str, float]  #: the best checkpoint's validation metrics
-    train_loss: float
+    train_loss: float | None  #: None when no training step ran (a head fitted in closed form)
     history: list[dict[str, Any]]  #: the compact log history (the report's curves)
     resumed_step: int | None
     started_at_step: int | None  #: first optimiser step of *this* process
@@ -253,6 +275,22 @@ def fit(trainer: IntentTrainer, run: Run, timer: PhaseTimer) -> Fitted:
         trainer=trainer, metrics=best, train_loss=float(result.training_loss), history=history,
         resumed_step=resumed_step, started_at_step=start.step,
         runtime_s=time.perf_counter() - started,
+    )  # fmt: skip
+
+
+def score_fitted_head(trainer: IntentTrainer, run: Run, timer: PhaseTimer) -> Fitted:
+    """:class:`Fitted` for a model whose head was fitted in closed form (no training steps):
+    its validation metrics from one evaluation. Phase ``evaluation``."""
+    from intentkit.training.trainer import compact_log_history
+
+    started = time.perf_counter()
+    scores = trainer.evaluate()
+    metrics = {k: float(scores[f"eval_{k}"]) for k in ("loss", *METRICS) if f"eval_{k}" in scores}
+    timer.mark("evaluation")
+    return Fitted(
+        trainer=trainer, metrics=metrics, train_loss=None,
+        history=compact_log_history(trainer.state.log_history), resumed_step=None,
+        started_at_step=None, runtime_s=time.perf_counter() - started,
     )  # fmt: skip
 
 
