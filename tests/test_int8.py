@@ -99,6 +99,10 @@ def test_export_records_recipe_and_agreement_and_the_graph_serves(
     assert agreement["data"] == str(kw_data.resolve())
     assert 0.5 <= agreement["value"] <= 1.0
     assert agreement["min"] == 0.5 and agreement["accepted"] is True
+    # #21 item 5: as many boundary probes as val texts, and the gate reads the lower figure.
+    assert agreement["n_probes"] == 30 and 0 <= agreement["probe_rejected"] <= 1
+    assert agreement["value"] == min(agreement["val_value"], agreement["probe_value"])
+    assert "30 boundary probes" in out
 
     int8 = load_predictor(artifact, device="cpu", backend="onnx", dtype="int8")
     assert int8.runner.path == artifact / "onnx" / "model.int8.onnx"
@@ -182,3 +186,31 @@ def test_an_int8_graph_from_an_older_recipe_is_remade(
     onnx_backend.export_onnx(artifact, int8=True, min_agreement=0.0)
     assert graph.stat().st_mtime_ns != before
     assert _int8_info(artifact)["quantization"]["name"] == "next-recipe"
+
+
+def test_boundary_probes_are_seeded_splices_and_shuffles_of_the_texts() -> None:
+    texts = ["book a flight to paris", "what is my balance", "cancel my hotel room", "hi"]
+    probes = quantize.boundary_probes(texts, 40)
+    assert len(probes) == 40 and probes == quantize.boundary_probes(texts, 40)
+    assert probes != quantize.boundary_probes(texts, 40, seed=1)
+    vocab = {w for t in texts for w in t.split()}
+    assert all(p and set(p.split()) <= vocab for p in probes)
+    shuffles = probes[1::2]  # odd positions: one text's words, reordered
+    assert all(sorted(p.split()) in [sorted(t.split()) for t in texts] for p in shuffles)
+    splices = probes[0::2]  # even positions: two halves, often from two texts
+    assert any(p not in texts and sorted(p.split()) not in [sorted(t.split()) for t in texts]
+               for p in splices)  # fmt: skip
+
+
+def test_the_gate_refuses_int8_that_agrees_in_scope_but_not_at_the_boundary(tmp_path: Path) -> None:
+    measured = {"data": "d", "split": "val", "n": 1000, "val_value": 1.0, "probe_value": 0.97,
+                "n_probes": 1000, "probe_rejected": 0.4, "value": 0.97}  # fmt: skip
+    info = quantize.gate({"agreement": measured}, 0.995)
+    assert info["agreement"]["accepted"] is False
+    with pytest.raises(Int8Refused) as refused:
+        quantize.check_accepted(info, tmp_path)
+    message = str(refused.value)
+    assert "val 100.00%" in message
+    assert "1000 boundary probes 97.00%" in message and "\n" not in message
+    assert quantize.gate({"agreement": {**measured, "probe_value": 0.996, "value": 0.996}},
+                         0.995)["agreement"]["accepted"]  # fmt: skip

@@ -10,7 +10,7 @@ import typer
 
 from intentkit.cli.app import app
 from intentkit.errors import ConfigError, OutputExistsError
-from intentkit.export.quantize import DEFAULT_MIN_AGREEMENT
+from intentkit.export.quantize import DEFAULT_MIN_AGREEMENT, agreement_where
 
 EXPORT_FORMATS = ("onnx", "sagemaker", "sagemaker-hf")
 #: --format -> pack_model's fmt
@@ -133,7 +133,7 @@ def _print_manifest(manifest_path: Path) -> None:
         value = "not measured" if a["value"] is None else f"{a['value']:.2%}"
         verdict = "accepted" if a["accepted"] else "REFUSED"
         print(
-            f"  same answer as fp32: {value} of {a['n']} {a['split']} texts ({a['data']}); "
+            f"  same answer as fp32: {value} of {agreement_where(a)} ({a['data']}); "
             f"min {a['min']:.2%}: {verdict} for --dtype int8"
         )
 
