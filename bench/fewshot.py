@@ -3,7 +3,7 @@
 Usage::
 
     python bench/fewshot.py                       # Banking77 + CLINC150, K = 5 10 20, seeds 0 1 2
-    python bench/fewshot.py --datasets clinc150 --ks 5 --seeds 0 --pairs 2000   # a smoke run
+    python bench/fewshot.py --datasets clinc150 --ks 5 --seeds 0   # a smoke run
 
 For each dataset: ``intentkit data prepare`` once; per (K, seed) ``intentkit data sample
 --per-label K --seed S`` (test untouched: the official test set); per objective ``intentkit
@@ -23,7 +23,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness import default_json_path, write_json
+from harness import default_json_path, matmul_peak_gflops, peak, write_json
 from quality import DATASETS, run
 
 #: Published accuracies on the official test sets (CLINC150: in-scope), quoted by issue #21
@@ -41,56 +41,10 @@ PUBLISHED = {
 }
 
 
-def main() -> None:
-    """Run the grid (or the part of it the flags select) and write fewshot.json."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", default=["banking77", "clinc150"],
-                        choices=sorted(DATASETS))  # fmt: skip
-    parser.add_argument("--ks", nargs="+", type=int, default=[5, 10, 20])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--objectives", nargs="+", default=["ce", "contrastive"])
-    parser.add_argument("--pairs", type=int, default=None, help="pair budget (default 20/row)")
-    parser.add_argument("--epochs", type=float, default=10.0, help="stage-two / CE epochs")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/intentkit-fewshot"))
-    parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS")
-    parser.add_argument("--out", type=Path, default=None, help="JSON path (default: results)")
-    args = parser.parse_args()
-
-    env = dict(os.environ)
-    if args.threads:
-        env["OMP_NUM_THREADS"] = str(args.threads)
-    cli = [sys.executable, "-m", "intentkit"]
-    runs, curves = [], {}
-    for dataset in args.datasets:
-        spec, work = DATASETS[dataset], args.work / dataset
-        work.mkdir(parents=True, exist_ok=True)
-        full = work / "data"
-        if not (full / "stats.json").is_file():
-            # No preset: CLINC150's in-scope intents only, as the published numbers are.
-            run([*cli, "data", "prepare", spec["source"], "--out", str(full)],
-                work / "prepare.log", env)  # fmt: skip
-        for k in args.ks:
-            for seed in args.seeds:
-                data = work / f"k{k}-s{seed}" / "data"
-                sample = [*cli, "data", "sample", str(full), "--per-label", str(k),
-                          "--seed", str(seed), "--out", str(data), "--force"]  # fmt: skip
-                run(sample, work / "sample.log", env)
-                for objective in args.objectives:
-                    model = data.parent / objective
-                    train = [*cli, "train", "--data", str(data), "--out", str(model), "--force",
-                             "--model", "minilm", "--preset", spec["preset"], "--seed", str(seed),
-                             "--objective", objective, "--epochs", f"{args.epochs:g}"]  # fmt: skip
-                    if args.pairs and objective == "contrastive":
-                        train += ["--pairs", str(args.pairs)]
-                    train_s = run(train, model.parent / f"{objective}-train.log", env)
-                    run([*cli, "evaluate", str(model), "--data", str(data), "--split", "test",
-                         "--no-reject"], model.parent / f"{objective}-eval.log", env)  # fmt: skip
-                    report = json.loads((model / "eval" / "report.json").read_text("utf-8"))
-                    acc = report.get("in_scope_accuracy") or report["accuracy"]
-                    runs.append({"dataset": dataset, "k": k, "seed": seed, "objective": objective,
-                                 "accuracy": acc, "train_wall_s": round(train_s, 1)})  # fmt: skip
-                    print(f"{dataset} K={k} seed={seed} {objective}: {100 * acc:.1f} % "
-                          f"({train_s:.0f} s)", flush=True)  # fmt: skip
+def summarize(args: argparse.Namespace, env: dict[str, str], runs: list[dict],
+              gflops: float) -> dict:  # fmt: skip
+    """fewshot.json's content from the runs so far: per (dataset, K, objective) mean ± sd."""
+    curves: dict[tuple, list[dict]] = {}
     for r in runs:
         key = (r["dataset"], r["k"], r["objective"])
         curves.setdefault(key, []).append(r)
@@ -107,11 +61,75 @@ def main() -> None:
     result = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "omp_num_threads": env.get("OMP_NUM_THREADS"),
+        "matmul_fp32_gflops": round(gflops, 1),
+        "complete": len(runs)
+        == len(args.datasets) * len(args.ks) * len(args.seeds) * len(args.objectives),
         "curves": table,
         "runs": runs,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    print(f"wrote {write_json(args.out or default_json_path('fewshot'), result)}")
+    return result
+
+
+def main() -> None:
+    """Run the grid (or the part of it the flags select) and write fewshot.json."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=["banking77", "clinc150"],
+                        choices=sorted(DATASETS))  # fmt: skip
+    parser.add_argument("--ks", nargs="+", type=int, default=[5, 10, 20])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--objectives", nargs="+", default=["ce", "contrastive"])
+    parser.add_argument("--epochs", type=float, default=10.0, help="ce epochs")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/intentkit-fewshot"))
+    parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS")
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (default: results)")
+    args = parser.parse_args()
+
+    env = dict(os.environ)
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
+    cli = [sys.executable, "-m", "intentkit"]
+    runs: list[dict] = []
+    gflops = peak(matmul_peak_gflops())
+    out = args.out or default_json_path("fewshot")
+    for dataset in args.datasets:
+        work = args.work / dataset
+        work.mkdir(parents=True, exist_ok=True)
+        if not (work / "data" / "stats.json").is_file():
+            # No preset: CLINC150's in-scope intents only, as the published numbers are.
+            run([*cli, "data", "prepare", DATASETS[dataset]["source"], "--out",
+                 str(work / "data")], work / "prepare.log", env)  # fmt: skip
+    # K-major, in the order given: a cut-short run still holds whole K columns.
+    for k in args.ks:
+        for dataset in args.datasets:
+            work = args.work / dataset
+            for seed in args.seeds:
+                data = work / f"k{k}-s{seed}" / "data"
+                sample = [*cli, "data", "sample", str(work / "data"), "--per-label", str(k),
+                          "--seed", str(seed), "--out", str(data), "--force"]  # fmt: skip
+                run(sample, work / "sample.log", env)
+                for objective in args.objectives:
+                    model = data.parent / objective
+                    train = [*cli, "train", "--data", str(data), "--out", str(model), "--force",
+                             "--model", "minilm", "--preset", DATASETS[dataset]["preset"],
+                             "--seed", str(seed), "--objective", objective,
+                             "--epochs", f"{args.epochs:g}"]  # fmt: skip
+                    train_s = run(train, model.parent / f"{objective}-train.log", env)
+                    run([*cli, "evaluate", str(model), "--data", str(data), "--split", "test",
+                         "--no-reject"], model.parent / f"{objective}-eval.log", env)  # fmt: skip
+                    report = json.loads((model / "eval" / "report.json").read_text("utf-8"))
+                    meta = json.loads((model / "intentkit.json").read_text("utf-8"))["training"]
+                    acc = report.get("in_scope_accuracy") or report["accuracy"]
+                    runs.append({"dataset": dataset, "k": k, "seed": seed, "objective": objective,
+                                 "accuracy": acc, "train_wall_s": round(train_s, 1),
+                                 "phases": meta.get("phases"),
+                                 "head": meta.get("head")})  # fmt: skip
+                    print(f"{dataset} K={k} seed={seed} {objective}: {100 * acc:.1f} % "
+                          f"({train_s:.0f} s)", flush=True)  # fmt: skip
+                    write_json(out, summarize(args, env, runs, gflops))  # after every run
+    result = summarize(args, env, runs, gflops)
+    table = result["curves"]
+    print(f"wrote {write_json(out, result)}")
     print(
         "\n| dataset | K | objective | accuracy % (mean ± sd) | published |\n|---|---|---|---|---|"
     )

@@ -110,15 +110,15 @@ def measure(name: str, data: Path, model: Path) -> dict[str, Any]:
     from intentkit.config import TrainConfig, build
     from intentkit.data.dataset import load_prepared
     from intentkit.evaluation.calibration import calibrate
+    from intentkit.export.loader import load_predictor
     from intentkit.inference.decision import apply, top
-    from intentkit.inference.predictor import Predictor
     from intentkit.training.oos_fit import fit_features
     from intentkit.training.setup import validation_split
 
     meta = read_meta(model)
     stored = {k: v for k, v in meta["train_config"].items() if k != "model_resolved"}
     cfg = build(TrainConfig, stored)
-    predictor = Predictor.from_dir(model, device="cpu", backend="torch", reject=False)
+    predictor = load_predictor(model, device="cpu", backend="torch", reject=False)
     predictor.calibration, predictor.oos_stats = None, None
     labels = predictor.labels
     ds = load_prepared(data)
@@ -189,14 +189,14 @@ def measure(name: str, data: Path, model: Path) -> dict[str, Any]:
 def int8_agreement(name: str, model: Path, work: Path) -> dict[str, Any]:
     """#21 item 5's measurement: how often the served int8 ONNX answer (rejection included)
     equals fp32's, in scope and out of domain, on a copy of ``model`` refitted with the
-    default rule; the export gate's own figure (validation texts only) beside it."""
+    default rule; the export gate's own figures (validation texts and boundary probes) beside it."""
     import shutil
 
     import numpy as np
 
+    from intentkit.export.loader import load_predictor
     from intentkit.export.onnx_graph import FILES, MANIFEST, export_dir, export_onnx
     from intentkit.export.quantize import DEFAULT_MIN_AGREEMENT
-    from intentkit.inference.predictor import Predictor
     from intentkit.training.oos_fit import fit_artifact
 
     copy = work / name / "model-int8"
@@ -207,8 +207,8 @@ def int8_agreement(name: str, model: Path, work: Path) -> dict[str, Any]:
     export_onnx(copy, int8=True, min_agreement=0.0)
     manifest = json.loads((export_dir(copy) / MANIFEST).read_text("utf-8"))
     kw = {"device": "cpu", "backend": "onnx"}
-    fp32 = Predictor.from_dir(copy, dtype="fp32", **kw)
-    int8 = Predictor.from_dir(copy, dtype="int8", **kw)
+    fp32 = load_predictor(copy, dtype="fp32", **kw)
+    int8 = load_predictor(copy, dtype="int8", **kw)
     test_rows, oos_test, _ = clinc_rows("test")
     own = set(fp32.labels)
     sets = {

@@ -255,7 +255,41 @@ def render_train_throughput(results: dict[str, Any]) -> str:
     return md_table(cols, rows) + "\n\n" + note
 
 
+def render_fewshot(results: dict[str, Any]) -> str:
+    """fewshot.py's learning curves: per dataset and K, ce and contrastive (mean ± sd over
+    seeds, official test sets, rejection off), the difference, and the published numbers."""
+    by: dict[tuple[str, int], dict[str, Any]] = {}
+    for c in results["curves"]:
+        by.setdefault((c["dataset"], c["k"]), {})[c["objective"]] = c
+
+    def cell(c: dict[str, Any] | None) -> str:
+        if c is None:
+            return "–"
+        sd = f" ± {c['spread']:.1f}" if c["spread"] is not None else ""
+        n = len(c["seeds"])
+        return f"{c['mean']:.1f}{sd} ({n} seed{'s' * (n > 1)}, {c['train_wall_s_mean']:.0f} s)"
+
+    rows = []
+    for (dataset, k), objs in sorted(by.items()):
+        ce, con = objs.get("ce"), objs.get("contrastive")
+        delta = f"{con['mean'] - ce['mean']:+.1f}" if ce and con else "–"
+        pub = next(iter(objs.values()))["published"]
+        rows.append([dataset, k, cell(ce), cell(con), delta,
+                     ", ".join(f"{n} {v}" for n, v in pub.items()) or "–"])  # fmt: skip
+    cols = ["dataset", "K", "ce % (train wall)", "contrastive % (train wall)", "Δ points"]
+    cols += ["published"]
+    complete = "" if results.get("complete") else " The grid was cut short: only these cells ran."
+    note = (
+        f"all-MiniLM-L6-v2, `--epochs {results['settings']['epochs']:g}` for ce (the dataset's "
+        f"preset otherwise), contrastive with its defaults; accuracy = argmax on the official "
+        f"test set; train wall = the `intentkit train` process; fp32 matmul "
+        f"{results['matmul_fp32_gflops']:.0f} GFLOP/s at the start of the run.{complete}"
+    )
+    return md_table(cols, rows) + "\n\n" + note
+
+
 RENDERERS = {
+    "fewshot": ("fewshot", render_fewshot),
     "train_throughput_cpu": ("train_throughput_cpu", render_train_throughput),
     "serve_load": ("serve_load", render_serve_load),
     "predictor_throughput": ("predictor_throughput", render_predictor),
