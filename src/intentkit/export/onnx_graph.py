@@ -30,7 +30,6 @@ import numpy as np
 from intentkit.artifact import (
     WEIGHT_FILES,
     check_artifact_dir,
-    labels_of,
     read_meta,
     served_max_length,
 )
@@ -269,7 +268,7 @@ def _export_locked(
     min_agreement: float | None,
     data: str | Path | None,
 ) -> Path:
-    from intentkit.export.quantize import DEFAULT_MIN_AGREEMENT, gate
+    from intentkit.export.quantize import DEFAULT_MIN_AGREEMENT, gate, measure_agreement
 
     target = folder / FILES[kind]
     current = fingerprint(model_dir)
@@ -320,7 +319,7 @@ def _export_locked(
 
             feeds = calibration_feeds(read_meta(model_dir), data, tokenizer, max_length)
             previous = _quantize_verified(model, fp32, target, batches, feeds)
-        agreement = _measure_agreement(fp32, target, tokenizer, model.config, model_dir, data)
+        agreement = measure_agreement(fp32, target, tokenizer, model.config, model_dir, data)
         floor = (previous.get("agreement") or {}).get("min", DEFAULT_MIN_AGREEMENT)
         info = {**previous, "agreement": agreement}
         manifest["files"]["int8"] = gate(info, floor if min_agreement is None else min_agreement)
@@ -354,64 +353,6 @@ def _quantize_verified(
     finally:
         tmp.unlink(missing_ok=True)
     return {"file": target.name, "max_abs_logit_diff": diff, "quantization": recipe}
-
-
-def _measure_agreement(
-    fp32: Path, int8: Path, tokenizer: Any, config: Any, model_dir: Path, data: str | Path | None
-) -> dict[str, Any]:
-    """How often the int8 graph serves fp32's answer on the validation texts and on as many
-    boundary probes made from them (the gate's input: ``value`` is the lower of the two)."""
-    import numpy as np
-
-    from intentkit.export.quantize import agreement_texts, answer_agreement, boundary_probes
-    from intentkit.inference.decision import apply
-    from intentkit.inference.predictor import Predictor, load_oos_stats
-
-    meta = read_meta(model_dir)
-    texts, source = agreement_texts(meta, data)
-    if not texts:
-        log.warning("int8 export of %s: no validation data found to measure agreement", model_dir)
-        return {**source, "value": None}
-    probes = boundary_probes(texts)
-    stats = load_oos_stats(model_dir, meta)
-    (ref, ref_score), (got, got_score) = (
-        Predictor(
-            None,
-            tokenizer,
-            meta=meta,
-            runner=OnnxRunner(p, threads=None),
-            config=config,
-            oos_stats=stats,
-        ).outputs(texts + probes)
-        for p in (fp32, int8)
-    )
-    calibration = meta.get("calibration")
-    labels = labels_of(config.id2label)
-    n = len(texts)
-
-    def agree(rows: slice) -> float:
-        scores = tuple(None if s is None else s[rows] for s in (ref_score, got_score))
-        return answer_agreement(ref[rows], got[rows], labels, calibration, scores=scores)
-
-    val_value, probe_value = agree(slice(0, n)), agree(slice(n, None))
-    reject = str(calibration.get("reject_label") or "out_of_scope") if calibration else None
-    probe_answers = apply(ref[n:], labels, calibration,
-                          oos_score=None if ref_score is None else ref_score[n:])[0]  # fmt: skip
-    rejected = float(np.mean([a == reject for a in probe_answers])) if reject else 0.0
-    log.info(
-        "int8 gives fp32's answer on %.2f%% of %d texts and %.2f%% of %d boundary probes",
-        100 * val_value, n, 100 * probe_value, len(probes),
-    )  # fmt: skip
-    return {
-        **source,
-        "value": min(val_value, probe_value),
-        "val_value": val_value,
-        "probe_value": probe_value,
-        "n_probes": len(probes),
-        "probe_rejected": rejected,
-        "probes": "boundary_probes: half splices of two texts, half word-shuffled texts",
-        "rejection": bool(calibration),
-    }
 
 
 def _version(module: str) -> str:

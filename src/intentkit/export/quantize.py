@@ -258,6 +258,65 @@ def answer_agreement(
     return float(np.mean([x == y for x, y in zip(a, b, strict=True)]))
 
 
+def measure_agreement(
+    fp32: Path, int8: Path, tokenizer: Any, config: Any, model_dir: Path, data: str | Path | None
+) -> dict[str, Any]:
+    """How often the int8 graph serves fp32's answer on the validation texts and on as many
+    boundary probes made from them (the gate's input: ``value`` is the lower of the two)."""
+    import numpy as np
+
+    from intentkit.artifact import labels_of, read_meta
+    from intentkit.inference.decision import apply
+    from intentkit.inference.onnx_runner import OnnxRunner
+    from intentkit.inference.predictor import Predictor, load_oos_stats
+
+    meta = read_meta(model_dir)
+    texts, source = agreement_texts(meta, data)
+    if not texts:
+        log.warning("int8 export of %s: no validation data found to measure agreement", model_dir)
+        return {**source, "value": None}
+    probes = boundary_probes(texts)
+    stats = load_oos_stats(model_dir, meta)
+    (ref, ref_score), (got, got_score) = (
+        Predictor(
+            None,
+            tokenizer,
+            meta=meta,
+            runner=OnnxRunner(p, threads=None),
+            config=config,
+            oos_stats=stats,
+        ).outputs(texts + probes)
+        for p in (fp32, int8)
+    )
+    calibration = meta.get("calibration")
+    labels = labels_of(config.id2label)
+    n = len(texts)
+
+    def agree(rows: slice) -> float:
+        scores = tuple(None if s is None else s[rows] for s in (ref_score, got_score))
+        return answer_agreement(ref[rows], got[rows], labels, calibration, scores=scores)
+
+    val_value, probe_value = agree(slice(0, n)), agree(slice(n, None))
+    reject = str(calibration.get("reject_label") or "out_of_scope") if calibration else None
+    probe_answers = apply(ref[n:], labels, calibration,
+                          oos_score=None if ref_score is None else ref_score[n:])[0]  # fmt: skip
+    rejected = float(np.mean([a == reject for a in probe_answers])) if reject else 0.0
+    log.info(
+        "int8 gives fp32's answer on %.2f%% of %d texts and %.2f%% of %d boundary probes",
+        100 * val_value, n, 100 * probe_value, len(probes),
+    )  # fmt: skip
+    return {
+        **source,
+        "value": min(val_value, probe_value),
+        "val_value": val_value,
+        "probe_value": probe_value,
+        "n_probes": len(probes),
+        "probe_rejected": rejected,
+        "probes": "boundary_probes: half splices of two texts, half word-shuffled texts",
+        "rejection": bool(calibration),
+    }
+
+
 def gate(info: dict[str, Any], min_agreement: float) -> dict[str, Any]:
     """``info["agreement"]`` updated with ``min_agreement`` and whether int8 is accepted.
 

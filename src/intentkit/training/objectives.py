@@ -66,6 +66,42 @@ def choose_objective(objective: str, train_labels: Any) -> tuple[str, str]:
     return "ce", f"auto: smallest class has {smallest} train rows (> {AUTO_MAX_PER_LABEL})"
 
 
+def contrastive_training(trainer: Any, run: Any, world_size: int) -> dict[str, Any]:
+    """Steps 1-3 of ``--objective contrastive`` for ``train.pair_stage``; the record's fields.
+
+    Steps 1-2 (:func:`contrastive_stage`) tune the encoder's CLS feature; step 3 fits a
+    ``Linear`` head in closed form (:func:`fit_linear_head`: ``head.epochs`` 0, the fit phase
+    is skipped), or else sets the trainer to train the head alone (encoder frozen) for
+    ``--head-epochs`` at ``--head-lr``. A ``--resume`` skips steps 1-2 (the checkpoint holds
+    the tuned encoder) and freezes again.
+    """
+    cfg, model = run.cfg, trainer.model
+    if world_size > 1:
+        raise ConfigError("--objective contrastive runs on one process; run it without torchrun")
+    if run.resume_from is not None:
+        stage: Any = "skipped on --resume: the checkpoint holds its encoder"
+    else:
+        stage = contrastive_stage(
+            model, run.tokenizer, run.train_df, run.labels, cfg, run.max_length, run.device,
+            progress=lambda line: print(f"contrastive {line}", flush=True),
+        )  # fmt: skip
+        head = fit_linear_head(
+            model, run.tokenizer, run.train_df, run.val_df, run.labels, run.max_length,
+            run.device,
+        )  # fmt: skip
+        if head is not None:
+            return {"contrastive": stage, "head": {**head, "epochs": 0}}
+    trainable = freeze_encoder(model)
+    # The head is trained by the normal fit phase with its own budget; the optimizer is
+    # rebuilt from these arguments over the trainable (head) parameters only.
+    trainer.args.learning_rate = cfg.head_lr
+    trainer.args.num_train_epochs = cfg.head_epochs
+    trainer.optimizer = None
+    return {"contrastive": stage, "head": {
+        "fit": "cross-entropy, encoder frozen", "epochs": cfg.head_epochs, "lr": cfg.head_lr,
+        "trainable": trainable}}  # fmt: skip
+
+
 def balanced_batches(
     label_ids: Any, batch_size: int, n_batches: int, rng: np.random.Generator
 ) -> list[np.ndarray]:

@@ -186,47 +186,16 @@ def build_trainer(run: Run, *, force: bool, callbacks: list[Any] | None) -> Inte
 
 # ----------------------------------------------------------------------------- pair stage
 def pair_stage(trainer: IntentTrainer, run: Run) -> dict[str, Any]:
-    """Resolve ``--objective``; for ``contrastive``, tune the encoder, then freeze it.
+    """Resolve ``--objective``; for ``contrastive``, tune the encoder and set up its head
+    (:func:`intentkit.training.objectives.contrastive_training`). Returns the fields
+    ``intentkit.json["training"]`` records."""
+    from intentkit.training.objectives import choose_objective, contrastive_training
 
-    Steps 1-2 (:func:`intentkit.training.objectives.contrastive_stage`) tune the encoder's CLS
-    feature; the trainer is then set to step 3: the head alone (encoder frozen) for
-    ``--head-epochs`` at ``--head-lr``. Returns the fields ``intentkit.json["training"]``
-    records. A ``--resume`` skips steps 1-2 (the checkpoint holds the tuned encoder) and
-    freezes again.
-    """
-    from intentkit.errors import ConfigError
-    from intentkit.training import objectives as obj
-
-    cfg = run.cfg
-    objective, reason = obj.choose_objective(cfg.objective, run.train_df["label"])
+    objective, reason = choose_objective(run.cfg.objective, run.train_df["label"])
     record: dict[str, Any] = {"objective": objective, "objective_reason": reason}
     if objective != "contrastive":
         return record
-    if world_size() > 1:
-        raise ConfigError("--objective contrastive runs on one process; run it without torchrun")
-    model = trainer.model
-    if run.resume_from is not None:
-        stage: Any = "skipped on --resume: the checkpoint holds its encoder"
-    else:
-        stage = obj.contrastive_stage(
-            model, run.tokenizer, run.train_df, run.labels, cfg, run.max_length, run.device,
-            progress=lambda line: print(f"contrastive {line}", flush=True),
-        )  # fmt: skip
-        head = obj.fit_linear_head(
-            model, run.tokenizer, run.train_df, run.val_df, run.labels, run.max_length,
-            run.device,
-        )  # fmt: skip
-        if head is not None:
-            return {**record, "contrastive": stage, "head": {**head, "epochs": 0}}
-    trainable = obj.freeze_encoder(model)
-    # The head is trained by the normal fit phase with its own budget; the optimizer is
-    # rebuilt from these arguments over the trainable (head) parameters only.
-    trainer.args.learning_rate = cfg.head_lr
-    trainer.args.num_train_epochs = cfg.head_epochs
-    trainer.optimizer = None
-    return {**record, "contrastive": stage, "head": {
-        "fit": "cross-entropy, encoder frozen", "epochs": cfg.head_epochs, "lr": cfg.head_lr,
-        "trainable": trainable}}  # fmt: skip
+    return {**record, **contrastive_training(trainer, run, world_size())}
 
 
 # ----------------------------------------------------------------------------- fit
