@@ -8,6 +8,7 @@ other host (an in-process check on every request, whatever the code under test c
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -39,6 +40,13 @@ def is_loopback(url: str) -> bool:
     """True when ``url``'s host is a loopback address."""
     host = urlparse(url).hostname or ""
     return host in LOOPBACK or host.startswith("127.")
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a child the test will SIGINT: Python leaves SIGINT ignored in a
+    process that inherits it ignored (a pytest started in the background by a non-interactive
+    shell does), so the child would never see the Ctrl-C the test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def start_moto(log: Path) -> tuple[subprocess.Popen, str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from aws_helpers import FAKE_ENV, ROLE
+from aws_helpers import FAKE_ENV, ROLE, default_sigint
 from intentkit.cli import main
 from intentkit.endpoints.registry import Registry
 from serve_helpers import make_artifact
@@ -195,6 +195,7 @@ def test_ctrl_c_while_creating_keeps_the_record(
     cmd += ["--instance-type", INSTANCE]
     proc = subprocess.Popen(
         cmd,
+        preexec_fn=default_sigint,
         env=_subprocess_env(life.standin, state),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

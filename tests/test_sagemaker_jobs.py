@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from aws_helpers import ROLE
+from aws_helpers import ROLE, default_sigint
 from intentkit.cli import main
 from standin import StandIn
 from standin.jobs import enforce_limits, job_life, throttle_describe
@@ -330,6 +330,7 @@ def _interrupt(standin: StandIn, args: list[str], action: str) -> str:
         stderr=subprocess.PIPE,
         text=True,
         env=os.environ.copy(),  # the aws fixture's settings: the stand-in on 127.0.0.1
+        preexec_fn=default_sigint,
     )
     try:
         deadline = time.monotonic() + 120

@@ -13,6 +13,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from aws_helpers import default_sigint
 from intentkit.cli import main
 from intentkit.endpoints.registry import Registry
 from intentkit.sagemaker.endpoint_update import settle, switch
@@ -131,7 +132,11 @@ def test_ctrl_c_during_the_update_keeps_the_registry_true(
     life.updating_polls = 10_000
     cmd = [sys.executable, "-m", "intentkit", "rollback", "e1"]
     proc = subprocess.Popen(
-        cmd, env=_subprocess_env(life.standin, state), stderr=subprocess.PIPE, text=True
+        cmd,
+        env=_subprocess_env(life.standin, state),
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,
     )
     deadline = time.monotonic() + 120
     while (
