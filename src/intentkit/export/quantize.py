@@ -206,10 +206,6 @@ def agreement_texts(
     return texts, {"data": str(folder.resolve()), "split": split, "n": len(texts)}
 
 
-#: Probe kinds of :func:`boundary_probes`, half each.
-PROBE_KINDS = ("splice", "shuffle")
-
-
 def boundary_probes(texts: list[str], n: int | None = None, seed: int = 0) -> list[str]:
     """``n`` (default ``len(texts)``) texts made from ``texts`` to land near or past the
     rejection threshold: half *splices* (the first half of one text's words + the second half
@@ -235,27 +231,14 @@ def boundary_probes(texts: list[str], n: int | None = None, seed: int = 0) -> li
     return probes
 
 
-def answer_agreement(
-    reference: np.ndarray,
-    candidate: np.ndarray,
-    labels: list[str],
-    calibration: dict[str, Any] | None,
-    *,
-    scores: tuple[Any, Any] = (None, None),
-) -> float:
-    """Share of rows whose served answer (top-1 or the reject label) is the same in both.
-
-    ``scores``: the out-of-scope scores of reference and candidate, for a feature scorer.
-    """
+def answer_agreement(reference: list[str], candidate: list[str]) -> float:
+    """Share of rows whose served answer (top-1 or the reject label, as
+    :func:`intentkit.inference.decision.apply` gives it) is the same in both; NaN for none."""
     import numpy as np
-
-    from intentkit.inference.decision import apply
 
     if len(reference) == 0:
         return float("nan")
-    a = apply(reference, labels, calibration, oos_score=scores[0])[0]
-    b = apply(candidate, labels, calibration, oos_score=scores[1])[0]
-    return float(np.mean([x == y for x, y in zip(a, b, strict=True)]))
+    return float(np.mean([x == y for x, y in zip(reference, candidate, strict=True)]))
 
 
 def measure_agreement(
@@ -290,17 +273,16 @@ def measure_agreement(
     )
     calibration = meta.get("calibration")
     labels = labels_of(config.id2label)
+    # The served answers of each graph, decided once over validation texts and probes.
+    ref_answers, got_answers = (
+        apply(logits, labels, calibration, oos_score=score)[0]
+        for logits, score in ((ref, ref_score), (got, got_score))
+    )
     n = len(texts)
-
-    def agree(rows: slice) -> float:
-        scores = tuple(None if s is None else s[rows] for s in (ref_score, got_score))
-        return answer_agreement(ref[rows], got[rows], labels, calibration, scores=scores)
-
-    val_value, probe_value = agree(slice(0, n)), agree(slice(n, None))
+    val_value = answer_agreement(ref_answers[:n], got_answers[:n])
+    probe_value = answer_agreement(ref_answers[n:], got_answers[n:])
     reject = str(calibration.get("reject_label") or "out_of_scope") if calibration else None
-    probe_answers = apply(ref[n:], labels, calibration,
-                          oos_score=None if ref_score is None else ref_score[n:])[0]  # fmt: skip
-    rejected = float(np.mean([a == reject for a in probe_answers])) if reject else 0.0
+    rejected = float(np.mean([a == reject for a in ref_answers[n:]])) if reject else 0.0
     log.info(
         "int8 gives fp32's answer on %.2f%% of %d texts and %.2f%% of %d boundary probes",
         100 * val_value, n, 100 * probe_value, len(probes),
@@ -328,8 +310,8 @@ def gate(info: dict[str, Any], min_agreement: float) -> dict[str, Any]:
 
 
 def agreement_where(agreement: dict[str, Any]) -> str:
-    """Which texts ``value`` comes from, in words: e.g. "1,000 val texts (val 100.00 %,
-    1,000 boundary probes 99.60 %, fp32 rejects 31 % of them)"."""
+    """Which texts ``value`` comes from, in words: e.g. "1000 val texts (val 100.00%,
+    1000 boundary probes 99.60%, fp32 rejects 31% of them)"."""
     where = f"{agreement.get('n')} {agreement.get('split')} texts"
     if agreement.get("probe_value") is None:
         return where

@@ -142,7 +142,7 @@ def contrastive_stage(
     encoder = model.base_model
     batch = max(2 * PER_CLASS, cfg.batch_size)
     steps = max(1, math.ceil(len(texts) / batch))
-    epochs = max(1, math.ceil(cfg.pair_epochs))
+    epochs = math.ceil(cfg.pair_epochs)  # validated >= 1
 
     def encode(idx: np.ndarray) -> tuple[Any, Any]:
         enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True,
