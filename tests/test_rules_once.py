@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from intentkit.config import TrainConfig
+from intentkit.config import DEFAULT_REJECT_LABEL, TrainConfig
 from intentkit.evaluation.report import charts
 from intentkit.inference import decision
 from intentkit.training import setup
@@ -47,6 +47,19 @@ def test_no_module_spells_the_out_of_scope_label_itself() -> None:
         if p not in allowed and "image" not in p.parts and "oos" in _string_constants(p)
     ]
     assert not spelled, f"ask intentkit.inference.decision.oos_names instead: {spelled}"
+
+
+def test_the_default_reject_label_is_spelled_once() -> None:
+    # review.py's "out_of_scope" is the name of a review action, not the answered label.
+    allowed = {SRC / "config.py", SRC / "loop" / "review.py"}
+    spelled = [
+        str(p.relative_to(SRC))
+        for p in SRC.rglob("*.py")
+        if p not in allowed and "image" not in p.parts and "out_of_scope" in _string_constants(p)
+    ]
+    assert not spelled, f"ask intentkit.inference.decision.reject_label_of instead: {spelled}"
+    assert decision.reject_label_of(None) == DEFAULT_REJECT_LABEL
+    assert decision.reject_label_of({"reject_label": "none_of_these"}) == "none_of_these"
 
 
 def test_label_list_from_id2label_is_built_once() -> None:

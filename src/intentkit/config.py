@@ -35,6 +35,11 @@ OOS_SCORERS = ("softmax", "mahalanobis", "knn", "combined", "auto")
 OBJECTIVES = ("ce", "contrastive", "auto")
 
 
+#: The label answered for rejected inputs when a calibration names none (``--reject-label``);
+#: :func:`intentkit.inference.decision.reject_label_of` reads an artifact's.
+DEFAULT_REJECT_LABEL = "out_of_scope"
+
+
 @dataclass
 class DataConfig:
     """How ``intentkit data prepare`` reads, cleans and splits a dataset."""
@@ -99,7 +104,7 @@ class TrainConfig:
     save_total_limit: int = 2  #: checkpoints kept in MODEL_DIR/checkpoints
     layerwise_lr_decay: float | None = None  #: --layerwise-lr-decay factor per layer (e.g. 0.9)
     oos_label: str | None = None  #: --oos-label: label in the data that means out-of-scope
-    reject_label: str = "out_of_scope"  #: --reject-label answered below the threshold
+    reject_label: str = DEFAULT_REJECT_LABEL  #: --reject-label answered below the threshold
     #: --oos-target: keep validation in-scope accuracy >= this while rejecting as much
     #: out-of-scope as possible; None = the accuracy with no rejection minus one point.
     oos_target: float | None = None

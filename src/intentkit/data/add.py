@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from intentkit.config import DEFAULT_REJECT_LABEL
 from intentkit.data.dataset import load_prepared
 from intentkit.data.prepare import _clean, _rows_sha256, _write
 from intentkit.data.split import TEST, stratified_split
@@ -134,11 +135,11 @@ def add(
     )
     labels = sorted(set(parent.labels) | set(new["label"]))
     notes = list(parent.stats.get("notes", []))
-    if "out_of_scope" in set(new["label"]) - set(parent.labels):
+    if DEFAULT_REJECT_LABEL in set(new["label"]) - set(parent.labels):
         # `review` labels rejected-and-confirmed texts with the model's reject label.
         notes.append(
-            "reviewed rows labelled out_of_scope form a class: train with --oos-label "
-            "out_of_scope so the model treats it as out-of-scope"
+            f"reviewed rows labelled {DEFAULT_REJECT_LABEL} form a class: train with "
+            f"--oos-label {DEFAULT_REJECT_LABEL} so the model treats it as out-of-scope"
         )
     stats = {
         **parent.stats,

@@ -25,7 +25,13 @@ from intentkit.config import OOS_SCORERS
 from intentkit.errors import ConfigError
 from intentkit.evaluation.metrics import expected_calibration_error
 from intentkit.evaluation.scorer_choice import choose_scorer, fit_platt
-from intentkit.inference.decision import check_labels, check_logits, softmax, top
+from intentkit.inference.decision import (
+    DEFAULT_REJECT_LABEL,
+    check_labels,
+    check_logits,
+    softmax,
+    top,
+)
 
 T_BOUNDS = (0.05, 20.0)  # outside this range the model (or the validation split) is broken
 THRESHOLD_RULE = (
@@ -172,7 +178,7 @@ def calibrate(
     label_names: list[str],
     *,
     oos_label: str | None = None,
-    reject_label: str = "out_of_scope",
+    reject_label: str = DEFAULT_REJECT_LABEL,
     target_in_scope_accuracy: float | None = None,
     extra_oos_logits: np.ndarray | None = None,
     scorer: str = "softmax",

@@ -134,7 +134,7 @@ def evaluate(
     from intentkit.evaluation.report.predictions import predictions_frame, write_predictions
     from intentkit.fsutil import atomic_write_json
     from intentkit.inference.decision import oos_names as oos_label_names
-    from intentkit.inference.decision import softmax
+    from intentkit.inference.decision import reject_label_of, softmax
 
     model_dir = check_artifact_dir(model_dir)
     ds = load_prepared(data)
@@ -146,7 +146,7 @@ def evaluate(
         json.loads((model_dir / "config.json").read_text("utf-8")).get("id2label", {})
     )
     cal = read_meta(model_dir).get("calibration") or {}
-    reject_label = str(cal.get("reject_label") or "out_of_scope")
+    reject_label = reject_label_of(cal)
     oos_names = oos_label_names(cal.get("oos_label"))
     true = frame["label"].tolist()
     unseen = sorted(set(true) - set(model_labels) - oos_names)

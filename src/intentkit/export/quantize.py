@@ -249,7 +249,7 @@ def measure_agreement(
     import numpy as np
 
     from intentkit.artifact import labels_of, read_meta
-    from intentkit.inference.decision import apply
+    from intentkit.inference.decision import apply, reject_label_of
     from intentkit.inference.onnx_runner import OnnxRunner
     from intentkit.inference.predictor import Predictor, load_oos_stats
 
@@ -281,7 +281,7 @@ def measure_agreement(
     n = len(texts)
     val_value = answer_agreement(ref_answers[:n], got_answers[:n])
     probe_value = answer_agreement(ref_answers[n:], got_answers[n:])
-    reject = str(calibration.get("reject_label") or "out_of_scope") if calibration else None
+    reject = reject_label_of(calibration) if calibration else None
     rejected = float(np.mean([a == reject for a in ref_answers[n:]])) if reject else 0.0
     log.info(
         "int8 gives fp32's answer on %.2f%% of %d texts and %.2f%% of %d boundary probes",

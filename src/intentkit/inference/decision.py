@@ -21,9 +21,17 @@ from typing import Any
 
 import numpy as np
 
+from intentkit.config import DEFAULT_REJECT_LABEL
+
 #: Label names that mean out-of-scope in data even without a calibration or ``--oos-label``
 #: (CLINC150's ``--include-oos`` rows).
 OOS_NAMES = ("oos",)
+
+
+def reject_label_of(calibration: dict[str, Any] | None) -> str:
+    """The label an artifact answers for rejected inputs: ``calibration["reject_label"]``, else
+    :data:`DEFAULT_REJECT_LABEL`. ``report.json`` carries the same key, so a report works too."""
+    return str((calibration or {}).get("reject_label") or DEFAULT_REJECT_LABEL)
 
 
 def oos_names(oos_label: str | None = None) -> set[str]:
@@ -141,7 +149,7 @@ def apply(
         oos_label = cal.get("oos_label")
         if oos_label is not None and oos_label in label_names:
             rejected |= pred == list(label_names).index(oos_label)
-        reject_label = str(cal.get("reject_label") or "out_of_scope")
+        reject_label = reject_label_of(cal)
         for i in np.nonzero(rejected)[0]:
             answered[i] = reject_label
     platt = cal.get("oos_platt")

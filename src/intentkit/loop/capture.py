@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from intentkit.config import DEFAULT_REJECT_LABEL
 from intentkit.errors import DataError
 
 #: Rows per batch of :func:`read_columns`: big enough for numpy to pay off, small enough to bound
@@ -124,7 +125,7 @@ def _intentkit_row(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def iter_records(
-    paths: Iterable[str | Path], stats: ReadStats, *, reject_label: str = "out_of_scope"
+    paths: Iterable[str | Path], stats: ReadStats, *, reject_label: str = DEFAULT_REJECT_LABEL
 ) -> Iterator[dict[str, Any]]:
     """One dict per captured text (``time, text, text_hash, answer, confidence, rejected,
     oos_score, top, model``), from either format; unreadable lines are counted in ``stats``.
@@ -163,7 +164,7 @@ def read_columns(
     stats: ReadStats,
     *,
     batch_rows: int = BATCH_ROWS,
-    reject_label: str = "out_of_scope",
+    reject_label: str = DEFAULT_REJECT_LABEL,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Batches of columns for aggregate work (:mod:`intentkit.loop.monitor`): ``time``
     (datetime64[ms], NaT when unreadable), ``answer`` (str), ``confidence``, ``oos_score`` (NaN

@@ -24,10 +24,10 @@ from intentkit.errors import DataError
 
 
 def _right(predictor: Any, frame: Any) -> np.ndarray:
-    from intentkit.inference.decision import oos_names
+    from intentkit.inference.decision import oos_names, reject_label_of
 
     cal = predictor.calibration or {}
-    reject_label = str(cal.get("reject_label") or "out_of_scope")
+    reject_label = reject_label_of(cal)
     oos = oos_names(cal.get("oos_label")) | {reject_label}
     answers = [a["label"] for a in predictor.predict(frame["text"].tolist())]
     truth = frame["label"].tolist()

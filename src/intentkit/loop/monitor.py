@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from intentkit.inference.decision import reject_label_of
 from intentkit.loop.capture import ReadStats, read_columns
 
 CONF_BINS = 20
@@ -221,7 +222,7 @@ def monitor(
     from intentkit.artifact import check_artifact_dir, read_meta
 
     meta = read_meta(check_artifact_dir(model_dir, flag="--model"))
-    reject_label = str((meta.get("calibration") or {}).get("reject_label") or "out_of_scope")
+    reject_label = reject_label_of(meta.get("calibration"))
     stats = ReadStats()
     acc = Accumulator()
     for cols in read_columns(captures, stats, reject_label=reject_label):

@@ -34,6 +34,7 @@ import numpy as np
 
 from intentkit.data.add import HEADER_KEY, iter_labels_file
 from intentkit.errors import DataError
+from intentkit.inference.decision import reject_label_of
 from intentkit.loop.capture import ReadStats, iter_records
 
 MIN_CLUSTER = 3
@@ -140,7 +141,7 @@ def build_queue(
     model_dir = check_artifact_dir(model_dir, flag="--model")
     meta = read_meta(model_dir)
     labels = model_labels(model_dir)
-    reject_label = str((meta.get("calibration") or {}).get("reject_label") or "out_of_scope")
+    reject_label = reject_label_of(meta.get("calibration"))
     stats, seen, no_text = ReadStats(), {}, 0
     for rec in iter_records(captures, stats, reject_label=reject_label):
         text = rec.get("text")

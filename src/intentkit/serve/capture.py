@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from intentkit.config import CaptureConfig
+from intentkit.inference.decision import reject_label_of
 from intentkit.serve.metrics import Metrics
 
 log = logging.getLogger("intentkit.serve.capture")
@@ -241,7 +242,7 @@ class Recorder:
         # Decided again with the top 3 (the response may have asked for top 1): the same
         # decide(), off the request path.
         answers = predictor.decide(logits, oos_score=oos_score, top_k=3)
-        reject_label = str((predictor.calibration or {}).get("reject_label") or "out_of_scope")
+        reject_label = reject_label_of(predictor.calibration)
         for ans in answers:
             self.metrics.answers.labels(label=ans["label"]).inc()
             self.recent[self.seen % WINDOW] = ans["label"] == reject_label

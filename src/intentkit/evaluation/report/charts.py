@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from intentkit.evaluation.report.svg import PALETTE, Frame, Series, bar_chart, esc, line_chart, svg
+from intentkit.inference.decision import reject_label_of
 
 THRESHOLDS = np.linspace(0.0, 1.0, 201)
 
@@ -33,7 +34,7 @@ def threshold_curves(
     wrong. At the chosen threshold this reproduces ``report.json``'s ``in_scope_accuracy``.
     """
     oos = oos_classes(report, meta)
-    reject_label = report.get("reject_label", "out_of_scope")
+    reject_label = reject_label_of(report)
     conf = pred["confidence"].to_numpy(dtype=np.float64)
     top1_oos = pred["top1"].isin(oos).to_numpy()
     true_oos = (pred["true_class"] == reject_label).to_numpy()

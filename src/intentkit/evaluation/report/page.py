@@ -27,6 +27,7 @@ from intentkit.evaluation.report.confusion import (
 )
 from intentkit.evaluation.report.evaldir import Evaluation, load_evaluation
 from intentkit.evaluation.report.svg import esc, fmt
+from intentkit.inference.decision import reject_label_of
 
 REPORT_HTML = "report.html"
 _SLOT = re.compile(r"\{\{(\w+)\}\}")
@@ -184,7 +185,7 @@ def bar_cell(value: float, text: str, *, bad: bool = False) -> str:
 
 
 def _classes(ev: Evaluation) -> str:
-    pred, reject_label = ev.predictions, ev.report.get("reject_label", "out_of_scope")
+    pred, reject_label = ev.predictions, reject_label_of(ev.report)
     rejected = pred.groupby("true_class")["rejected"].mean().to_dict()
     rows = sorted(ev.report["per_class"].items(), key=lambda kv: (kv[1]["f1"], -kv[1]["support"]))
     body = []
