@@ -21,17 +21,11 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
-from intentkit.config import OOS_SCORERS
+from intentkit.config import DEFAULT_REJECT_LABEL, OOS_SCORERS
 from intentkit.errors import ConfigError
 from intentkit.evaluation.metrics import expected_calibration_error
 from intentkit.evaluation.scorer_choice import choose_scorer, fit_platt
-from intentkit.inference.decision import (
-    DEFAULT_REJECT_LABEL,
-    check_labels,
-    check_logits,
-    softmax,
-    top,
-)
+from intentkit.inference.decision import check_labels, check_logits, softmax, top
 
 T_BOUNDS = (0.05, 20.0)  # outside this range the model (or the validation split) is broken
 THRESHOLD_RULE = (
