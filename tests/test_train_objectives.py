@@ -12,8 +12,11 @@ from intentkit.data.sample import sample
 from intentkit.training.objectives import (
     HEAD_C_GRID,
     PER_CLASS,
+    TRAIN_ROWS,
+    WITH_NAMES,
     balanced_batches,
     choose_objective,
+    label_name_text,
     supcon_loss,
 )
 from train_helpers import FAST, assert_one_line_error, run_cli
@@ -53,8 +56,11 @@ def test_contrastive_runs_through_the_cli_and_writes_a_complete_artifact(
     # training step ran, and the artifact's validation accuracy is the chosen C's.
     head = training["head"]
     assert head["epochs"] == 0 and training["global_step"] == 0
-    assert head["C"] in HEAD_C_GRID
-    chosen = head["val_accuracy_by_C"][f"{head['C']:g}"]
+    assert head["C"] in HEAD_C_GRID and head["rows"] in (TRAIN_ROWS, WITH_NAMES)
+    scores = head["val_accuracy_by_rows_and_C"]
+    assert set(scores) == {TRAIN_ROWS, WITH_NAMES} and head["label_name_rows"] == 3
+    chosen = scores[head["rows"]][f"{head['C']:g}"]
+    assert chosen == head["val_accuracy"] == max(max(s.values()) for s in scores.values())
     assert meta["metrics"]["accuracy"] == pytest.approx(chosen, abs=1e-4)
     assert training["phases"]["pair_training"] > 0
     assert meta["train_config"]["objective"] == "auto"
@@ -211,3 +217,56 @@ def test_bad_objective_flags_are_one_line_exit_2(
     code, err = run_cli(capsys, "train", "--data", str(kw5), "--out", str(tmp_path / "m"),
                         flag, value)  # fmt: skip
     assert_one_line_error(code, err, needle)
+
+
+def test_label_name_text_reads_names_as_words() -> None:
+    assert label_name_text("card_arrival") == "card arrival"
+    assert label_name_text("CardArrival") == "card arrival"
+    assert label_name_text("pto-request") == "pto request"
+    assert label_name_text("17") == ""  # no letters: no row
+
+
+class _Words(dict):
+    """A tokenizer's batch for :class:`_BagOfKeywords`: word counts as ``input_ids``."""
+
+    def to(self, _device: str) -> _Words:
+        return self
+
+
+def test_label_names_teach_the_head_a_label_without_train_rows() -> None:
+    """One row per label name (the oos class excepted) is offered to the head; validation keeps
+    it when it helps: here ``hotel`` has val rows but no train row, so only its name teaches it."""
+    import pandas as pd
+    import torch
+
+    from intentkit.training.objectives import fit_linear_head
+
+    vocab = ["car", "flight", "hotel"]
+
+    def tokenizer(texts, **_kw):
+        counts = [[t.split().count(w) for w in vocab] for t in texts]
+        ids = torch.tensor(counts, dtype=torch.float32)
+        return _Words(input_ids=ids, attention_mask=torch.ones(len(texts), 1))
+
+    class _BagOfKeywords(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.classifier = torch.nn.Linear(len(vocab), 4)
+
+        def forward(self, input_ids, attention_mask):
+            return self.classifier(input_ids)
+
+    labels = ["car", "flight", "hotel", "oos"]
+    train = pd.DataFrame({"text": ["rent a car", "car now", "my flight", "flight to rome",
+                                   "the weather", "a joke"],
+                          "label": ["car", "car", "flight", "flight", "oos", "oos"]})  # fmt: skip
+    val = pd.DataFrame({"text": ["a car", "the flight", "hotel in rome", "hotel room", "hi"],
+                        "label": ["car", "flight", "hotel", "hotel", "oos"]})  # fmt: skip
+    model = _BagOfKeywords()
+    head = fit_linear_head(model, tokenizer, train, val, labels, 16, "cpu", oos_label="oos")
+    assert head is not None and head["label_name_rows"] == 3  # car, flight, hotel; not oos
+    assert head["rows"] == WITH_NAMES and head["val_accuracy"] == 1.0
+    assert max(head["val_accuracy_by_rows_and_C"][TRAIN_ROWS].values()) <= 0.6
+    with torch.no_grad():
+        answers = model(tokenizer(["hotel", "car", "nothing"])["input_ids"], None).argmax(1)
+    assert [labels[i] for i in answers] == ["hotel", "car", "oos"]

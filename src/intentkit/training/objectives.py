@@ -17,9 +17,10 @@
      2 cores, against ~240 s here: each text is encoded once per step instead of once per pair.
   3. **head**, encoder frozen (whole-model cross-entropy on a handful of rows undoes the
      geometry steps 1-2 built): where the head ends in a ``Linear`` classifier, a logistic
-     regression on its input, C picked on validation (:func:`fit_linear_head`), and no
-     training steps; otherwise the normal training phase on the head alone
-     (:func:`freeze_encoder`) for ``--head-epochs`` at ``--head-lr``.
+     regression on its input, fitted on the train rows with and without one row per label
+     name (``card_arrival`` -> "card arrival"), C and the rows picked on validation
+     (:func:`fit_linear_head`), and no training steps; otherwise the normal training phase on
+     the head alone (:func:`freeze_encoder`) for ``--head-epochs`` at ``--head-lr``.
 
   The artifact is the same HF sequence classifier, so calibration, out-of-scope statistics,
   ONNX/int8, serving and ``pipeline`` loading are unchanged. Written as a plain torch loop:
@@ -35,6 +36,7 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -42,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from intentkit.errors import ConfigError
+from intentkit.training.setup import model_oos_label
 
 #: ``--objective auto``: contrastive when the smallest class has at most this many train rows.
 AUTO_MAX_PER_LABEL = 32
@@ -87,7 +90,7 @@ def contrastive_training(trainer: Any, run: Any, world_size: int) -> dict[str, A
         )  # fmt: skip
         head = fit_linear_head(
             model, run.tokenizer, run.train_df, run.val_df, run.labels, run.max_length,
-            run.device,
+            run.device, oos_label=model_oos_label(cfg, run.labels),
         )  # fmt: skip
         if head is not None:
             return {"contrastive": stage, "head": {**head, "epochs": 0}}
@@ -205,23 +208,35 @@ def contrastive_stage(
 
 #: Inverse L2 strengths tried for the logistic-regression head; the best on validation wins.
 HEAD_C_GRID = (0.1, 1.0, 10.0, 100.0)
+#: The head's two sets of training rows, compared on validation (:func:`fit_linear_head`).
+TRAIN_ROWS, WITH_NAMES = "train rows", "train rows + label names"
+
+
+def label_name_text(label: str) -> str:
+    """A label's name read as a short text: ``card_arrival`` and ``CardArrival`` -> ``card
+    arrival``; "" when it has no letters (``17``), so it adds no row."""
+    words = re.split(r"[\W_]+|(?<=[a-z])(?=[A-Z])", label)
+    text = " ".join(w for w in words if w).lower()
+    return text if re.search(r"[a-z]", text) else ""
 
 
 def fit_linear_head(
     model: Any, tokenizer: Any, train_df: Any, val_df: Any, labels: list[str], max_length: int,
-    device: str,
+    device: str, oos_label: str | None = None,
 ) -> dict[str, Any] | None:  # fmt: skip
     """Step 3 where the head ends in a ``Linear`` ``classifier``: a logistic regression on it.
 
     The classifier's input (BERT's pooler output, ModernBERT's head output...) is read by a
-    forward pre-hook with the model in eval mode; scikit-learn's ``LogisticRegression`` is fitted
-    on the train rows for each C of :data:`HEAD_C_GRID`, the one with the best validation
-    accuracy (the smaller C on ties) is written into ``classifier.weight``/``bias``. Measured:
-    on a 10-per-intent Banking77 set a CE-trained head on the same frozen features reached
-    80.9-82.4 % and overfitted (train loss -> 0); this head 84.0 % (C picked on validation, where
-    test would have picked 84.7 %). Returns its record, or None
-    when ``model.classifier`` is not a ``Linear`` (RoBERTa's, ELECTRA's heads): then the caller
-    trains the head instead.
+    forward pre-hook with the model in eval mode. scikit-learn's ``LogisticRegression`` is fitted
+    for each C of :data:`HEAD_C_GRID` on the train rows, and again on the train rows plus one
+    row per label whose text is the label's own name (:func:`label_name_text`; not the model's
+    out-of-scope class): the name is a description of the intent the user already wrote. The
+    fit with the best validation accuracy (ties: without names, then the smaller C) is written
+    into ``classifier.weight``/``bias``. Measured (Banking77, frozen all-MiniLM-L6-v2, C picked
+    on validation, official test set): 5 rows per intent 79.2 % -> 81.5 % with the names (three
+    seeds); a CE-trained head on the same features overfits (80.9-82.4 % vs 84.0 % at 10 rows
+    per intent). Returns its record, or None when ``model.classifier`` is not a ``Linear``
+    (RoBERTa's, ELECTRA's heads): then the caller trains the head instead.
     """
     import torch
     from sklearn.linear_model import LogisticRegression
@@ -231,6 +246,8 @@ def fit_linear_head(
         return None
     started = time.perf_counter()
     label2id = {name: i for i, name in enumerate(labels)}
+    names = {lab: label_name_text(lab) for lab in labels if lab != oos_label}
+    names = {lab: text for lab, text in names.items() if text}
     captured: list[Any] = []
     handle = classifier.register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
     was_training = model.training
@@ -243,27 +260,53 @@ def fit_linear_head(
                 enc = tokenizer(texts[i : i + 128], padding=True, truncation=True,
                                 max_length=max_length, return_tensors="pt").to(device)  # fmt: skip
                 model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
-        return torch.cat(captured).float().cpu().numpy()
+        return torch.cat(captured).float().cpu().numpy() if captured else np.zeros((0, 0))
 
     try:
         x_train, x_val = features(train_df["text"].tolist()), features(val_df["text"].tolist())
+        x_names = features(list(names.values()))
     finally:
         handle.remove()
         model.train(was_training)
     y_train = np.asarray([label2id[x] for x in train_df["label"]])
     y_val = np.asarray([label2id.get(x, -1) for x in val_df["label"]])
-    scores: dict[str, float] = {}
+    row_sets = {TRAIN_ROWS: (x_train, y_train)}
+    if names:
+        row_sets[WITH_NAMES] = (
+            np.vstack([x_train, x_names]),
+            np.concatenate([y_train, [label2id[lab] for lab in names]]),
+        )
+    scores: dict[str, dict[str, float]] = {}
     best = None
-    for c in HEAD_C_GRID:
-        clf = LogisticRegression(C=c, max_iter=2000).fit(x_train, y_train)
-        acc = float((clf.predict(x_val) == y_val).mean()) if len(y_val) else 0.0
-        scores[f"{c:g}"] = round(acc, 4)
-        if best is None or acc > best[0]:
-            best = (acc, c, clf)
+    for rows, (x, y) in row_sets.items():
+        scores[rows] = {}
+        for c in HEAD_C_GRID:
+            clf = LogisticRegression(C=c, max_iter=2000).fit(x, y)
+            acc = float((clf.predict(x_val) == y_val).mean()) if len(y_val) else 0.0
+            scores[rows][f"{c:g}"] = round(acc, 4)
+            if best is None or acc > best[0]:  # strictly better: ties keep the earlier fit
+                best = (acc, rows, c, clf)
     assert best is not None
-    _, c, clf = best
-    weight = np.zeros((len(labels), x_train.shape[1]), dtype=np.float32)
-    bias = np.full(len(labels), -1e4, dtype=np.float32)  # a label with no train row: never
+    acc, rows, c, clf = best
+    write_linear(classifier, clf, len(labels), x_train.shape[1])
+    return {
+        "fit": "logistic regression (scikit-learn) on the classifier's input, encoder frozen",
+        "rows": rows,
+        "C": c,
+        "val_accuracy": round(acc, 4),
+        "val_accuracy_by_rows_and_C": scores,
+        "label_name_rows": len(names),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def write_linear(classifier: Any, clf: Any, n_labels: int, dim: int) -> None:
+    """Copy a fitted scikit-learn ``LogisticRegression`` into a torch ``Linear`` classifier; a
+    label without a train row gets bias -1e4 (never the answer)."""
+    import torch
+
+    weight = np.zeros((n_labels, dim), dtype=np.float32)
+    bias = np.full(n_labels, -1e4, dtype=np.float32)
     if len(clf.classes_) == 2:  # one coefficient row: logit difference split in two
         rows = [-clf.coef_[0] / 2, clf.coef_[0] / 2]
         biases = [-clf.intercept_[0] / 2, clf.intercept_[0] / 2]
@@ -274,12 +317,6 @@ def fit_linear_head(
     with torch.no_grad():
         classifier.weight.copy_(torch.from_numpy(weight))
         classifier.bias.copy_(torch.from_numpy(bias))
-    return {
-        "fit": "logistic regression (scikit-learn) on the classifier's input, encoder frozen",
-        "C": c,
-        "val_accuracy_by_C": scores,
-        "seconds": round(time.perf_counter() - started, 2),
-    }
 
 
 def freeze_encoder(model: Any) -> list[str]:
