@@ -8,7 +8,11 @@ Usage::
 For each dataset: ``intentkit data prepare`` once; per (K, seed) ``intentkit data sample
 --per-label K --seed S`` (test untouched: the official test set); per objective ``intentkit
 train --model minilm --preset P --objective O`` and ``intentkit evaluate --split test
---no-reject`` (argmax accuracy, as the published few-shot numbers are). Writes mean and spread
+--no-reject`` (argmax accuracy, as the published few-shot numbers are). Objective ``floor`` is
+the issue's baseline on the same samples, in this process: frozen all-MiniLM-L6-v2, mean-pooled
+and L2-normalised, a scikit-learn logistic regression on the train rows, C from 1/10/100 picked
+on the val rows (:func:`frozen_floor`). ``--reuse FILE`` carries over an earlier run's cells of
+``--reuse-objectives`` (default ``ce``) instead of training them again. Writes mean and spread
 (sample standard deviation) over seeds with the published numbers beside them to
 ``bench/results/<YYYY-MM-DD>/fewshot.json`` (``--out`` to override) and prints a markdown table.
 """
@@ -20,8 +24,10 @@ import json
 import os
 import statistics
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from harness import default_json_path, matmul_peak_gflops, peak, write_json
 from quality import DATASETS, run
@@ -39,6 +45,62 @@ PUBLISHED = {
         10: {"USE+ConveRT": 93.3, "DNNC": 93.8, "CPFT": 94.2},
     },
 }
+
+
+#: The encoder of the ``floor`` objective (the one ``--model minilm`` resolves to).
+FLOOR_MODEL = "minilm"
+
+
+def frozen_floor(data: Path, cache: dict[str, Any]) -> dict[str, Any]:
+    """The ``floor`` objective on one sample: frozen mean-pooled MiniLM + logistic regression.
+
+    ``cache`` keeps the model and the test embeddings between calls (one dataset's test set is
+    the same for every K and seed).
+    """
+    import numpy as np
+    import pandas as pd
+    import torch
+    from sklearn.linear_model import LogisticRegression
+    from transformers import AutoModel, AutoTokenizer
+
+    from intentkit.modeling import resolve_model
+
+    started = time.perf_counter()
+    if "model" not in cache:
+        if os.environ.get("OMP_NUM_THREADS"):  # --threads: this process's torch as well
+            torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+        path = resolve_model(FLOOR_MODEL)
+        cache["tokenizer"], cache["model"] = (AutoTokenizer.from_pretrained(path),
+                                              AutoModel.from_pretrained(path).eval())  # fmt: skip
+    tok, model = cache["tokenizer"], cache["model"]
+
+    def embed(texts: list[str]) -> np.ndarray:
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(texts), 128):
+                enc = tok(texts[i : i + 128], padding=True, truncation=True, max_length=64,
+                          return_tensors="pt")  # fmt: skip
+                hidden = model(**enc).last_hidden_state
+                mask = enc["attention_mask"].unsqueeze(-1).float()
+                out.append(torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1)))
+        return torch.cat(out).numpy()
+
+    train, val, test = (pd.read_parquet(data / f"{s}.parquet") for s in ("train", "val", "test"))
+    labels = set(train["label"])
+    test = test[test["label"].isin(labels)]
+    key = f"test:{data.parent.parent}"
+    if key not in cache:
+        cache[key] = embed(test["text"].tolist())
+    x_train, x_val = embed(train["text"].tolist()), embed(val["text"].tolist())
+    by_c = {}
+    for c in (1.0, 10.0, 100.0):
+        clf = LogisticRegression(C=c, max_iter=3000).fit(x_train, train["label"])
+        by_c[c] = (float((clf.predict(x_val) == val["label"].to_numpy()).mean()), clf)
+    c = max(by_c, key=lambda k: (by_c[k][0], -k))
+    accuracy = float((by_c[c][1].predict(cache[key]) == test["label"].to_numpy()).mean())
+    head = {"fit": "frozen mean-pooled MiniLM + logistic regression", "C": c,
+            "val_accuracy_by_C": {f"{k:g}": round(v[0], 4) for k, v in by_c.items()}}  # fmt: skip
+    return {"accuracy": accuracy, "seconds": time.perf_counter() - started, "head": head}
 
 
 def summarize(args: argparse.Namespace, env: dict[str, str], runs: list[dict],
@@ -78,18 +140,32 @@ def main() -> None:
                         choices=sorted(DATASETS))  # fmt: skip
     parser.add_argument("--ks", nargs="+", type=int, default=[5, 10, 20])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--objectives", nargs="+", default=["ce", "contrastive"])
+    parser.add_argument("--objectives", nargs="+", default=["ce", "contrastive", "floor"],
+                        choices=["ce", "contrastive", "floor"])  # fmt: skip
     parser.add_argument("--epochs", type=float, default=10.0, help="ce epochs")
     parser.add_argument("--work", type=Path, default=Path("/tmp/intentkit-fewshot"))
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default: results)")
+    parser.add_argument("--reuse", type=Path, nargs="+", default=[],
+                        help="earlier fewshot.json files whose cells of --reuse-objectives are "
+                        "carried over (marked reused_from) instead of run again; a later file's "
+                        "cell replaces an earlier one's")  # fmt: skip
+    parser.add_argument("--reuse-objectives", nargs="+", default=["ce"])
     args = parser.parse_args()
+    reusable = {}
+    for path in args.reuse:
+        earlier = json.loads(path.read_text("utf-8"))
+        for r in earlier["runs"]:
+            if r["objective"] in args.reuse_objectives:
+                reused = {**r, "reused_from": r.get("reused_from") or earlier["created"]}
+                reusable[(r["dataset"], r["k"], r["seed"], r["objective"])] = reused
 
-    env = dict(os.environ)
     if args.threads:
-        env["OMP_NUM_THREADS"] = str(args.threads)
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    env = dict(os.environ)
     cli = [sys.executable, "-m", "intentkit"]
     runs: list[dict] = []
+    floor_cache: dict[str, Any] = {}
     gflops = peak(matmul_peak_gflops())
     out = args.out or default_json_path("fewshot")
     for dataset in args.datasets:
@@ -109,6 +185,18 @@ def main() -> None:
                           "--seed", str(seed), "--out", str(data), "--force"]  # fmt: skip
                 run(sample, work / "sample.log", env)
                 for objective in args.objectives:
+                    if (dataset, k, seed, objective) in reusable:
+                        runs.append(reusable[(dataset, k, seed, objective)])
+                        continue
+                    if objective == "floor":
+                        got = frozen_floor(data, floor_cache)
+                        runs.append({"dataset": dataset, "k": k, "seed": seed,
+                                     "objective": objective, "accuracy": got["accuracy"],
+                                     "train_wall_s": round(got["seconds"], 1), "phases": None,
+                                     "head": got["head"]})  # fmt: skip
+                        print(f"{dataset} K={k} seed={seed} floor: {100 * got['accuracy']:.1f} %")
+                        write_json(out, summarize(args, env, runs, gflops))
+                        continue
                     model = data.parent / objective
                     train = [*cli, "train", "--data", str(data), "--out", str(model), "--force",
                              "--model", "minilm", "--preset", DATASETS[dataset]["preset"],

@@ -269,21 +269,30 @@ def render_fewshot(results: dict[str, Any]) -> str:
         n = len(c["seeds"])
         return f"{c['mean']:.1f}{sd} ({n} seed{'s' * (n > 1)}, {c['train_wall_s_mean']:.0f} s)"
 
+    def delta(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str:
+        return f"{a['mean'] - b['mean']:+.1f}" if a and b else "–"
+
     rows = []
     for (dataset, k), objs in sorted(by.items()):
-        ce, con = objs.get("ce"), objs.get("contrastive")
-        delta = f"{con['mean'] - ce['mean']:+.1f}" if ce and con else "–"
+        ce, con, floor = objs.get("ce"), objs.get("contrastive"), objs.get("floor")
         pub = next(iter(objs.values()))["published"]
-        rows.append([dataset, k, cell(ce), cell(con), delta,
+        rows.append([dataset, k, cell(ce), cell(con), delta(con, ce), cell(floor),
+                     delta(con, floor),
                      ", ".join(f"{n} {v}" for n, v in pub.items()) or "–"])  # fmt: skip
-    cols = ["dataset", "K", "ce % (train wall)", "contrastive % (train wall)", "Δ points"]
-    cols += ["published"]
+    cols = ["dataset", "K", "ce % (train wall)", "contrastive % (train wall)", "Δ vs ce"]
+    cols += ["floor % (fit wall)", "Δ vs floor", "published"]
     complete = "" if results.get("complete") else " The grid was cut short: only these cells ran."
+    carried = [r for r in results["runs"] if r.get("reused_from")]
+    earlier = ", ".join(sorted({r["reused_from"][:10] for r in carried}))
+    objectives = ", ".join(sorted({r["objective"] for r in carried}))
+    reused = f" {objectives} cells carried over from the {earlier} run (`--reuse`)." * bool(carried)
     note = (
         f"all-MiniLM-L6-v2, `--epochs {results['settings']['epochs']:g}` for ce (the dataset's "
-        f"preset otherwise), contrastive with its defaults; accuracy = argmax on the official "
-        f"test set; train wall = the `intentkit train` process; fp32 matmul "
-        f"{results['matmul_fp32_gflops']:.0f} GFLOP/s at the start of the run.{complete}"
+        f"preset otherwise), contrastive with its defaults; floor = the frozen encoder, "
+        f"mean-pooled, with a logistic regression (C picked on the same val rows), on the same "
+        f"samples; accuracy = argmax on the official test set; train wall = the `intentkit "
+        f"train` process; fp32 matmul {results['matmul_fp32_gflops']:.0f} GFLOP/s at the start "
+        f"of the run.{reused}{complete}"
     )
     return md_table(cols, rows) + "\n\n" + note
 
