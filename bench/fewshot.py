@@ -155,9 +155,12 @@ def main() -> None:
     reusable = {}
     for path in args.reuse:
         earlier = json.loads(path.read_text("utf-8"))
+        results_dir = Path(__file__).resolve().parent / "results"
+        source = path.resolve()
+        name = source.relative_to(results_dir) if source.is_relative_to(results_dir) else source
         for r in earlier["runs"]:
             if r["objective"] in args.reuse_objectives:
-                reused = {**r, "reused_from": r.get("reused_from") or earlier["created"]}
+                reused = {**r, "reused_from": r.get("reused_from") or str(name)}
                 reusable[(r["dataset"], r["k"], r["seed"], r["objective"])] = reused
 
     if args.threads:
