@@ -184,9 +184,47 @@ def render_quality(results: dict[str, Any]) -> str:
             cells.append(f"{t['metric']} {shown} ({t['op']} {t['target']}: {t['status']})")
         rows.append([point["operating_point"], "; ".join(cells)])
     wall = results["wall_s"]["end_to_end"] / 60
+    threads = results.get("omp_num_threads") or "default"
     return md_table(["operating point", "measured (target: status)"], rows) + (
-        f"\n\n{results['dataset']} with `{results['preset']}`: {wall:.1f} min end to end."
+        f"\n\n{results['dataset']} with `{results['preset']}`: {wall:.1f} min end to end "
+        f"(OMP threads {threads}, load average {results['machine']['load_avg_at_end'][1]:.1f} "
+        "at the end)."
     )
+
+
+def render_supcon_pair(results: dict[str, Any]) -> str:
+    """#21 item 6: ``quality.py --supcon-weight W`` beside the plain run of the same day (same
+    preset, seed and budget): per scorer, separation of out-of-scope from in-scope test rows
+    and the best out-of-scope recall that keeps 95 % in-scope accuracy; then the served point."""
+    plain = load(f"{results['created'][:10]}/quality_{results['dataset']}")
+    w = f"{results['supcon_weight']:g}"
+    runs = (plain, results)
+
+    def point(r: dict[str, Any], which: int) -> dict[str, Any]:
+        return r["operating_points"][which]["scores"]
+
+    rows = []
+    for scorer in point(plain, 0)["oos_separation"]:
+        sep = [point(r, 0)["oos_separation"][scorer] for r in runs]
+        recall = [r["oos_curve"]["oos_recall_at_test_in_scope_accuracy"][scorer]["95"]
+                  for r in runs]  # fmt: skip
+        rows.append([scorer, *(f"{s['auroc']:.4f}" for s in sep),
+                     *(f"{s['fpr_at_95_tpr']:.3f}" for s in sep),
+                     *(f"{100 * x:.1f} %" for x in recall)])  # fmt: skip
+    cols = ["scorer", "AUROC plain", f"AUROC W={w}", "FPR95 plain", f"FPR95 W={w}"]
+    cols += ["oos recall @ 95 % in scope, plain", f"same, W={w}"]
+    served = []
+    for label, r in zip(("plain", f"W={w}"), runs, strict=True):
+        on, off = point(r, 0), point(r, 1)
+        served.append([label, r["calibration"]["oos_scorer"],
+                       f"{100 * on['in_scope_accuracy']:.3f} %", f"{100 * on['oos_recall']:.1f} %",
+                       f"{on['ece_all']:.4f}", f"{100 * off['in_scope_accuracy']:.3f} %",
+                       f"{r['wall_s']['train'] / 60:.1f} min (OMP threads "
+                       f"{r['omp_num_threads'] or 'default'})"])  # fmt: skip
+    scols = ["run", "served scorer", "in-scope acc. (rejection on)", "oos recall", "ECE all rows"]
+    scols += ["in-scope acc. (rejection off)", "train wall"]
+    return (md_table(cols, rows) + "\n\nThe served operating point (threshold from validation):\n\n"
+            + md_table(scols, served))  # fmt: skip
 
 
 def render_oos_without_oos(results: dict[str, Any]) -> str:
@@ -282,10 +320,14 @@ def render_fewshot(results: dict[str, Any]) -> str:
     cols = ["dataset", "K", "ce % (train wall)", "contrastive % (train wall)", "Δ vs ce"]
     cols += ["floor % (fit wall)", "Δ vs floor", "published"]
     complete = "" if results.get("complete") else " The grid was cut short: only these cells ran."
-    carried = [r for r in results["runs"] if r.get("reused_from")]
-    earlier = ", ".join(sorted({r["reused_from"][:10] for r in carried}))
-    objectives = ", ".join(sorted({r["objective"] for r in carried}))
-    reused = f" {objectives} cells carried over from the {earlier} run (`--reuse`)." * bool(carried)
+    sources: dict[str, set[str]] = {}
+    for r in results["runs"]:
+        if r.get("reused_from"):
+            sources.setdefault(r["objective"], set()).add(f"`{r['reused_from']}`")
+    reused = "".join(
+        f" {objective} runs from {', '.join(sorted(files))} (`--reuse`)."
+        for objective, files in sorted(sources.items())
+    )
     note = (
         f"all-MiniLM-L6-v2, `--epochs {results['settings']['epochs']:g}` for ce (the dataset's "
         f"preset otherwise), contrastive with its defaults; floor = the frozen encoder, "
@@ -306,6 +348,7 @@ RENDERERS = {
     "quality_clinc150": ("quality_clinc150", render_quality),
     "quality_banking77": ("quality_banking77", render_quality),
     "oos_without_oos": ("oos_without_oos", render_oos_without_oos),
+    "supcon_clinc150": ("quality_clinc150_supcon0.5", render_supcon_pair),
 }
 
 
