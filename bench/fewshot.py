@@ -151,6 +151,11 @@ def main() -> None:
                         "carried over (marked reused_from) instead of run again; a later file's "
                         "cell replaces an earlier one's")  # fmt: skip
     parser.add_argument("--reuse-objectives", nargs="+", default=["ce"])
+    parser.add_argument(
+        "--no-train",
+        action="store_true",
+        help="merge only: cells --reuse does not hold are left out, not run",
+    )
     args = parser.parse_args()
     reusable = {}
     for path in args.reuse:
@@ -174,7 +179,7 @@ def main() -> None:
     for dataset in args.datasets:
         work = args.work / dataset
         work.mkdir(parents=True, exist_ok=True)
-        if not (work / "data" / "stats.json").is_file():
+        if not args.no_train and not (work / "data" / "stats.json").is_file():
             # No preset: CLINC150's in-scope intents only, as the published numbers are.
             run([*cli, "data", "prepare", DATASETS[dataset]["source"], "--out",
                  str(work / "data")], work / "prepare.log", env)  # fmt: skip
@@ -184,6 +189,10 @@ def main() -> None:
             work = args.work / dataset
             for seed in args.seeds:
                 data = work / f"k{k}-s{seed}" / "data"
+                cells = [(dataset, k, seed, objective) for objective in args.objectives]
+                if args.no_train:
+                    runs.extend(reusable[cell] for cell in cells if cell in reusable)
+                    continue
                 sample = [*cli, "data", "sample", str(work / "data"), "--per-label", str(k),
                           "--seed", str(seed), "--out", str(data), "--force"]  # fmt: skip
                 run(sample, work / "sample.log", env)
