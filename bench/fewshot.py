@@ -104,7 +104,7 @@ def frozen_floor(data: Path, cache: dict[str, Any]) -> dict[str, Any]:
 
 
 def summarize(args: argparse.Namespace, env: dict[str, str], runs: list[dict],
-              gflops: float) -> dict:  # fmt: skip
+              gflops: float | None) -> dict:  # fmt: skip
     """fewshot.json's content from the runs so far: per (dataset, K, objective) mean ± sd."""
     curves: dict[tuple, list[dict]] = {}
     for r in runs:
@@ -123,7 +123,7 @@ def summarize(args: argparse.Namespace, env: dict[str, str], runs: list[dict],
     result = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "omp_num_threads": env.get("OMP_NUM_THREADS"),
-        "matmul_fp32_gflops": round(gflops, 1),
+        "matmul_fp32_gflops": None if gflops is None else round(gflops, 1),
         "complete": len(runs)
         == len(args.datasets) * len(args.ks) * len(args.seeds) * len(args.objectives),
         "curves": table,
@@ -174,7 +174,7 @@ def main() -> None:
     cli = [sys.executable, "-m", "intentkit"]
     runs: list[dict] = []
     floor_cache: dict[str, Any] = {}
-    gflops = peak(matmul_peak_gflops())
+    gflops = None if args.no_train else peak(matmul_peak_gflops())  # a merge times nothing
     out = args.out or default_json_path("fewshot")
     for dataset in args.datasets:
         work = args.work / dataset

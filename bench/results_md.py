@@ -328,13 +328,19 @@ def render_fewshot(results: dict[str, Any]) -> str:
         f" {objective} runs from {', '.join(sorted(files))} (`--reuse`)."
         for objective, files in sorted(sources.items())
     )
+    if results["matmul_fp32_gflops"] is not None:
+        rate = f"fp32 matmul {results['matmul_fp32_gflops']:.0f} GFLOP/s at the start of the run"
+    else:  # a --no-train merge: each cell's wall is from its own file, timed with its own rate
+        files = sorted({r["reused_from"] for r in results["runs"]})
+        gflops = {f: load(f.removesuffix(".json"))["matmul_fp32_gflops"] for f in files}
+        each = ", ".join(f"`{f}` {g:.0f} GFLOP/s" for f, g in gflops.items())
+        rate = f"fp32 matmul at the start of each source run: {each}"
     note = (
         f"all-MiniLM-L6-v2, `--epochs {results['settings']['epochs']:g}` for ce (the dataset's "
         f"preset otherwise), contrastive with its defaults; floor = the frozen encoder, "
         f"mean-pooled, with a logistic regression (C picked on the same val rows), on the same "
         f"samples; accuracy = argmax on the official test set; train wall = the `intentkit "
-        f"train` process; fp32 matmul {results['matmul_fp32_gflops']:.0f} GFLOP/s at the start "
-        f"of the run.{reused}{complete}"
+        f"train` process; {rate}.{reused}{complete}"
     )
     return md_table(cols, rows) + "\n\n" + note
 
