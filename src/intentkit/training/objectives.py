@@ -260,11 +260,11 @@ def fit_linear_head(
                 enc = tokenizer(texts[i : i + 128], padding=True, truncation=True,
                                 max_length=max_length, return_tensors="pt").to(device)  # fmt: skip
                 model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
-        return torch.cat(captured).float().cpu().numpy() if captured else np.zeros((0, 0))
+        return torch.cat(captured).float().cpu().numpy()
 
     try:
         x_train, x_val = features(train_df["text"].tolist()), features(val_df["text"].tolist())
-        x_names = features(list(names.values()))
+        x_names = features(list(names.values())) if names else None
     finally:
         handle.remove()
         model.train(was_training)
