@@ -158,9 +158,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     reusable = {}
+    results_dir = Path(__file__).resolve().parent / "results"
     for path in args.reuse:
         earlier = json.loads(path.read_text("utf-8"))
-        results_dir = Path(__file__).resolve().parent / "results"
         source = path.resolve()
         name = source.relative_to(results_dir) if source.is_relative_to(results_dir) else source
         for r in earlier["runs"]:
