@@ -270,3 +270,52 @@ def test_label_names_teach_the_head_a_label_without_train_rows() -> None:
     with torch.no_grad():
         answers = model(tokenizer(["hotel", "car", "nothing"])["input_ids"], None).argmax(1)
     assert [labels[i] for i in answers] == ["hotel", "car", "oos"]
+
+
+def test_the_head_fit_reaches_a_dense_then_out_proj_head(kw_data: Path) -> None:
+    """RoBERTa-style heads (dense -> tanh -> ``out_proj``; MPNet, ELECTRA too) get the same
+    closed-form head as BERT's: the regression is fitted on ``out_proj``'s input and written
+    there, so the model answers what that regression answers, row for row."""
+    import numpy as np
+    import pandas as pd
+    import torch
+    from sklearn.linear_model import LogisticRegression
+    from transformers import AutoTokenizer, MPNetConfig, MPNetForSequenceClassification
+
+    from intentkit.modeling import resolve_model
+    from intentkit.training.objectives import fit_linear_head, logits_layer
+
+    tok = AutoTokenizer.from_pretrained(resolve_model("minilm"))
+    train, val = (pd.read_parquet(kw_data / f"{s}.parquet") for s in ("train", "val"))
+    labels = sorted(set(train["label"]))
+    torch.manual_seed(0)
+    cfg = MPNetConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                      num_hidden_layers=2, num_attention_heads=2, num_labels=len(labels),
+                      pad_token_id=tok.pad_token_id)  # fmt: skip
+    model = MPNetForSequenceClassification(cfg).eval()
+    name, out_proj = logits_layer(model)
+    assert name == "classifier.out_proj"
+    dense_before = model.classifier.dense.weight.clone()
+    head = fit_linear_head(model, tok, train, val, labels, 32, "cpu")
+    assert head is not None and head["layer"] == "classifier.out_proj"
+    assert torch.equal(model.classifier.dense.weight, dense_before)  # only out_proj is written
+
+    seen: list = []
+    out_proj.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+
+    def answer(texts: list[str]) -> np.ndarray:
+        seen.clear()
+        with torch.no_grad():
+            logits = model(**tok(texts, padding=True, truncation=True, max_length=32,
+                                 return_tensors="pt")).logits  # fmt: skip
+        return logits.argmax(1).numpy()
+
+    names = labels if head["rows"] == WITH_NAMES else []
+    answer(train["text"].tolist() + names)
+    x = seen[0].numpy()
+    y = [labels.index(v) for v in train["label"].tolist() + names]
+    expected = LogisticRegression(C=head["C"], max_iter=2000).fit(x, y)
+    got = answer(val["text"].tolist())
+    np.testing.assert_array_equal(got, expected.predict(seen[0].numpy()))
+    y_val = np.asarray([labels.index(v) for v in val["label"]])
+    assert float((got == y_val).mean()) == pytest.approx(head["val_accuracy"], abs=1e-4)

@@ -16,8 +16,8 @@
      sentence-transformers recipe) was tried first: 83.0 %, and 725 s for those 15,400 pairs on
      2 cores, against ~240 s here: each text is encoded once per step instead of once per pair.
   3. **head**, encoder frozen (whole-model cross-entropy on a handful of rows undoes the
-     geometry steps 1-2 built): where the head ends in a ``Linear`` classifier, a logistic
-     regression on its input, fitted on the train rows with and without one row per label
+     geometry steps 1-2 built): where the head ends in a ``Linear`` (:func:`logits_layer`), a
+     logistic regression on its input, fitted on the train rows with and without one row per label
      name (``card_arrival`` -> "card arrival"), C and the rows picked on validation
      (:func:`fit_linear_head`), and no training steps; otherwise the normal training phase on
      the head alone (:func:`freeze_encoder`) for ``--head-epochs`` at ``--head-lr``.
@@ -224,26 +224,29 @@ def fit_linear_head(
     model: Any, tokenizer: Any, train_df: Any, val_df: Any, labels: list[str], max_length: int,
     device: str, oos_label: str | None = None,
 ) -> dict[str, Any] | None:  # fmt: skip
-    """Step 3 where the head ends in a ``Linear`` ``classifier``: a logistic regression on it.
+    """Step 3 where the head ends in a ``Linear`` (:func:`logits_layer`): a logistic regression
+    on that layer's input.
 
-    The classifier's input (BERT's pooler output, ModernBERT's head output...) is read by a
-    forward pre-hook with the model in eval mode. scikit-learn's ``LogisticRegression`` is fitted
-    for each C of :data:`HEAD_C_GRID` on the train rows, and again on the train rows plus one
-    row per label whose text is the label's own name (:func:`label_name_text`; not the model's
-    out-of-scope class): the name is a description of the intent the user already wrote. The
-    fit with the best validation accuracy (ties: without names, then the smaller C) is written
-    into ``classifier.weight``/``bias``. Measured (``bench/fewshot.py``, Banking77, three seeds,
+    The layer's input (BERT's pooler output, ModernBERT's head output, the dense + tanh output
+    of RoBERTa's and MPNet's heads...) is read by a forward pre-hook with the model in eval
+    mode. scikit-learn's ``LogisticRegression`` is fitted for each C of :data:`HEAD_C_GRID` on
+    the train rows, and again on the train rows plus one row per label whose text is the
+    label's own name (:func:`label_name_text`; not the model's out-of-scope class): the name is
+    a description of the intent the user already wrote. The fit with the best validation
+    accuracy (ties: without names, then the smaller C) is written into the layer's
+    ``weight``/``bias``. Measured (``bench/fewshot.py``, Banking77, three seeds,
     official test set): 77.5 % -> 79.1 % with the name rows at 5 rows per intent, 84.1 % ->
     84.8 % at 10; a CE-trained head on the same features overfits (80.9-82.4 % vs 84.0 % at 10
-    rows per intent, seed 0). Returns its record, or None when ``model.classifier`` is not a
-    ``Linear`` (RoBERTa's, ELECTRA's heads): then the caller trains the head instead.
+    rows per intent, seed 0). Returns its record, or None when the head ends in something else
+    (:func:`logits_layer`): then the caller trains the head instead.
     """
     import torch
     from sklearn.linear_model import LogisticRegression
 
-    classifier = getattr(model, "classifier", None)
-    if not isinstance(classifier, torch.nn.Linear):
+    found = logits_layer(model)
+    if found is None:
         return None
+    layer_name, classifier = found
     started = time.perf_counter()
     label2id = {name: i for i, name in enumerate(labels)}
     names = {lab: label_name_text(lab) for lab in labels if lab != oos_label}
@@ -291,6 +294,7 @@ def fit_linear_head(
     write_linear(classifier, clf, len(labels), x_train.shape[1])
     return {
         "fit": "logistic regression (scikit-learn) on the classifier's input, encoder frozen",
+        "layer": layer_name,
         "rows": rows,
         "C": c,
         "val_accuracy": round(acc, 4),
@@ -298,6 +302,20 @@ def fit_linear_head(
         "label_name_rows": len(names),
         "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+def logits_layer(model: Any) -> tuple[str, Any] | None:
+    """``(name, layer)`` of the ``Linear`` that makes a sequence classifier's logits:
+    ``classifier`` (BERT, ModernBERT, DeBERTa, DistilBERT) or ``classifier.out_proj`` (the
+    dense -> out_proj heads of RoBERTa, MPNet, ELECTRA); None for any other head."""
+    import torch
+
+    classifier = getattr(model, "classifier", None)
+    out_proj = getattr(classifier, "out_proj", None)
+    for name, layer in (("classifier", classifier), ("classifier.out_proj", out_proj)):
+        if isinstance(layer, torch.nn.Linear):
+            return name, layer
+    return None
 
 
 def write_linear(classifier: Any, clf: Any, n_labels: int, dim: int) -> None:
