@@ -7,14 +7,15 @@ Usage::
 
 For each dataset: ``intentkit data prepare`` once; per (K, seed) ``intentkit data sample
 --per-label K --seed S`` (test untouched: the official test set); per objective ``intentkit
-train --model minilm --preset P --objective O`` and ``intentkit evaluate --split test
---no-reject`` (argmax accuracy, as the published few-shot numbers are). Objective ``floor`` is
-the issue's baseline on the same samples, in this process: frozen all-MiniLM-L6-v2, mean-pooled
-and L2-normalised, a scikit-learn logistic regression on the train rows, C from 1/10/100 picked
-on the val rows (:func:`frozen_floor`). ``--reuse FILE`` carries over an earlier run's cells of
-``--reuse-objectives`` (default ``ce``) instead of training them again. Writes mean and spread
-(sample standard deviation) over seeds with the published numbers beside them to
-``bench/results/<YYYY-MM-DD>/fewshot.json`` (``--out`` to override) and prints a markdown table.
+train --model M --preset P --objective O`` (``--model``, default ``minilm``) and ``intentkit
+evaluate --split test --no-reject`` (argmax accuracy, as the published few-shot numbers are).
+Objective ``floor`` is the issue's baseline on the same samples, in this process: the frozen
+encoder, mean-pooled and L2-normalised, a scikit-learn logistic regression on the train rows,
+C from 1/10/100 picked on the val rows (:func:`frozen_floor`). ``--reuse FILE`` carries over
+an earlier run's cells of ``--reuse-objectives`` (default ``ce``) instead of training them
+again. Writes mean and spread (sample standard deviation) over seeds with the published
+numbers beside them to ``bench/results/<YYYY-MM-DD>/fewshot.json`` (``--out`` to override)
+and prints a markdown table.
 """
 
 from __future__ import annotations
@@ -47,12 +48,9 @@ PUBLISHED = {
 }
 
 
-#: The encoder of the ``floor`` objective (the one ``--model minilm`` resolves to).
-FLOOR_MODEL = "minilm"
-
-
-def frozen_floor(data: Path, cache: dict[str, Any]) -> dict[str, Any]:
-    """The ``floor`` objective on one sample: frozen mean-pooled MiniLM + logistic regression.
+def frozen_floor(data: Path, cache: dict[str, Any], model_name: str = "minilm") -> dict[str, Any]:
+    """The ``floor`` objective on one sample: the frozen encoder ``model_name`` (``--model``),
+    mean-pooled, + logistic regression.
 
     ``cache`` keeps the model and the test embeddings between calls (one dataset's test set is
     the same for every K and seed).
@@ -69,7 +67,7 @@ def frozen_floor(data: Path, cache: dict[str, Any]) -> dict[str, Any]:
     if "model" not in cache:
         if os.environ.get("OMP_NUM_THREADS"):  # --threads: this process's torch as well
             torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-        path = resolve_model(FLOOR_MODEL)
+        path = resolve_model(model_name)
         cache["tokenizer"], cache["model"] = (AutoTokenizer.from_pretrained(path),
                                               AutoModel.from_pretrained(path).eval())  # fmt: skip
     tok, model = cache["tokenizer"], cache["model"]
@@ -98,7 +96,7 @@ def frozen_floor(data: Path, cache: dict[str, Any]) -> dict[str, Any]:
         by_c[c] = (float((clf.predict(x_val) == val["label"].to_numpy()).mean()), clf)
     c = max(by_c, key=lambda k: (by_c[k][0], -k))
     accuracy = float((by_c[c][1].predict(cache[key]) == test["label"].to_numpy()).mean())
-    head = {"fit": "frozen mean-pooled MiniLM + logistic regression", "C": c,
+    head = {"fit": f"frozen mean-pooled {model_name} + logistic regression", "C": c,
             "val_accuracy_by_C": {f"{k:g}": round(v[0], 4) for k, v in by_c.items()}}  # fmt: skip
     return {"accuracy": accuracy, "seconds": time.perf_counter() - started, "head": head}
 
@@ -143,6 +141,9 @@ def main() -> None:
     parser.add_argument("--objectives", nargs="+", default=["ce", "contrastive", "floor"],
                         choices=["ce", "contrastive", "floor"])  # fmt: skip
     parser.add_argument("--epochs", type=float, default=10.0, help="ce epochs")
+    parser.add_argument("--model", default="minilm",
+                        help="encoder of every objective (alias or model folder; "
+                        "bench/mpnet_model.py assembles all-mpnet-base-v2)")  # fmt: skip
     parser.add_argument("--work", type=Path, default=Path("/tmp/intentkit-fewshot"))
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default: results)")
@@ -201,7 +202,7 @@ def main() -> None:
                         runs.append(reusable[(dataset, k, seed, objective)])
                         continue
                     if objective == "floor":
-                        got = frozen_floor(data, floor_cache)
+                        got = frozen_floor(data, floor_cache, args.model)
                         runs.append({"dataset": dataset, "k": k, "seed": seed,
                                      "objective": objective, "accuracy": got["accuracy"],
                                      "train_wall_s": round(got["seconds"], 1), "phases": None,
@@ -211,7 +212,7 @@ def main() -> None:
                         continue
                     model = data.parent / objective
                     train = [*cli, "train", "--data", str(data), "--out", str(model), "--force",
-                             "--model", "minilm", "--preset", DATASETS[dataset]["preset"],
+                             "--model", args.model, "--preset", DATASETS[dataset]["preset"],
                              "--seed", str(seed), "--objective", objective,
                              "--epochs", f"{args.epochs:g}"]  # fmt: skip
                     train_s = run(train, model.parent / f"{objective}-train.log", env)

@@ -335,8 +335,10 @@ def render_fewshot(results: dict[str, Any]) -> str:
         gflops = {f: load(f.removesuffix(".json"))["matmul_fp32_gflops"] for f in files}
         each = ", ".join(f"`{f}` {g:.0f} GFLOP/s" for f, g in gflops.items())
         rate = f"fp32 matmul at the start of each source run: {each}"
+    model = results["settings"].get("model", "minilm")  # files before --model: MiniLM
+    encoder = "all-MiniLM-L6-v2" if model == "minilm" else Path(model).name
     note = (
-        f"all-MiniLM-L6-v2, `--epochs {results['settings']['epochs']:g}` for ce (the dataset's "
+        f"{encoder}, `--epochs {results['settings']['epochs']:g}` for ce (the dataset's "
         f"preset otherwise), contrastive with its defaults; floor = the frozen encoder, "
         f"mean-pooled, with a logistic regression (C picked on the same val rows), on the same "
         f"samples; accuracy = argmax on the official test set; train wall = the `intentkit "
@@ -347,6 +349,7 @@ def render_fewshot(results: dict[str, Any]) -> str:
 
 RENDERERS = {
     "fewshot": ("fewshot", render_fewshot),
+    "fewshot_mpnet": ("fewshot_mpnet", render_fewshot),
     "train_throughput_cpu": ("train_throughput_cpu", render_train_throughput),
     "serve_load": ("serve_load", render_serve_load),
     "predictor_throughput": ("predictor_throughput", render_predictor),
