@@ -347,7 +347,37 @@ def render_fewshot(results: dict[str, Any]) -> str:
     return md_table(cols, rows) + "\n\n" + note
 
 
+def render_head_rule(results: dict[str, Any]) -> str:
+    """head_rule.py: each rule's mean accuracy on the held-out dev rows (what decides), then the
+    test accuracy per dataset and K of the old rule (R0, as run) and of the rule that ships."""
+    rules = results["rules"]
+    cols = ["rule", "mean dev accuracy %", "cells better than R0", "cells worse"]
+    rows = [[f"{name}: {r['description']}", f"{100 * r['dev_mean']:.2f}", r["better_than_R0"],
+             r["worse_than_R0"]] for name, r in rules.items()]  # fmt: skip
+    old, new = "R0 acc, ties rows then small C", "R1 acc, ties names then small C"
+
+    def test_of(cell: dict[str, Any], rule: str) -> float:
+        got = cell["rules"][rule]["test"]  # None where every rule picked the same fit
+        return got if got is not None else cell["recorded_test"]
+
+    by: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for cell in results["cells"]:
+        dataset, sample = cell["cell"].split("/")[-2:]
+        by.setdefault((dataset, int(sample.split("-")[0][1:])), []).append(cell)
+    per_k = [[dataset, k, len(cells),
+              f"{100 * sum(test_of(c, old) for c in cells) / len(cells):.2f}",
+              f"{100 * sum(test_of(c, new) for c in cells) / len(cells):.2f}",
+              sum(c["rules"][old]["pick"] != c["rules"][new]["pick"] for c in cells)]
+             for (dataset, k), cells in sorted(by.items())]  # fmt: skip
+    per_k_cols = ["dataset", "K", "seeds", "test % R0 (as run)", "test % R1", "picks changed"]
+    return (
+        md_table(cols, rows) + f"\n\nDev: up to {results['dev_rows']} pool rows per sample, "
+        "in neither its train nor its val split.\n\n" + md_table(per_k_cols, per_k)
+    )
+
+
 RENDERERS = {
+    "head_rule": ("head_rule", render_head_rule),
     "fewshot": ("fewshot", render_fewshot),
     "fewshot_mpnet": ("fewshot_mpnet", render_fewshot),
     "train_throughput_cpu": ("train_throughput_cpu", render_train_throughput),
