@@ -227,10 +227,34 @@ def test_label_name_text_reads_names_as_words() -> None:
 
 
 class _Words(dict):
-    """A tokenizer's batch for :class:`_BagOfKeywords`: word counts as ``input_ids``."""
+    """A tokenizer's batch for :func:`_bag_of_keywords`: word counts as ``input_ids``."""
 
     def to(self, _device: str) -> _Words:
         return self
+
+
+KEYWORDS = ["car", "flight", "hotel"]
+
+
+def _bag_of_keywords(n_labels: int):
+    """``(tokenizer, model)``: features are the counts of :data:`KEYWORDS`, a ``Linear`` on top
+    (a stand-in encoder whose features a logistic regression can read exactly)."""
+    import torch
+
+    def tokenizer(texts, **_kw):
+        counts = [[t.split().count(w) for w in KEYWORDS] for t in texts]
+        ids = torch.tensor(counts, dtype=torch.float32)
+        return _Words(input_ids=ids, attention_mask=torch.ones(len(texts), 1))
+
+    class _BagOfKeywords(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.classifier = torch.nn.Linear(len(KEYWORDS), n_labels)
+
+        def forward(self, input_ids, attention_mask):
+            return self.classifier(input_ids)
+
+    return tokenizer, _BagOfKeywords()
 
 
 def test_label_names_teach_the_head_a_label_without_train_rows() -> None:
@@ -241,28 +265,13 @@ def test_label_names_teach_the_head_a_label_without_train_rows() -> None:
 
     from intentkit.training.objectives import fit_linear_head
 
-    vocab = ["car", "flight", "hotel"]
-
-    def tokenizer(texts, **_kw):
-        counts = [[t.split().count(w) for w in vocab] for t in texts]
-        ids = torch.tensor(counts, dtype=torch.float32)
-        return _Words(input_ids=ids, attention_mask=torch.ones(len(texts), 1))
-
-    class _BagOfKeywords(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.classifier = torch.nn.Linear(len(vocab), 4)
-
-        def forward(self, input_ids, attention_mask):
-            return self.classifier(input_ids)
-
     labels = ["car", "flight", "hotel", "oos"]
     train = pd.DataFrame({"text": ["rent a car", "car now", "my flight", "flight to rome",
                                    "the weather", "a joke"],
                           "label": ["car", "car", "flight", "flight", "oos", "oos"]})  # fmt: skip
     val = pd.DataFrame({"text": ["a car", "the flight", "hotel in rome", "hotel room", "hi"],
                         "label": ["car", "flight", "hotel", "hotel", "oos"]})  # fmt: skip
-    model = _BagOfKeywords()
+    tokenizer, model = _bag_of_keywords(len(labels))
     head = fit_linear_head(model, tokenizer, train, val, labels, 16, "cpu", oos_label="oos")
     assert head is not None and head["label_name_rows"] == 3  # car, flight, hotel; not oos
     assert head["rows"] == WITH_NAMES and head["val_accuracy"] == 1.0
@@ -319,3 +328,22 @@ def test_the_head_fit_reaches_a_dense_then_out_proj_head(kw_data: Path) -> None:
     np.testing.assert_array_equal(got, expected.predict(seen[0].numpy()))
     y_val = np.asarray([labels.index(v) for v in val["label"]])
     assert float((got == y_val).mean()) == pytest.approx(head["val_accuracy"], abs=1e-4)
+
+
+def test_a_validation_tie_keeps_the_label_names() -> None:
+    """Every fit answers all val rows right here, so validation ties: the head keeps the fit
+    with the name rows (held-out rows favoured it, bench/head_rule.py), at the smallest C."""
+    import pandas as pd
+
+    from intentkit.training.objectives import HEAD_C_GRID, fit_linear_head
+
+    texts = ["car now", "a car", "my flight", "flight out", "hotel room", "the hotel"]
+    train = pd.DataFrame({"text": texts, "label": [t for t in KEYWORDS for _ in range(2)]})
+    val = pd.DataFrame({"text": KEYWORDS, "label": KEYWORDS})
+    tokenizer, model = _bag_of_keywords(len(KEYWORDS))
+    head = fit_linear_head(model, tokenizer, train, val, KEYWORDS, 16, "cpu")
+    assert head is not None
+    scores = head["val_accuracy_by_rows_and_C"]
+    assert max(scores[TRAIN_ROWS].values()) == max(scores[WITH_NAMES].values()) == 1.0
+    assert head["rows"] == WITH_NAMES
+    assert head["C"] == min(c for c in HEAD_C_GRID if scores[WITH_NAMES][f"{c:g}"] == 1.0)
