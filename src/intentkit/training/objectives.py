@@ -275,7 +275,7 @@ def fit_linear_head(
     y_val = np.asarray([label2id.get(x, -1) for x in val_df["label"]])
     # The names come first, so a validation tie keeps them: with 5-20 val rows per intent ties
     # are common, and on held-out pool rows (bench/head_rule.py) keeping the names on a tie was
-    # better in 2 of 15 samples and worse in none.
+    # better in 2 of 18 few-shot samples and worse in none.
     row_sets = {}
     if names:
         row_sets[WITH_NAMES] = (
