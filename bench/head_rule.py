@@ -144,7 +144,9 @@ def recorded_test(art: Path) -> float | None:
 
 
 def summarize(cells: list[dict[str, Any]], dev_rows: int) -> dict[str, Any]:
-    """head_rule.json: the cells, and per rule the mean dev accuracy and cells won/lost vs R0."""
+    """head_rule.json: the cells; per rule the mean dev accuracy and cells won/lost vs R0; per
+    dataset and K the mean test accuracy of R0 (as the grid ran) and of R1 (the rule that
+    ships) on the same artifacts."""
     base = next(iter(RULES))
     per_rule = {}
     for rule, text in RULES.items():
@@ -153,7 +155,24 @@ def summarize(cells: list[dict[str, Any]], dev_rows: int) -> dict[str, Any]:
         per_rule[rule] = {"description": text, "dev_mean": round(statistics.fmean(dev), 5),
                           "better_than_R0": sum(d > 1e-9 for d in diff),
                           "worse_than_R0": sum(d < -1e-9 for d in diff)}  # fmt: skip
-    return {"benchmark": "head_rule", "dev_rows": dev_rows, "rules": per_rule, "cells": cells}
+    old, new = base, "R1 acc, ties names then small C"  # the rule until 2026-12-05, the new one
+
+    def test_of(cell: dict[str, Any], rule: str) -> float:
+        got = cell["rules"][rule]["test"]  # None where every rule picked the same fit
+        return got if got is not None else cell["recorded_test"]
+
+    by: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for cell in cells:
+        dataset, sample = Path(cell["cell"]).parts[-2:]
+        by.setdefault((dataset, int(sample.split("-")[0][1:])), []).append(cell)
+    per_k = [{"dataset": dataset, "k": k, "seeds": len(group),
+              "test_R0": statistics.fmean(test_of(c, old) for c in group),
+              "test_R1": statistics.fmean(test_of(c, new) for c in group),
+              "picks_changed": sum(c["rules"][old]["pick"] != c["rules"][new]["pick"]
+                                   for c in group)}
+             for (dataset, k), group in sorted(by.items())]  # fmt: skip
+    return {"benchmark": "head_rule", "dev_rows": dev_rows, "rules": per_rule, "per_k": per_k,
+            "cells": cells}  # fmt: skip
 
 
 def main() -> None:

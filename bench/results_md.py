@@ -354,21 +354,9 @@ def render_head_rule(results: dict[str, Any]) -> str:
     cols = ["rule", "mean dev accuracy %", "cells better than R0", "cells worse"]
     rows = [[f"{name}: {r['description']}", f"{100 * r['dev_mean']:.2f}", r["better_than_R0"],
              r["worse_than_R0"]] for name, r in rules.items()]  # fmt: skip
-    old, new = "R0 acc, ties rows then small C", "R1 acc, ties names then small C"
-
-    def test_of(cell: dict[str, Any], rule: str) -> float:
-        got = cell["rules"][rule]["test"]  # None where every rule picked the same fit
-        return got if got is not None else cell["recorded_test"]
-
-    by: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for cell in results["cells"]:
-        dataset, sample = cell["cell"].split("/")[-2:]
-        by.setdefault((dataset, int(sample.split("-")[0][1:])), []).append(cell)
-    per_k = [[dataset, k, len(cells),
-              f"{100 * sum(test_of(c, old) for c in cells) / len(cells):.2f}",
-              f"{100 * sum(test_of(c, new) for c in cells) / len(cells):.2f}",
-              sum(c["rules"][old]["pick"] != c["rules"][new]["pick"] for c in cells)]
-             for (dataset, k), cells in sorted(by.items())]  # fmt: skip
+    per_k = [[r["dataset"], r["k"], r["seeds"], f"{100 * r['test_R0']:.2f}",
+              f"{100 * r['test_R1']:.2f}", r["picks_changed"]]
+             for r in results["per_k"]]  # fmt: skip
     per_k_cols = ["dataset", "K", "seeds", "test % R0 (as run)", "test % R1", "picks changed"]
     return (
         md_table(cols, rows) + f"\n\nDev: up to {results['dev_rows']} pool rows per sample, "
