@@ -150,3 +150,14 @@ def test_summary_line_and_share() -> None:
     assert phases["outside_train_steps_share"] == pytest.approx(0.25, abs=0.01)
     line = summary_line(phases)
     assert "25% outside training steps" in line and "startup 2.0s" in line
+
+
+def test_the_contrastive_pair_stage_counts_as_training_work() -> None:
+    # A contrastive run's encoder steps happen in pair_training: a line saying "100% outside
+    # training steps" for a run that trained for 20 minutes would be false.
+    from intentkit.training.timing import PhaseTimer
+
+    timer = PhaseTimer(started_at=time.time() - 2.0)
+    timer.seconds["pair_training"] = 4.0
+    timer.seconds["train_steps"] = 2.0
+    assert timer.as_dict()["outside_train_steps_share"] == pytest.approx(0.25, abs=0.01)
