@@ -192,37 +192,51 @@ def render_quality(results: dict[str, Any]) -> str:
     )
 
 
-def render_supcon_pair(results: dict[str, Any]) -> str:
-    """#21 item 6: ``quality.py --supcon-weight W`` beside the plain run of the same day (same
-    preset, seed and budget): per scorer, separation of out-of-scope from in-scope test rows
-    and the best out-of-scope recall that keeps 95 % in-scope accuracy; then the served point."""
-    plain = load(f"{results['created'][:10]}/quality_{results['dataset']}")
-    w = f"{results['supcon_weight']:g}"
-    runs = (plain, results)
+def supcon_runs(anchor: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(label, source file, results) of the plain run of ``anchor``'s day, then every
+    ``quality_DATASET_supconW`` weight measured (its newest file), by weight."""
+    dataset = anchor["dataset"]
+    plain_name = f"{anchor['created'][:10]}/quality_{dataset}"
+    newest_per_weight: dict[float, tuple[str, dict[str, Any]]] = {}
+    for path in sorted(RESULTS.glob(f"[0-9]*/quality_{dataset}_supcon*.json")):
+        data = json.loads(path.read_text("utf-8"))
+        newest_per_weight[data["supcon_weight"]] = (f"{path.parent.name}/{path.stem}", data)
+    runs = [("plain", plain_name, load(plain_name))]
+    runs += [(f"W={w:g}", name, data) for w, (name, data) in sorted(newest_per_weight.items())]
+    return runs
+
+
+def render_supcon_sweep(anchor: dict[str, Any]) -> str:
+    """#21 item 6: ``quality.py --supcon-weight W`` for each W measured, beside the plain run of
+    the first sweep's day (same preset, seed and budget): per scorer, separation of out-of-scope
+    from in-scope test rows and the best out-of-scope recall that keeps 95 % in-scope accuracy;
+    then each run's served point."""
+    runs = supcon_runs(anchor)
+    labels = " / ".join(label for label, _, _ in runs)
 
     def point(r: dict[str, Any], which: int) -> dict[str, Any]:
         return r["operating_points"][which]["scores"]
 
     rows = []
-    for scorer in point(plain, 0)["oos_separation"]:
-        sep = [point(r, 0)["oos_separation"][scorer] for r in runs]
+    for scorer in point(runs[0][2], 0)["oos_separation"]:
+        sep = [point(r, 0)["oos_separation"][scorer] for _, _, r in runs]
         recall = [r["oos_curve"]["oos_recall_at_test_in_scope_accuracy"][scorer]["95"]
-                  for r in runs]  # fmt: skip
-        rows.append([scorer, *(f"{s['auroc']:.4f}" for s in sep),
-                     *(f"{s['fpr_at_95_tpr']:.3f}" for s in sep),
-                     *(f"{100 * x:.1f} %" for x in recall)])  # fmt: skip
-    cols = ["scorer", "AUROC plain", f"AUROC W={w}", "FPR95 plain", f"FPR95 W={w}"]
-    cols += ["oos recall @ 95 % in scope, plain", f"same, W={w}"]
+                  for _, _, r in runs]  # fmt: skip
+        rows.append([scorer, " / ".join(f"{s['auroc']:.4f}" for s in sep),
+                     " / ".join(f"{s['fpr_at_95_tpr']:.3f}" for s in sep),
+                     " / ".join(f"{100 * x:.1f} %" for x in recall)])  # fmt: skip
+    cols = ["scorer", f"AUROC ({labels})", f"FPR95 ({labels})"]
+    cols += [f"oos recall @ 95 % in scope ({labels})"]
     served = []
-    for label, r in zip(("plain", f"W={w}"), runs, strict=True):
+    for label, name, r in runs:
         on, off = point(r, 0), point(r, 1)
         served.append([label, r["calibration"]["oos_scorer"],
                        f"{100 * on['in_scope_accuracy']:.3f} %", f"{100 * on['oos_recall']:.1f} %",
                        f"{on['ece_all']:.4f}", f"{100 * off['in_scope_accuracy']:.3f} %",
                        f"{r['wall_s']['train'] / 60:.1f} min (OMP threads "
-                       f"{r['omp_num_threads'] or 'default'})"])  # fmt: skip
+                       f"{r['omp_num_threads'] or 'default'})", f"`{name}.json`"])  # fmt: skip
     scols = ["run", "served scorer", "in-scope acc. (rejection on)", "oos recall", "ECE all rows"]
-    scols += ["in-scope acc. (rejection off)", "train wall"]
+    scols += ["in-scope acc. (rejection off)", "train wall", "source"]
     return (md_table(cols, rows) + "\n\nThe served operating point (threshold from validation):\n\n"
             + md_table(scols, served))  # fmt: skip
 
@@ -375,7 +389,7 @@ RENDERERS = {
     "quality_clinc150": ("quality_clinc150", render_quality),
     "quality_banking77": ("quality_banking77", render_quality),
     "oos_without_oos": ("oos_without_oos", render_oos_without_oos),
-    "supcon_clinc150": ("quality_clinc150_supcon0.5", render_supcon_pair),
+    "supcon_clinc150": ("quality_clinc150_supcon0.5", render_supcon_sweep),
 }
 
 
