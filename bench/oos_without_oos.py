@@ -78,8 +78,11 @@ def register_domain(domain: str) -> str:
     return name
 
 
-def train_one(name: str, work: Path, reuse: bool) -> tuple[Path, Path, float | None]:
-    """Prepare + train ``name`` into ``work/name``; reuse a finished artifact with ``--reuse``."""
+def train_one(
+    name: str, work: Path, reuse: bool, epochs: float | None = None
+) -> tuple[Path, Path, float | None]:
+    """Prepare + train ``name`` into ``work/name``; reuse a finished artifact with ``--reuse``;
+    ``epochs`` replaces the demo's 2 (to see what a longer run changes, not the default)."""
     from intentkit.config import DataConfig
     from intentkit.data.prepare import prepare
     from intentkit.training.train import train
@@ -91,6 +94,8 @@ def train_one(name: str, work: Path, reuse: bool) -> tuple[Path, Path, float | N
     prepare(source, data, config=DataConfig(), force=True)
     started = time.perf_counter()
     extra = {"epochs": 1.0} if name == "banking77" else {}
+    if epochs is not None:
+        extra = {"epochs": epochs}
     train(data, model, force=True, **{**TRAIN, **extra})
     return data, model, time.perf_counter() - started
 
@@ -246,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
         "--append", action="store_true", help="add the datasets to an existing --out file"
     )
     parser.add_argument(
+        "--epochs", type=float, default=None, help="train this many epochs instead of the demo's"
+    )
+    parser.add_argument(
         "--int8", default="", help="datasets (already trained) whose int8 agreement to measure"
     )
     args = parser.parse_args(argv)
@@ -253,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "benchmark": "oos_without_oos",
         "commands": [],
-        "train": TRAIN,
+        "train": {**TRAIN, **({"epochs": args.epochs} if args.epochs is not None else {})},
         "rules": {k: v for k, v in RULES.items()},
         "host": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "datasets": {},
@@ -262,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads(args.out.read_text("utf-8"))
     results["commands"].append(command)
     for name in filter(None, args.datasets.split(",")):
-        data, model, wall = train_one(name, args.work, args.reuse)
+        data, model, wall = train_one(name, args.work, args.reuse, args.epochs)
         results["datasets"][name] = {"train_wall_s": wall, **measure(name, data, model)}
         write_json(args.out, results)  # after each dataset: a partial run is still usable
     for name in filter(None, args.int8.split(",")):
