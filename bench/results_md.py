@@ -198,9 +198,10 @@ def supcon_runs(anchor: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]
     dataset = anchor["dataset"]
     plain_name = f"{anchor['created'][:10]}/quality_{dataset}"
     newest_per_weight: dict[float, tuple[str, dict[str, Any]]] = {}
-    for path in sorted(RESULTS.glob(f"[0-9]*/quality_{dataset}_supcon*.json")):
-        data = json.loads(path.read_text("utf-8"))
-        newest_per_weight[data["supcon_weight"]] = (f"{path.parent.name}/{path.stem}", data)
+    for path in sorted(RESULTS.glob(f"[0-9]*/quality_{dataset}_supcon*.json")):  # oldest first
+        name = f"{path.parent.name}/{path.stem}"
+        data = load(name)
+        newest_per_weight[data["supcon_weight"]] = (name, data)
     runs = [("plain", plain_name, load(plain_name))]
     runs += [(f"W={w:g}", name, data) for w, (name, data) in sorted(newest_per_weight.items())]
     return runs
